@@ -1,0 +1,38 @@
+"""normcore: normalization layers written from the formulas, exact against torch.nn.
+
+>>> import torch, normcore
+>>> bn = normcore.BatchNorm2d(3)            # same signature, state_dict and outputs as nn.BatchNorm2d
+>>> y = bn(torch.randn(8, 3, 4, 4))
+>>> bn.last_stats.mean.shape                 # the statistics it normalized with
+torch.Size([3])
+"""
+
+from . import functional
+from .modules import (
+    BatchNorm1d,
+    BatchNorm2d,
+    BatchNorm3d,
+    GroupNorm,
+    InstanceNorm1d,
+    InstanceNorm2d,
+    InstanceNorm3d,
+    LayerNorm,
+)
+from .stats import (
+    NormStats,
+    ReductionAxes,
+    batch_mean_standard_error,
+    ema_half_life,
+    keras_momentum_from_torch,
+    reduction_axes,
+    statistic_ids,
+    torch_momentum_from_keras,
+)
+
+__all__ = [
+    "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d",
+    "InstanceNorm3d", "LayerNorm", "NormStats", "ReductionAxes", "batch_mean_standard_error",
+    "ema_half_life", "functional", "keras_momentum_from_torch", "reduction_axes", "statistic_ids",
+    "torch_momentum_from_keras",
+]
+__version__ = "0.1.0"

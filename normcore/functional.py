@@ -1,0 +1,253 @@
+"""Forward formulas, with the ``torch.nn.functional`` signatures.
+
+Every normalization here is the same three lines; they differ only in *which* values share
+a statistic (``dims``) and in the shape of the affine parameters:
+
+    μ, σ² = mean and biased variance over dims      (stats.shifted_moments)
+    x̂     = (x − μ) / sqrt(σ² + ε)
+    y     = γ · x̂ + β
+
+=============  =====================================  ===================  =================
+norm           statistic taken over                   stats shape          affine per
+=============  =====================================  ===================  =================
+batch_norm     N and spatial dims (all but C)         (C,)                 channel
+layer_norm     the last len(normalized_shape) dims    leading dims         element
+group_norm     C/G channels of a group and spatial    (N, G)               channel
+instance_norm  spatial dims                           (N, C)               channel
+=============  =====================================  ===================  =================
+
+``backward="closed_form"`` (default) runs the hand-derived gradient in ``backward.py``;
+``backward="autograd"`` lets torch differentiate these formulas itself.
+Pass ``return_stats=True`` to also get the :class:`~normcore.stats.NormStats` used.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from . import checks
+from .backward import NormalizeWithBatchStats, NormalizeWithFixedStats
+from .stats import NormStats, standardize
+
+
+def _per_channel(t: torch.Tensor | None, ndim: int) -> torch.Tensor | None:
+    """Reshape a (C,) tensor to (1, C, 1, ...) so it broadcasts against an ndim input."""
+    return None if t is None else t.view((1, -1) + (1,) * (ndim - 2))
+
+
+def _normalize(x, weight, bias, dims, eps, backward):
+    """y = γ x̂ + β with batch statistics over ``dims``; returns (y, mean, var) with keepdim."""
+    if checks.check_backward(backward) == "closed_form":
+        return NormalizeWithBatchStats.apply(x, weight, bias, dims, eps)
+    x_hat, mean, var, _ = standardize(x, dims, eps)
+    y = x_hat if weight is None else x_hat * weight
+    return (y if bias is None else y + bias), mean, var
+
+
+def _normalize_fixed(x, mean, var, weight, bias, eps, backward):
+    """y = γ (x − μ) / sqrt(σ² + ε) + β with given constants μ, σ² (eval mode)."""
+    if checks.check_backward(backward) == "closed_form":
+        return NormalizeWithFixedStats.apply(x, mean, var, weight, bias, eps)
+    y = (x - mean) * torch.rsqrt(var + eps)
+    y = y if weight is None else y * weight
+    return y if bias is None else y + bias
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    # Half-precision statistics are too coarse to be useful; compute them in float32.
+    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+
+
+def _update_running(running_mean, running_var, mean, var, momentum, count, unbiased):
+    """running = (1 − m) · running + m · batch   (PyTorch's convention; m weights the NEW value).
+
+    The running variance takes the *unbiased* batch variance σ² · n / (n − 1), as torch does,
+    unless ``unbiased=False`` (the d2l / textbook choice).
+    """
+    with torch.no_grad():
+        if running_mean is not None:
+            running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
+        if running_var is not None:
+            if unbiased:  # count > 1 always holds here: training rejects one value per statistic
+                var = var * (count / (count - 1))
+            running_var.mul_(1 - momentum).add_(var.to(running_var.dtype), alpha=momentum)
+
+
+def batch_norm(
+    input: torch.Tensor,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    weight: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+    *,
+    unbiased_running_var: bool = True,
+    backward: str = "closed_form",
+    return_stats: bool = False,
+):
+    """Batch normalization: one statistic per channel, over the batch and spatial dims.
+
+    In training the batch statistics normalize the input and update the running ones in
+    place; otherwise the running statistics are used (they must then be given).
+    """
+    checks.check_floating(input, "batch_norm")
+    checks.check_rank(input, (2, 3, 4, 5), "batch_norm", "(N, C, *spatial)")
+    eps = checks.check_eps(eps)
+    momentum = checks.check_momentum(momentum, allow_none=False)
+    channels = input.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
+        checks.check_affine_shape(t, (channels,), name, "batch_norm")
+    x = input.to(_compute_dtype(input))
+    w, b = _per_channel(weight, x.dim()), _per_channel(bias, x.dim())
+    dims = (0,) + tuple(range(2, x.dim()))  # every axis but C
+
+    if training:
+        checks.check_more_than_one_value(x)
+        y, mean, var = _normalize(x, w, b, dims, eps, backward)
+        mean, var = mean.reshape(channels), var.reshape(channels)
+        count = x.numel() // channels
+        _update_running(running_mean, running_var, mean, var, momentum, count, unbiased_running_var)
+        stats = NormStats(mean.detach(), var.detach(), "batch", count)
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError(
+                "batch_norm in eval mode needs running_mean and running_var. Pass training=True to "
+                "normalize with the batch statistics instead."
+            )
+        rm, rv = _per_channel(running_mean, x.dim()), _per_channel(running_var, x.dim())
+        y = _normalize_fixed(x, rm.to(x.dtype), rv.to(x.dtype), w, b, eps, backward)
+        stats = NormStats(running_mean.detach().clone(), running_var.detach().clone(), "running", x.numel() // channels)
+    y = y.to(input.dtype)
+    return (y, stats) if return_stats else y
+
+
+def instance_norm(
+    input: torch.Tensor,
+    running_mean: torch.Tensor | None = None,
+    running_var: torch.Tensor | None = None,
+    weight: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    use_input_stats: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+    *,
+    unbiased_running_var: bool = True,
+    backward: str = "closed_form",
+    return_stats: bool = False,
+):
+    """Instance normalization: one statistic per (sample, channel), over the spatial dims.
+
+    With running statistics given, each update uses the batch average of the per-instance
+    means and (unbiased) variances, exactly as torch does.
+    """
+    checks.check_floating(input, "instance_norm")
+    checks.check_rank(input, (3, 4, 5), "instance_norm", "(N, C, *spatial)")
+    eps = checks.check_eps(eps)
+    momentum = checks.check_momentum(momentum, allow_none=False)
+    n, channels = input.shape[:2]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
+        checks.check_affine_shape(t, (channels,), name, "instance_norm")
+    x = input.to(_compute_dtype(input))
+    w, b = _per_channel(weight, x.dim()), _per_channel(bias, x.dim())
+
+    if use_input_stats:
+        checks.check_more_than_one_spatial(x)
+        y, mean, var = _normalize(x, w, b, tuple(range(2, x.dim())), eps, backward)
+        mean, var = mean.reshape(n, channels), var.reshape(n, channels)
+        count = math.prod(x.shape[2:])
+        if running_mean is not None or running_var is not None:
+            unbiased = var * (count / (count - 1)) if unbiased_running_var else var
+            # The batch average of per-instance statistics is what enters the EMA.
+            _update_running(running_mean, running_var, mean.mean(0), unbiased.mean(0), momentum, count, False)
+        stats = NormStats(mean.detach(), var.detach(), "batch", count)
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError(
+                "instance_norm with use_input_stats=False needs running_mean and running_var."
+            )
+        rm, rv = _per_channel(running_mean, x.dim()), _per_channel(running_var, x.dim())
+        y = _normalize_fixed(x, rm.to(x.dtype), rv.to(x.dtype), w, b, eps, backward)
+        stats = NormStats(running_mean.detach().clone(), running_var.detach().clone(), "running", math.prod(x.shape[2:]))
+    y = y.to(input.dtype)
+    return (y, stats) if return_stats else y
+
+
+def layer_norm(
+    input: torch.Tensor,
+    normalized_shape,
+    weight: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    eps: float = 1e-5,
+    *,
+    backward: str = "closed_form",
+    return_stats: bool = False,
+):
+    """Layer normalization: one statistic per sample, over the last ``len(normalized_shape)`` dims.
+
+    The affine is per *element* (γ and β have shape ``normalized_shape``), not per channel.
+    No batch statistics are involved, so training and eval behave identically.
+    """
+    checks.check_floating(input, "layer_norm")
+    eps = checks.check_eps(eps)
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    k = len(shape)
+    if k == 0 or tuple(input.shape[input.dim() - k :]) != shape or input.dim() < k:
+        raise ValueError(
+            f"layer_norm normalizes over the trailing dims {list(shape)}, so the input must have shape "
+            f"[*, {', '.join(map(str, shape))}]; got {list(input.shape)}. Set normalized_shape to the "
+            "input's last dims, e.g. input.shape[1:]."
+        )
+    for name, t in (("weight", weight), ("bias", bias)):
+        checks.check_affine_shape(t, shape, name, "layer_norm")
+    x = input.to(_compute_dtype(input))
+    dims = tuple(range(x.dim() - k, x.dim()))
+    y, mean, var = _normalize(x, weight, bias, dims, eps, backward)
+    lead = tuple(input.shape[: input.dim() - k])
+    stats = NormStats(mean.detach().reshape(lead), var.detach().reshape(lead), "batch", math.prod(shape))
+    y = y.to(input.dtype)
+    return (y, stats) if return_stats else y
+
+
+def group_norm(
+    input: torch.Tensor,
+    num_groups: int,
+    weight: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    eps: float = 1e-5,
+    *,
+    backward: str = "closed_form",
+    return_stats: bool = False,
+):
+    """Group normalization: one statistic per (sample, group of C/G channels), over the group's
+    channels and all spatial positions. The affine is per channel.
+
+    ``num_groups=1`` is LayerNorm over (C, *spatial) with a per-channel affine;
+    ``num_groups=C`` is InstanceNorm.
+    """
+    checks.check_floating(input, "group_norm")
+    checks.check_rank(input, (2, 3, 4, 5), "group_norm", "(N, C, *spatial)")
+    eps = checks.check_eps(eps)
+    n, channels = input.shape[:2]
+    checks.check_groups(channels, int(num_groups))
+    for name, t in (("weight", weight), ("bias", bias)):
+        checks.check_affine_shape(t, (channels,), name, "group_norm")
+    # torch applies its batch-size check here even in eval mode (N · C/G · spatial must exceed 1).
+    checks.check_more_than_one_value(input.reshape(n * channels // num_groups, num_groups, -1), per="group")
+    x = input.to(_compute_dtype(input))
+    spatial = tuple(x.shape[2:])
+    # (N, C, *S) -> (N, G, C/G, *S): a statistic per (n, g), over C/G and S.
+    xg = x.reshape((n, num_groups, channels // num_groups) + spatial)
+    affine_shape = (1, num_groups, channels // num_groups) + (1,) * len(spatial)
+    w = None if weight is None else weight.view(affine_shape)
+    b = None if bias is None else bias.view(affine_shape)
+    y, mean, var = _normalize(xg, w, b, tuple(range(2, xg.dim())), eps, backward)
+    stats = NormStats(
+        mean.detach().reshape(n, num_groups), var.detach().reshape(n, num_groups), "batch",
+        (channels // num_groups) * math.prod(spatial),
+    )
+    y = y.reshape(input.shape).to(input.dtype)
+    return (y, stats) if return_stats else y
