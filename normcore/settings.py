@@ -1,0 +1,208 @@
+"""The shared lab settings: one definition of every shared control, its default and range.
+
+UI-free. The dashboard's widgets are generated from :data:`FIELDS`, experiments take a
+:class:`LabSettings`, and a view is shared by link through :func:`to_query` /
+:func:`from_query`. Defaults are torch's defaults where torch has one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+
+from . import limits
+from .stats import NORM_KINDS, NORM_LABELS, divisors, keras_momentum_from_torch
+
+# eps is chosen on a log scale: 1e-8, 3e-8, 1e-7, ..., 3e-1, 1.
+EPS_CHOICES = tuple(float(f"{m}e{k}") for k in range(-8, 0) for m in (1, 3)) + (1.0,)
+MOMENTUM_CONVENTIONS = ("pytorch", "keras")
+CONVENTION_LABELS = {
+    "pytorch": "PyTorch: running = (1 − m)·running + m·batch",
+    "keras": "Keras / d2l: running = m·running + (1 − m)·batch",
+}
+
+
+@dataclass(frozen=True)
+class LabSettings:
+    """Everything the shared sidebar controls. ``momentum`` is always stored in PyTorch's
+    convention (weight of the new batch); ``None`` means a cumulative average."""
+
+    norm: str = "batch"
+    batch_size: int = 32
+    channels: int = 4
+    spatial: int = 8  # H = W
+    momentum: float | None = 0.1
+    momentum_convention: str = "pytorch"  # how the momentum control is shown
+    eps: float = 1e-5
+    num_groups: int = 2
+    affine: bool = True
+    seed: int = 0
+    # Input distribution: channel c has mean mean_offset + channel_spread·z_c and std scale·s_c
+    mean_offset: float = 0.0
+    scale: float = 1.0
+    channel_spread: float = 0.0
+    outlier_fraction: float = 0.0
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        return (self.batch_size, self.channels, self.spatial, self.spatial)
+
+    @property
+    def num_elements(self) -> int:
+        return math.prod(self.input_shape)
+
+    @property
+    def norm_label(self) -> str:
+        return NORM_LABELS[self.norm]
+
+    def momentum_text(self) -> str:
+        """The momentum in both conventions, e.g. 'PyTorch 0.1 = Keras/d2l 0.9'."""
+        if self.momentum is None:
+            return "None: cumulative average (factor 1/num_batches_tracked)"
+        return f"PyTorch {self.momentum:g} = Keras/d2l {keras_momentum_from_torch(self.momentum):g}"
+
+
+@dataclass(frozen=True)
+class Field:
+    """One shared control: its range and how it is shown."""
+
+    name: str
+    label: str
+    help: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple | None = None
+
+
+FIELDS: dict[str, Field] = {
+    f.name: f
+    for f in (
+        Field("norm", "Normalization", "Which values share one mean and variance.", choices=NORM_KINDS),
+        Field("batch_size", "Batch size N", "Samples per batch.", 1, limits.MAX_BATCH_SIZE),
+        Field("channels", "Channels C", "Feature maps per sample.", 1, limits.MAX_CHANNELS),
+        Field("spatial", "Spatial size H = W", "Height and width of each feature map.", 1, limits.MAX_SPATIAL),
+        Field("momentum", "Momentum", "Weight of the EMA update (convention shown below).", 0.0, 1.0),
+        Field("momentum_convention", "Momentum convention", "Which framework's meaning of momentum.", choices=MOMENTUM_CONVENTIONS),
+        Field("eps", "eps", "Added to the variance inside the square root.", choices=EPS_CHOICES),
+        Field("num_groups", "Groups G (GroupNorm)", "GroupNorm splits the channels into G groups.", 1, limits.MAX_CHANNELS),
+        Field("affine", "Affine (γ, β)", "Learnable per-channel scale and shift after normalizing."),
+        Field("seed", "Seed", "Random seed for the input batches.", 0, 2**31 - 1),
+        Field("mean_offset", "Mean offset", "Mean of every channel.", -100.0, 100.0),
+        Field("scale", "Scale (std)", "Standard deviation of every channel.", 0.01, 100.0),
+        Field("channel_spread", "Channel-to-channel spread", "How much channel means and stds differ.", 0.0, 10.0),
+        Field("outlier_fraction", "Outlier fraction", "Share of values replaced by large outliers.", 0.0, 0.5),
+    )
+}
+
+DEFAULTS = LabSettings()
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something about a combination of settings the user should read. ``level`` is
+    ``"error"`` (the affected view cannot run) or ``"warning"`` (it runs, but read this)."""
+
+    level: str
+    message: str
+
+
+def problems(s: LabSettings, training: bool = True) -> list[Problem]:
+    """Every reason the current settings cannot run (or deserve a warning), in words."""
+    out: list[Problem] = []
+    if s.num_elements > limits.MAX_ELEMENTS:
+        out.append(Problem("error", (
+            f"N×C×H×W = {s.batch_size}×{s.channels}×{s.spatial}×{s.spatial} = {s.num_elements:,} values is over "
+            f"this demo's cap of {limits.MAX_ELEMENTS:,} per batch. Lower the batch size, channels or spatial size."
+        )))
+    if s.norm == "group" and s.channels % s.num_groups:
+        ok = ", ".join(str(d) for d in divisors(s.channels))
+        out.append(Problem("error", (
+            f"GroupNorm needs the channel count to be divisible by the number of groups: "
+            f"num_channels ({s.channels}) must be divisible by num_groups ({s.num_groups}). "
+            f"Valid group counts for {s.channels} channels: {ok}."
+        )))
+    values_per_channel = s.batch_size * s.spatial * s.spatial
+    if s.norm == "batch" and training and values_per_channel == 1:
+        out.append(Problem("error", (
+            "Expected more than 1 value per channel when training (this is torch's error). "
+            "With batch size 1 and a 1×1 map, each channel's batch mean is the value itself and its variance "
+            "is 0, so BatchNorm would output 0 for everything. Use batch size ≥ 2, a larger spatial size, "
+            "or a norm that does not depend on the batch (LayerNorm, GroupNorm)."
+        )))
+    elif s.norm == "batch" and training and s.batch_size == 1:
+        out.append(Problem("warning", (
+            "Batch size 1: BatchNorm's statistics now come from one sample's spatial positions only, "
+            "so it behaves like InstanceNorm in training but not in eval."
+        )))
+    if s.norm == "instance" and s.spatial == 1:
+        out.append(Problem("error", (
+            "Expected more than 1 spatial element when training (torch's error): InstanceNorm averages "
+            "over each sample's H×W positions, and a 1×1 map has only one. Increase the spatial size."
+        )))
+    if s.norm == "group" and s.channels % s.num_groups == 0 and s.batch_size * (s.channels // s.num_groups) * s.spatial**2 == 1:
+        out.append(Problem("error", "Expected more than 1 value per group (torch's error): increase the batch, spatial size or channels per group."))
+    return out
+
+
+def errors(s: LabSettings, training: bool = True) -> list[str]:
+    return [p.message for p in problems(s, training) if p.level == "error"]
+
+
+# ---------------------------------------------------------------------------------------
+# Sharing a view by link: settings <-> URL query parameters
+# ---------------------------------------------------------------------------------------
+
+
+def to_query(s: LabSettings) -> dict[str, str]:
+    """Only the settings that differ from the defaults, as strings (a short URL)."""
+    out = {}
+    for f in fields(LabSettings):
+        value, default = getattr(s, f.name), getattr(DEFAULTS, f.name)
+        if value != default:
+            out[f.name] = "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    return out
+
+
+def _parse(name: str, text: str):
+    field, default = FIELDS[name], getattr(DEFAULTS, name)
+    text = text.strip()
+    if name == "momentum" and text.lower() in ("none", "null", ""):
+        return None
+    if isinstance(default, bool):
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise ValueError("expected true or false")
+        return text.lower() in ("true", "1")
+    if field.choices is not None and isinstance(default, str):
+        if text not in field.choices:
+            raise ValueError(f"expected one of {', '.join(field.choices)}")
+        return text
+    value = int(text) if isinstance(default, int) else float(text)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("expected a finite number")
+    if field.choices is not None:  # eps: snap to the nearest offered value on the log scale
+        if value <= 0:
+            raise ValueError("eps must be > 0")
+        return min(field.choices, key=lambda c: abs(math.log10(c) - math.log10(value)))
+    if not field.low <= value <= field.high:
+        raise ValueError(f"expected a value from {field.low:g} to {field.high:g}")
+    return value
+
+
+def from_query(params: dict) -> tuple[LabSettings, list[str]]:
+    """Settings from URL parameters. Unknown names are ignored; a bad value falls back to
+    its default and yields a message saying which parameter was wrong and why."""
+    values, messages = {}, []
+    for name in FIELDS:
+        if name not in params:
+            continue
+        raw = params[name]
+        raw = raw[-1] if isinstance(raw, (list, tuple)) else raw
+        try:
+            values[name] = _parse(name, str(raw))
+        except ValueError as exc:
+            messages.append(f"Ignored URL parameter {name}={raw!r}: {exc}. Using the default {getattr(DEFAULTS, name)!r}.")
+    return replace(DEFAULTS, **values), messages
+
+
+def as_dict(s: LabSettings) -> dict:
+    return asdict(s)

@@ -1,0 +1,29 @@
+"""Overview: what the lab is, one picture per page, and a link to each."""
+
+import streamlit as st
+
+from pages.shared.navigation import PAGES
+
+st.title("🧪 normcore lab")
+st.markdown(
+    """
+An interactive lab for the normalization layers of deep learning. Every layer here is
+**normcore**, written from the formulas and checked against `torch.nn` to the last detail:
+outputs, running statistics, gradients and state_dict.
+
+* **BatchNorm** shares a mean and variance across the batch, per channel, and keeps running
+  estimates for evaluation. **LayerNorm**, **GroupNorm** and **InstanceNorm** use each sample
+  on its own, so they behave the same in training and evaluation.
+* The controls in the sidebar (norm type, batch size, momentum, eps, groups) are shared by
+  every page, and the URL carries them: copy it to share exactly what you see.
+"""
+)
+
+columns = st.columns(len(PAGES))
+for column, page in zip(columns, PAGES):
+    with column:
+        st.subheader(f"{page.icon} {page.title}")
+        if page.screenshot.exists():
+            st.image(str(page.screenshot), width="stretch")
+        st.write(page.blurb)
+        st.page_link(page.script, label=f"Open {page.title}", icon="➡️")

@@ -1,0 +1,1 @@
+"""Streamlit helpers shared by the router and every page: the page list and the shared controls."""

@@ -1,0 +1,138 @@
+"""The shared controls, defined once from ``normcore.settings.FIELDS``.
+
+The settings live in ``st.session_state`` (so they survive page switches, even on pages that
+show only some of the controls) and are mirrored to ``st.query_params`` so a copied URL
+opens the same view. On a session's first run they are read back from the URL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import streamlit as st
+
+from normcore import settings as S
+from normcore.stats import NORM_LABELS
+
+_STORE = "lab_settings"
+_URL_MESSAGES = "lab_url_messages"
+LAYER_CONTROLS = ("norm", "batch_size", "channels", "spatial", "momentum", "eps", "num_groups", "affine", "seed")
+DISTRIBUTION_CONTROLS = ("mean_offset", "scale", "channel_spread", "outlier_fraction")
+ALL_CONTROLS = LAYER_CONTROLS + DISTRIBUTION_CONTROLS
+
+
+def current() -> S.LabSettings:
+    """This session's settings; on its first run, the ones the URL describes."""
+    if _STORE not in st.session_state:
+        settings, messages = S.from_query(st.query_params.to_dict())
+        st.session_state[_STORE] = settings
+        st.session_state[_URL_MESSAGES] = messages
+    return st.session_state[_STORE]
+
+
+def update(**changes) -> None:
+    st.session_state[_STORE] = replace(current(), **changes)
+
+
+def reset() -> None:
+    st.session_state[_STORE] = S.DEFAULTS
+
+
+# -- widgets ---------------------------------------------------------------------------
+# Each widget's state is rewritten from the store before it is drawn and copied back in
+# its on_change callback, so the store is the one source of truth.
+
+
+def _key(name: str) -> str:
+    return f"control_{name}"
+
+
+def _commit(name: str, to_store=lambda v: v):
+    def callback():
+        update(**{name: to_store(st.session_state[_key(name)])})
+    return callback
+
+
+def _momentum_widgets(s: S.LabSettings) -> None:
+    st.session_state[_key("momentum_convention")] = s.momentum_convention
+    st.radio(
+        "Momentum convention", S.MOMENTUM_CONVENTIONS, key=_key("momentum_convention"),
+        format_func=lambda c: S.CONVENTION_LABELS[c], on_change=_commit("momentum_convention"),
+        help="PyTorch's momentum weights the new batch; Keras/TF and d2l's weights the old value.",
+    )
+    st.session_state[_key("momentum_none")] = s.momentum is None
+    st.checkbox(
+        "None: cumulative average", key=_key("momentum_none"),
+        on_change=lambda: update(momentum=None if st.session_state[_key("momentum_none")] else S.DEFAULTS.momentum),
+        help="momentum=None in PyTorch: the running statistics are the plain average of all batches so far.",
+    )
+    keras = s.momentum_convention == "keras"
+    if s.momentum is not None:
+        st.session_state[_key("momentum")] = round(1 - s.momentum if keras else s.momentum, 4)
+        st.slider(
+            f"Momentum ({'Keras/d2l' if keras else 'PyTorch'} convention)", 0.0, 1.0, step=0.01,
+            key=_key("momentum"), on_change=_commit("momentum", lambda v: round(1 - v if keras else v, 4)),
+            help=S.FIELDS["momentum"].help,
+        )
+    st.caption(f"Momentum: {s.momentum_text()}")
+
+
+def _widget(name: str, s: S.LabSettings) -> None:
+    f, key = S.FIELDS[name], _key(name)
+    if name == "momentum":
+        return _momentum_widgets(s)
+    st.session_state[key] = getattr(s, name)
+    common = dict(key=key, on_change=_commit(name), help=f.help)
+    if name == "norm":
+        st.selectbox(f.label, f.choices, format_func=NORM_LABELS.get, **common)
+    elif name == "eps":
+        st.select_slider(f.label, options=f.choices, format_func=lambda v: f"{v:.0e}", **common)
+    elif name == "affine":
+        st.toggle(f.label, **common)
+    elif name in ("seed", "scale", "mean_offset"):
+        step = 1 if name == "seed" else 0.1
+        st.number_input(f.label, min_value=type(step)(f.low), max_value=type(step)(f.high), step=step, **common)
+    elif isinstance(getattr(S.DEFAULTS, name), int):
+        st.slider(f.label, int(f.low), int(f.high), step=1, **common)
+    else:
+        st.slider(f.label, float(f.low), float(f.high), step=0.01 if f.high <= 1 else 0.1, **common)
+
+
+def sidebar(names=ALL_CONTROLS) -> S.LabSettings:
+    """Draw the shared controls a page uses in the sidebar and return the current settings."""
+    s = current()
+    with st.sidebar:
+        st.subheader("Shared controls")
+        for name in names:
+            if name in LAYER_CONTROLS:
+                _widget(name, s)
+        shown = [n for n in names if n in DISTRIBUTION_CONTROLS]
+        if shown:
+            with st.expander("Input distribution", expanded=False):
+                for name in shown:
+                    _widget(name, s)
+        st.button("Reset to defaults", on_click=reset, key="control_reset")
+    sync_url()
+    for message in st.session_state.pop(_URL_MESSAGES, []):
+        st.warning(message)
+    return current()
+
+
+def sync_url(extra: dict[str, str] | None = None) -> None:
+    """Mirror the shared settings (non-defaults only) and a page's ``extra`` params to the URL."""
+    wanted = S.to_query(current()) | (extra or {})
+    for name in S.FIELDS:
+        if name not in wanted and name in st.query_params:
+            del st.query_params[name]
+    for name, value in wanted.items():
+        if st.query_params.get(name) != value:
+            st.query_params[name] = value
+
+
+def show_problems(s: S.LabSettings, training: bool = True) -> bool:
+    """Render every problem with the settings as st.error / st.warning; True if any is an error."""
+    blocked = False
+    for p in S.problems(s, training):
+        (st.error if p.level == "error" else st.warning)(p.message)
+        blocked |= p.level == "error"
+    return blocked

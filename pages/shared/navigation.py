@@ -1,0 +1,42 @@
+"""The lab's pages, listed once: the router builds st.navigation from this, the overview its cards."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+
+
+@dataclass(frozen=True)
+class PageInfo:
+    script: str  # relative to the repository root
+    title: str
+    icon: str
+    url_path: str
+    blurb: str
+
+    @property
+    def screenshot(self) -> Path:
+        return SCREENSHOTS / f"{self.url_path}.png"
+
+
+OVERVIEW = PageInfo("pages/overview.py", "Overview", "🧪", "overview", "What the lab is and where to start.")
+PAGES = (
+    PageInfo(
+        "pages/live_statistics.py", "Live statistics", "📈", "live-statistics",
+        "Which values share one mean and variance, one batch before and after, and batch vs running "
+        "statistics streaming in as you change batch size, momentum, eps and groups.",
+    ),
+    PageInfo(
+        "pages/train_vs_eval.py", "Train vs eval", "⚖️", "train-vs-eval",
+        "Why outputs change after model.eval(): warm-up, batch size, non-i.i.d. batches, test-time "
+        "shift, PreciseBN, a forgotten .eval(), and frozen BN for fine-tuning.",
+    ),
+    PageInfo(
+        "pages/training.py", "Training comparison", "🏋️", "training",
+        "Train small MLPs and CNNs with each normalization side by side, live, and time them on every "
+        "device this machine has.",
+    ),
+)
