@@ -146,7 +146,8 @@ def torch_momentum_from_keras(keras_momentum: float) -> float:
     >>> round(torch_momentum_from_keras(0.9), 6)
     0.1
     """
-    return 1.0 - _check_unit_interval(keras_momentum, "keras_momentum")
+    # Rounded so that 0.99 converts to 0.01, not 0.010000000000000009.
+    return round(1.0 - _check_unit_interval(keras_momentum, "keras_momentum"), 12)
 
 
 def keras_momentum_from_torch(torch_momentum: float) -> float:
@@ -155,7 +156,7 @@ def keras_momentum_from_torch(torch_momentum: float) -> float:
     >>> round(keras_momentum_from_torch(0.1), 6)
     0.9
     """
-    return 1.0 - _check_unit_interval(torch_momentum, "torch_momentum")
+    return round(1.0 - _check_unit_interval(torch_momentum, "torch_momentum"), 12)
 
 
 def ema_half_life(torch_momentum: float | None) -> float:
