@@ -1,0 +1,324 @@
+"""A device-agnostic training loop with progress callbacks, a stop flag and divergence detection.
+
+>>> from normcore import datasets, models, training
+>>> data = datasets.load_digits_split(seed=0)
+>>> model = models.make_model("mlp", norm="batch", width=32, depth=2, seed=0)
+>>> result = training.train(model, data, training.TrainConfig(epochs=2, batch_size=32, lr=0.05))
+>>> result.status, round(result.final_test_accuracy, 2)  # doctest: +SKIP
+('finished', 0.95)
+
+What ``train`` guarantees:
+
+* **Same seed, same result** on the same device: batches are drawn from a CPU
+  ``torch.Generator`` seeded with ``config.seed`` (the model's init has its own seed in
+  :func:`normcore.models.make_model`); the global RNG is never used.
+* **The data moves to the device once**; each step only indexes it.
+* **A callback** every ``config.log_every`` steps and at the end of every epoch gets a
+  :class:`Progress`: mean loss and accuracy over the steps since the last call, wall time,
+  samples/s, and the 15th/50th/85th percentiles of one unit's pre-activation (the input of
+  the nonlinearity, Ioffe & Szegedy 2015 Fig. 1) over those steps' batches. Epoch-end calls
+  also carry the test (and train) accuracy in eval mode.
+* **A stop flag** (any ``() -> bool``, e.g. ``threading.Event().is_set``) is checked every
+  step; the result then holds everything up to that step with ``status == "stopped"``.
+* **Divergence**: a NaN or infinite loss stops the run with ``status == "diverged"``, the
+  exact step it first happened at and a message saying why. (Losses are checked in
+  windows of ``log_every`` steps so a GPU is synchronised once per window, not per step;
+  the first bad step is still found exactly.)
+
+Timing covers the training steps only (evaluation and the callback are excluded), with
+the device synchronised before each clock reading.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import pandas as pd
+import torch
+from torch import nn
+
+from . import devices
+from .datasets import Split
+from .models import Classifier
+
+OPTIMIZERS = ("sgd", "adam")
+OPTIMIZER_LABELS = {"sgd": "SGD with momentum 0.9", "adam": "Adam"}
+PERCENTILES = (0.15, 0.50, 0.85)
+EVAL_CHUNK = 1024  # samples per forward pass when evaluating
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train (not what or where: the model and the device are separate arguments)."""
+
+    epochs: int = 3
+    batch_size: int = 32
+    lr: float = 0.05
+    optimizer: str = "sgd"
+    sgd_momentum: float = 0.9
+    seed: int = 0
+    log_every: int = 10  # steps between progress callbacks
+    probe_layer: int = -1  # which hidden block's pre-activation to track (-1: the last)
+
+    def check(self, train_size: int) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"Unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}.")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"The learning rate must be a positive number, got {self.lr}.")
+        if self.epochs < 1 or self.log_every < 1:
+            raise ValueError(f"epochs and log_every must be ≥ 1, got {self.epochs} and {self.log_every}.")
+        if not 2 <= self.batch_size <= train_size:
+            raise ValueError(
+                f"The batch size must be from 2 to the training set's {train_size} samples, got {self.batch_size}."
+            )
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress report. ``loss``/``accuracy`` average the training batches since the last
+    report; ``test_accuracy`` etc. are set only on the report that ends an epoch."""
+
+    step: int
+    total_steps: int
+    epoch: float  # fractional: 1.5 = halfway through the second epoch
+    loss: float
+    accuracy: float
+    wall_s: float  # training time so far
+    samples_per_s: float
+    p15: float
+    p50: float
+    p85: float
+    train_accuracy: float | None = None
+    test_loss: float | None = None
+    test_accuracy: float | None = None
+
+    @property
+    def fraction(self) -> float:
+        return self.step / self.total_steps if self.total_steps else 1.0
+
+
+@dataclass
+class TrainResult:
+    """What a run produced. ``history`` has one row per :class:`Progress` (same columns)."""
+
+    history: pd.DataFrame
+    status: str  # "finished", "stopped" or "diverged"
+    message: str  # why it ended early, in words ("" when it finished)
+    steps: int
+    steps_per_epoch: int
+    device: str
+    threads: int
+    train_time_s: float
+    diverged_at_step: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def epochs(self) -> pd.DataFrame:
+        """The rows that end an epoch (they carry the eval-mode accuracies)."""
+        return self.history.dropna(subset=["test_accuracy"]).reset_index(drop=True)
+
+    @property
+    def samples_per_s(self) -> float:
+        return float(self.history["samples_per_s"].iloc[-1]) if len(self.history) else float("nan")
+
+    @property
+    def time_per_epoch_s(self) -> float:
+        return self.train_time_s * self.steps_per_epoch / self.steps if self.steps else float("nan")
+
+    def _last(self, column: str) -> float:
+        values = self.epochs[column] if column in self.history else pd.Series(dtype=float)
+        return float(values.iloc[-1]) if len(values) else float("nan")
+
+    @property
+    def final_train_accuracy(self) -> float:
+        return self._last("train_accuracy")
+
+    @property
+    def final_test_accuracy(self) -> float:
+        return self._last("test_accuracy")
+
+    @property
+    def diverged(self) -> bool:
+        return self.status == "diverged"
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr)
+    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.sgd_momentum)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """(mean loss, accuracy) of ``model`` in eval mode; the model's mode is restored after."""
+    was_training = model.training
+    model.eval()
+    loss_sum, correct = torch.zeros((), device=x.device), torch.zeros((), device=x.device)
+    try:
+        for start in range(0, len(x), EVAL_CHUNK):
+            logits = model(x[start:start + EVAL_CHUNK])
+            target = y[start:start + EVAL_CHUNK]
+            loss_sum += nn.functional.cross_entropy(logits, target, reduction="sum")
+            correct += (logits.argmax(1) == target).sum()
+    finally:
+        model.train(was_training)
+    return float(loss_sum) / len(x), float(correct) / len(x)
+
+
+class _PreActivationProbe:
+    """Collects unit/channel 0 of one block's pre-activation from every training batch."""
+
+    def __init__(self, model: Classifier, layer: int):
+        self.values: list[torch.Tensor] = []
+        self.hook = model.activations[layer].register_forward_hook(self._record)
+
+    def _record(self, _module, inputs, _output) -> None:
+        pre = inputs[0]
+        self.values.append(pre[:, 0].detach().reshape(-1))  # unit 0 (MLP) or channel 0 (CNN), all positions
+
+    def percentiles(self) -> tuple[float, float, float]:
+        if not self.values:
+            return (math.nan,) * 3
+        window = torch.cat(self.values).float()
+        self.values.clear()
+        q = torch.quantile(window, torch.tensor(PERCENTILES, device=window.device)).tolist()
+        return tuple(q)
+
+    def remove(self) -> None:
+        self.hook.remove()
+
+
+def batch_order(train_size: int, batch_size: int, epochs: int, seed: int) -> torch.Tensor:
+    """Sample indices for every step, shape (epochs × steps_per_epoch, batch_size).
+
+    A fresh permutation per epoch from a seeded CPU generator; the last incomplete batch is
+    dropped (a BatchNorm batch of one sample is an error in training)."""
+    g = torch.Generator().manual_seed(int(seed))
+    per_epoch = train_size // batch_size
+    orders = [torch.randperm(train_size, generator=g)[: per_epoch * batch_size].view(per_epoch, batch_size) for _ in range(epochs)]
+    return torch.cat(orders)
+
+
+def train(
+    model: Classifier,
+    data: Split,
+    config: TrainConfig = TrainConfig(),
+    *,
+    device: str | torch.device = "cpu",
+    threads: int | None = None,
+    callback: Callable[[Progress], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``data`` with ``config`` on ``device`` (``threads``: CPU threads, None = all).
+
+    Returns a :class:`TrainResult`; see the module docstring for what is reported when.
+    An exception raised by ``callback`` (e.g. Streamlit interrupting the script) propagates
+    after the probe hook is removed, so a caller can keep what the callback already saw.
+    """
+    config.check(len(data.x_train))
+    with devices.placed(devices.Target(str(torch.device(device)), threads)) as dev:
+        return _train_on(model, data, config, dev, callback, stop)
+
+
+def _train_on(model, data, config, dev, callback, stop) -> TrainResult:
+    data = data.to(dev)  # once
+    model.to(dev).train()
+    optimizer = make_optimizer(model, config)
+    order = batch_order(len(data.x_train), config.batch_size, config.epochs, config.seed).to(dev)
+    per_epoch = order.shape[0] // config.epochs
+    total = order.shape[0]
+    losses = torch.zeros(total, device=dev)  # filled on the device, read once per window
+    correct = torch.zeros(total, device=dev)
+    probe = _PreActivationProbe(model, config.probe_layer)
+    rows: list[dict] = []
+    status, message, bad_step = "finished", "", None
+    train_time, window_start, step = 0.0, 0, 0
+
+    def report(end_of_epoch: bool) -> None:
+        window = slice(window_start, step)
+        n = step - window_start
+        p15, p50, p85 = probe.percentiles()
+        progress = Progress(
+            step=step, total_steps=total, epoch=step / per_epoch,
+            loss=float(losses[window].mean()) if n else math.nan,
+            accuracy=float(correct[window].sum()) / (n * config.batch_size) if n else math.nan,
+            wall_s=train_time, samples_per_s=step * config.batch_size / train_time if train_time > 0 else math.nan,
+            p15=p15, p50=p50, p85=p85,
+        )
+        if end_of_epoch:
+            _, train_acc = evaluate(model, data.x_train, data.y_train)
+            test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
+            progress = Progress(**(asdict(progress) | dict(train_accuracy=train_acc, test_loss=test_loss, test_accuracy=test_acc)))
+        rows.append(asdict(progress))
+        if callback is not None:
+            callback(progress)
+
+    try:
+        devices.synchronize(dev)
+        clock = time.perf_counter()
+        while step < total:
+            if stop is not None and stop():
+                status, message = "stopped", f"Stopped by the user at step {step} of {total}."
+                break
+            idx = order[step]
+            logits = model(data.x_train[idx])
+            loss = nn.functional.cross_entropy(logits, data.y_train[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses[step] = loss.detach()
+            correct[step] = (logits.detach().argmax(1) == data.y_train[idx]).sum()
+            step += 1
+            end_of_epoch = step % per_epoch == 0
+            if step % config.log_every and not end_of_epoch:
+                continue
+            devices.synchronize(dev)
+            train_time += time.perf_counter() - clock
+            bad_step = _first_nonfinite(losses, window_start, step)
+            if bad_step is not None:
+                step = bad_step + 1  # report up to and including the step that blew up
+                status = "diverged"
+                message = _divergence_message(bad_step, per_epoch, float(losses[bad_step]), config, model)
+                probe.values.clear()  # later batches' values came from the broken weights
+                report(end_of_epoch=False)
+                break
+            report(end_of_epoch)
+            window_start = step
+            devices.synchronize(dev)
+            clock = time.perf_counter()
+        if status == "stopped" and step > window_start:
+            devices.synchronize(dev)
+            train_time += time.perf_counter() - clock
+            report(end_of_epoch=False)
+    finally:
+        probe.remove()
+    return TrainResult(
+        history=pd.DataFrame(rows, columns=[f.name for f in Progress.__dataclass_fields__.values()]),
+        status=status, message=message, steps=step, steps_per_epoch=per_epoch, device=str(dev),
+        threads=torch.get_num_threads(), train_time_s=train_time, diverged_at_step=bad_step,
+    )
+
+
+def _first_nonfinite(losses: torch.Tensor, start: int, stop: int) -> int | None:
+    bad = (~torch.isfinite(losses[start:stop])).nonzero()
+    return start + int(bad[0]) if len(bad) else None
+
+
+def _divergence_message(bad_step: int, per_epoch: int, value: float, config: TrainConfig, model: Classifier) -> str:
+    what = "NaN (not a number)" if math.isnan(value) else f"{value} (infinite)"
+    norm = getattr(model, "norm", "?")
+    hint = " Without normalization the usable learning rate is usually smaller." if norm == "none" else ""
+    return (
+        f"Diverged at step {bad_step + 1} (epoch {bad_step // per_epoch + 1}): the training loss became {what}, "
+        f"so the weights overflowed and training was stopped. The learning rate {config.lr:g} "
+        f"({OPTIMIZER_LABELS[config.optimizer]}) is too large for this model; lower it.{hint}"
+    )
+
+
+__all__ = [
+    "OPTIMIZERS", "OPTIMIZER_LABELS", "PERCENTILES", "Progress", "TrainConfig", "TrainResult", "batch_order",
+    "evaluate", "make_optimizer", "train",
+]
