@@ -11,6 +11,7 @@ MAX_CHANNELS = 64
 MAX_SPATIAL = 32  # H = W
 MAX_ELEMENTS = 1 << 21  # N·C·H·W per batch (2,097,152 float32 values = 8 MiB)
 MAX_STREAM_STEPS = 2000  # steps kept in a live stream's history
+MAX_TRAIN_EVAL_VALUES = 30_000_000  # values one train-vs-eval scenario pushes through its layers
 
 # Training comparisons: bound the total work of one run.
 MAX_EPOCHS = 30

@@ -1,0 +1,147 @@
+"""Charts for the train-vs-eval scenarios: a ScenarioResult's tidy frames in, Altair charts out.
+
+Each builder returns rows of charts (a page puts one row in columns), so every chart can
+stretch to its column's width. :data:`CHARTS` maps a scenario key to its builder.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+from ..experiments.train_eval import ScenarioResult
+
+Rows = list[list[alt.Chart]]
+HEIGHT = 300
+GAP_TITLE = "train/eval gap: mean |y_train − y_eval|"
+
+
+def warmup_chart(r: ScenarioResult) -> Rows:
+    gap, markers, floor = r.frames["gap"], r.frames["markers"].dropna(subset=["step"]), r.frames["floor"]
+    color = alt.Color("variant:N", title="momentum", legend=alt.Legend(orient="bottom", columns=2, labelLimit=400))
+    lines = alt.Chart(gap).mark_line().encode(
+        x=alt.X("step:Q", title="warm-up steps"),
+        y=alt.Y("train_eval_gap:Q", title=GAP_TITLE, scale=alt.Scale(type="log")),
+        color=color, tooltip=["step", "variant", alt.Tooltip("train_eval_gap:Q", format=".4g")],
+    )
+    floor_rule = alt.Chart(floor).mark_rule(strokeDash=[6, 4], color="gray").encode(y="floor:Q", tooltip=[alt.Tooltip("floor:Q", format=".4g")])
+    threshold = alt.Chart(floor).mark_rule(strokeDash=[2, 2], color="gray").encode(y="threshold:Q")
+    points = alt.Chart(markers).mark_point(size=120, filled=True, shape="diamond").encode(
+        x="step:Q", y="train_eval_gap:Q", color=alt.Color("variant:N", legend=None),
+        tooltip=["variant", alt.Tooltip("step:Q", title="within 1% at step"), alt.Tooltip("closed_form_step:Q", title="(1 − m)^k < 1% at k")],
+    )
+    top = (lines + floor_rule + threshold + points).properties(
+        height=HEIGHT, title="Gap vs warm-up (◆ = within 1% of the floor; dashed = floor, dotted = floor + 0.01)"
+    )
+    channels = r.frames["channels"]
+    per_channel = [
+        alt.Chart(channels).mark_line().encode(
+            x=alt.X("step:Q", title="warm-up steps"), y=alt.Y(f"{col}:Q", title=title),
+            color=alt.Color("channel:N", title="channel"), tooltip=["step", "channel", alt.Tooltip(f"{col}:Q", format=".4g")],
+        ).properties(height=220, title=f"{title}, per channel (your momentum)")
+        for col, title in (("mean_gap", "running mean − probe mean"), ("var_gap", "running var − probe var"))
+    ]
+    return [[top], per_channel]
+
+
+def batch_size_chart(r: ScenarioResult) -> Rows:
+    sizes, chosen = r.frames["sizes"], r.frames["chosen"]
+    x = alt.X("batch_size:Q", title="batch size N", scale=alt.Scale(type="log", base=2))
+    rule = alt.Chart(chosen).mark_rule(color="gray", strokeDash=[4, 4]).encode(x="batch_size:Q")
+    charts = []
+    for col, title in (("train_eval_gap", GAP_TITLE), ("train_noise", "train-mode noise of one sample's output")):
+        base = alt.Chart(sizes).mark_line(point=True).encode(
+            x=x, y=alt.Y(f"{col}:Q", title=title), color=alt.Color("norm:N", legend=alt.Legend(orient="bottom")),
+            tooltip=["norm", "batch_size", alt.Tooltip(f"{col}:Q", format=".4g")],
+        )
+        layers = base + rule
+        if col == "train_noise":
+            closed = sizes.dropna(subset=["noise_closed_form"])
+            layers += alt.Chart(closed).mark_line(strokeDash=[6, 3], color="black").encode(
+                x=x, y="noise_closed_form:Q", tooltip=[alt.Tooltip("noise_closed_form:Q", title="√(1.5 (N−1) / (N² H W))", format=".4g")],
+            )
+        charts.append(layers.properties(height=HEIGHT, title=title + (" (dashed: Gaussian closed form)" if col == "train_noise" else "")))
+    return [charts]
+
+
+def norms_chart(r: ScenarioResult) -> Rows:
+    frame = r.frames["norms"].copy()
+    frame["label"] = [
+        "cannot run" if pd.isna(g) else ("0 (exactly)" if eq else f"{g:.3g}")
+        for g, eq in zip(frame.train_eval_gap, frame.exactly_equal)
+    ]
+    frame["gap"] = frame.train_eval_gap.fillna(0.0)
+    y = alt.Y("norm:N", title=None, sort=None, axis=alt.Axis(labelLimit=320))
+    bars = alt.Chart(frame).mark_bar().encode(
+        x=alt.X("gap:Q", title=GAP_TITLE), y=y,
+        color=alt.Color("running_stats:N", title="keeps running statistics", legend=alt.Legend(orient="bottom")),
+        tooltip=["norm", alt.Tooltip("train_eval_gap:Q", format=".4g"), alt.Tooltip("max_abs_gap:Q", format=".4g"), "exactly_equal"],
+    )
+    text = alt.Chart(frame).mark_text(align="left", dx=4).encode(x="gap:Q", y=y, text="label:N")
+    return [[(bars + text).properties(height=HEIGHT, title="Same probe, both modes")]]
+
+
+def non_iid_chart(r: ScenarioResult) -> Rows:
+    steps, truth = r.frames["steps"], r.frames["truth"]
+    color = alt.Color("order:N", title="loader", legend=alt.Legend(orient="bottom"))
+    x = alt.X("step:Q", title="training step")
+    batch = alt.Chart(steps).mark_circle(size=14, opacity=0.35).encode(x=x, y="batch_mean:Q", color=color)
+    running = alt.Chart(steps).mark_line().encode(
+        x=x, y=alt.Y("running_mean:Q", title="channel 0 mean"), color=color,
+        tooltip=["step", "order", alt.Tooltip("running_mean:Q", format=".3g"), alt.Tooltip("batch_mean:Q", format=".3g")],
+    )
+    true_mean = alt.Chart(truth).mark_rule(color="black", strokeDash=[6, 4]).encode(y="mean:Q")
+    error = alt.Chart(steps).mark_line().encode(
+        x=x, y=alt.Y("eval_error:Q", title="mean |y_eval − y_true|"), color=color,
+        tooltip=["step", "order", alt.Tooltip("eval_error:Q", format=".3g")],
+    )
+    return [[
+        (batch + running + true_mean).properties(height=HEIGHT, title="Running mean (line), batch means (dots), true mean (dashed)"),
+        error.properties(height=HEIGHT, title="Eval-mode error on a shuffled test batch"),
+    ]]
+
+
+def shift_chart(r: ScenarioResult) -> Rows:
+    shifts, chosen = r.frames["shifts"], r.frames["chosen"]
+    rule = alt.Chart(chosen).mark_rule(color="gray", strokeDash=[4, 4]).encode(x="shift:Q")
+    charts = []
+    for col, title in (("error_if_nuisance", "Error if the shift is a nuisance (remove it)"),
+                       ("error_if_signal", "Error if the shift is real signal (keep it)")):
+        line = alt.Chart(shifts).mark_line(point=True).encode(
+            x=alt.X("shift:Q", title="test shift (σ of the training data)"), y=alt.Y(f"{col}:Q", title="mean |y − target|"),
+            color=alt.Color("mode:N", legend=alt.Legend(orient="bottom", labelLimit=300)),
+            tooltip=["shift", "mode", alt.Tooltip(f"{col}:Q", format=".3g"), alt.Tooltip("output_mean:Q", format=".3g")],
+        )
+        charts.append((line + rule).properties(height=HEIGHT, title=title))
+    return [charts]
+
+
+def precise_bn_chart(r: ScenarioResult) -> Rows:
+    frame = r.frames["precise"]
+    x = alt.X("samples:Q", title="PreciseBN samples (K batches × N)", scale=alt.Scale(type="log"))
+    line = alt.Chart(frame).mark_line(point=True).encode(
+        x=x, y=alt.Y("precise_error:Q", title="eval-mode error: mean |y_eval − y_true|", scale=alt.Scale(type="log")),
+        color=alt.value("#4c78a8"), tooltip=["batches", "samples", alt.Tooltip("precise_error:Q", format=".3g")],
+    )
+    ema = alt.Chart(frame.head(1)).mark_rule(color="#e45756", strokeDash=[6, 4]).encode(
+        y="ema_error:Q", tooltip=[alt.Tooltip("ema_error:Q", title="EMA error", format=".3g")],
+    )
+    label = alt.Chart(frame.head(1)).mark_text(align="left", dy=-8, color="#e45756").encode(
+        x=alt.value(4), y="ema_error:Q", text=alt.value("EMA (running statistics after training)"),
+    )
+    return [[(line + ema + label).properties(height=HEIGHT, title="PreciseBN (blue) vs the EMA (red)")]]
+
+
+CHARTS = {
+    "warmup": warmup_chart,
+    "batch_size": batch_size_chart,
+    "norms": norms_chart,
+    "non_iid": non_iid_chart,
+    "shift": shift_chart,
+    "precise_bn": precise_bn_chart,
+}
+
+
+def charts_for(key: str, result: ScenarioResult) -> Rows:
+    """The chart rows for a scenario's result (none when it could not run)."""
+    return CHARTS[key](result) if result.frames else []

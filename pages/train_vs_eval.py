@@ -1,0 +1,74 @@
+"""Train vs eval: where a normalization layer's two modes part ways, and how to close the gap.
+
+A thin loop over ``normcore.experiments.train_eval.SCENARIOS``: each tab draws its own
+controls, runs its experiment (cached per setting; only the open tab runs) and renders the
+headline, the messages and the charts that come back.
+"""
+
+import streamlit as st
+
+from normcore.experiments import train_eval as te
+from normcore.settings import LabSettings, as_dict
+from normcore.viz.train_eval import charts_for
+from pages.shared import controls
+
+SHOW = {"error": st.error, "warning": st.warning, "info": st.info}
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def prepared(key: str, config: dict):
+    """A scenario's expensive, reusable part (the trained digits model), once per setting."""
+    return te.scenario(key).prepare(config)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def result(key: str, settings: dict, params: dict, _resource=None) -> te.ScenarioResult:
+    # _resource is not hashed: it is fully determined by (key, settings).
+    return te.run_scenario(key, LabSettings(**settings), params, _resource)
+
+
+def scenario_params(sc: te.Scenario) -> dict:
+    columns = st.columns(max(len(sc.params), 1))
+    values = {}
+    for column, p in zip(columns, sc.params):
+        cast = int if isinstance(p.default, int) else float
+        values[p.name] = column.slider(
+            p.label, cast(p.low), cast(p.high), cast(p.default), cast(p.step), key=f"{sc.key}.{p.name}", help=p.help or None
+        )
+    return values
+
+
+def render(sc: te.Scenario, s: LabSettings) -> None:
+    st.markdown(sc.explanation)
+    params = scenario_params(sc)
+    resource = None
+    if sc.prepare is not None:
+        with st.spinner(sc.prepare_message, show_time=True):
+            resource = prepared(sc.key, sc.prepare_config(s))
+    with st.spinner("Running the experiment…", show_time=True):
+        r = result(sc.key, as_dict(s), params, resource)
+    if r.headline is not None:
+        st.metric(r.headline.label, r.headline.value, help=r.headline.help or None)
+    for m in r.messages:
+        SHOW[m.level](m.message)
+    for row in charts_for(sc.key, r):
+        for column, chart in zip(st.columns(len(row)), row):
+            column.altair_chart(chart, width="stretch")
+    if r.table is not None:
+        st.caption(r.table_caption)
+        st.dataframe(r.table, hide_index=True, width="stretch")
+
+
+s = controls.sidebar(controls.ALL_CONTROLS)
+st.title("⚖️ Train vs eval")
+st.markdown(
+    "In **training** mode BatchNorm normalizes with the statistics of the batch in front of it; after "
+    "`model.eval()`, with its **running statistics**, an average of past batches. Each tab shows one way "
+    "the two part ways, and how to close the gap. The sidebar's controls apply to every tab; "
+    f"momentum now: **{s.momentum_text()}**."
+)
+tabs = st.tabs([f"{sc.icon} {sc.title}" for sc in te.SCENARIOS], key="scenario", on_change="rerun", bind="query-params")
+for tab, sc in zip(tabs, te.SCENARIOS):
+    with tab:
+        if tab.open:  # only the open tab runs its experiment
+            render(sc, s)
