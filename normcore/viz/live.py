@@ -1,0 +1,117 @@
+"""Charts for the Live statistics page: tidy frames from ``normcore.experiments.live`` in,
+Altair charts out. Colours mean the same thing everywhere on the page:
+
+* before normalizing: grey; after: blue (histograms, and the measured eps points);
+* a unit (channel or group) keeps its colour on every stream chart;
+* series: the noisy batch statistic is thin and faint, the running estimate thick, the true
+  population value dashed.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+from normcore.experiments.live import Diagram
+
+BEFORE, AFTER = "#9a9a9a", "#1f77b4"
+STAGE_SCALE = alt.Scale(domain=["before", "after"], range=[BEFORE, AFTER])
+SERIES = ["batch", "running", "true"]
+SERIES_LABELS = {"batch": "batch (noisy)", "running": "running (EMA)", "true": "true population"}
+# Tableau's 10 colours, then their light partners: neighbouring statistics get distinct hues.
+STATISTIC_COLOURS = [
+    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac",
+    "#a0cbe8", "#ffbe7d", "#ff9d9a", "#86bcb6", "#8cd17d", "#f1ce63", "#d4a6c8", "#fabfd2", "#d7b5a6", "#79706e",
+]
+
+
+def statistic_diagram(diagram: Diagram, title: str) -> alt.FacetChart:
+    """One panel per sample: channels down, positions across, each cell coloured (and
+    numbered) by the statistic it shares. BN paints rows alike in every panel, LN a whole
+    panel in one colour, IN every row of every panel differently, GN bands of rows."""
+    frame = diagram.frame.assign(label=lambda f: "μ" + f["statistic"].astype(str))
+    _, channels, positions = diagram.shown
+    base = alt.Chart(frame).encode(
+        x=alt.X("position:O", title="position (H·W, flattened)", axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("channel:O", title="channel"),
+    )
+    cells = base.mark_rect(stroke="white", strokeWidth=2).encode(
+        color=alt.Color("statistic:N", legend=None, scale=alt.Scale(range=STATISTIC_COLOURS)),
+        tooltip=[
+            "sample", "channel", "position",
+            alt.Tooltip("statistic", title="statistic #"),
+            alt.Tooltip("shares", title="values sharing it (whole batch)"),
+        ],
+    )
+    text = base.mark_text(fontSize=11, color="white", fontWeight="bold").encode(text="label:N")
+    return (
+        alt.layer(cells, text)
+        .properties(width=34 * positions, height=26 * channels)
+        .facet(column=alt.Column("sample:O", title=None, header=alt.Header(labelExpr="'sample ' + datum.value", labelFontSize=13)))
+        .properties(title=title)
+    )
+
+
+def histograms(frame: pd.DataFrame, title: str) -> alt.FacetChart:
+    """Before (grey, top) and after (blue, bottom) per unit; each panel has its own x range,
+    so a narrow input and its standardized output are both readable."""
+    units = list(dict.fromkeys(frame["unit"]))
+    bars = alt.Chart(frame).mark_bar(binSpacing=0).encode(
+        x=alt.X("bin_start:Q", title="value", axis=alt.Axis(tickCount=4, format="~g")),
+        x2="bin_end:Q",
+        y=alt.Y("count:Q", title="count", axis=alt.Axis(tickCount=3)),
+        y2=alt.datum(0),  # bars from zero: with x/x2 ranges Vega-Lite would not stack them itself
+        color=alt.Color("stage:N", scale=STAGE_SCALE, legend=alt.Legend(title=None, orient="top")),
+        tooltip=["unit", "stage", alt.Tooltip("bin_start", format=".4g"), alt.Tooltip("bin_end", format=".4g"), "count"],
+    ).properties(width=150, height=90)
+    return (
+        bars.facet(
+            row=alt.Row("stage:N", sort=["before", "after"], title=None),
+            column=alt.Column("unit:N", sort=units, title=None, header=alt.Header(labelFontSize=12)),
+        )
+        .resolve_scale(x="independent", y="independent")
+        .properties(title=title)
+    )
+
+
+def eps_chart(curve: pd.DataFrame, current_eps: float) -> alt.LayerChart:
+    """Channel 0's output spread against eps (log-log): the theory (dashed black line), the
+    measured values (blue points, the "after" colour) and a red rule at the eps in use."""
+    x = alt.X("eps:Q", scale=alt.Scale(type="log"), title="eps (log scale)", axis=alt.Axis(format="~e"))
+    low = max(float(curve[["measured", "theory"]].min().min()), 1e-6)
+    y = alt.Y(
+        "spread:Q", title="output std, channel 0", scale=alt.Scale(type="log", domain=[low / 1.5, 1.5]),
+        axis=alt.Axis(format="~g", values=[1e-4, 1e-3, 1e-2, 0.03, 0.1, 0.3, 1]),
+    )
+    long = curve.melt(id_vars="eps", value_vars=["measured", "theory"], var_name="source", value_name="spread")
+    colour = alt.Color("source:N", scale=alt.Scale(domain=["measured", "theory"], range=[AFTER, "black"]),
+                       legend=alt.Legend(title=None, orient="top"))
+    theory = alt.Chart(long[long.source == "theory"]).mark_line(strokeDash=[6, 4]).encode(x, y, colour)
+    measured = alt.Chart(long[long.source == "measured"]).mark_point(filled=True, size=60, opacity=1).encode(
+        x, y, colour, tooltip=[alt.Tooltip("eps", format=".0e"), alt.Tooltip("spread", format=".4g", title="measured std")],
+    )
+    rule = alt.Chart(pd.DataFrame({"eps": [current_eps], "label": [f"eps in use: {current_eps:.0e}"]}))
+    rule = rule.mark_rule(color="#d62728", strokeWidth=2).encode(x, tooltip=["label"])
+    return alt.layer(theory, measured, rule).properties(height=230)
+
+
+def stream_chart(series: pd.DataFrame, statistic: str, title: str) -> alt.Chart:
+    """One statistic over the steps: per unit (colour) the batch value (thin, faint), the
+    running estimate (thick) and the truth (dashed)."""
+    frame = series.assign(series=series["series"].map(SERIES_LABELS))
+    labels = [SERIES_LABELS[s] for s in SERIES]
+    return (
+        alt.Chart(frame)
+        .mark_line(interpolate="linear", clip=True)
+        .encode(
+            x=alt.X("step:Q", title="step (batches seen)", axis=alt.Axis(format="d", tickMinStep=1)),
+            y=alt.Y("value:Q", title="variance" if statistic == "var" else "mean", scale=alt.Scale(zero=False)),
+            color=alt.Color("unit:N", sort=list(dict.fromkeys(frame["unit"])), scale=alt.Scale(scheme="tableau10"), title=None),
+            strokeDash=alt.StrokeDash("series:N", scale=alt.Scale(domain=labels, range=[[1, 0], [1, 0], [6, 4]]), title=None),
+            # Same field and title on the three channels: Vega-Lite merges them into one legend.
+            strokeWidth=alt.StrokeWidth("series:N", scale=alt.Scale(domain=labels, range=[1, 3, 1.5]), title=None),
+            opacity=alt.Opacity("series:N", scale=alt.Scale(domain=labels, range=[0.45, 1, 0.9]), title=None),
+            tooltip=["step", "unit", "series", alt.Tooltip("value", format=".5g")],
+        )
+        .properties(title=title, height=260)
+    )
