@@ -16,9 +16,14 @@ SHOW = {"error": st.error, "warning": st.warning, "info": st.info}
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def prepared(key: str, config: dict):
-    """A scenario's expensive, reusable part (the trained digits model), once per setting."""
-    return te.scenario(key).prepare(config)
+def prepared(name: str, config: dict):
+    """A shared expensive part (the trained digits network), built once per config. The
+    progress bar lives inside, so a cache hit replays it already emptied."""
+    spec = te.RESOURCES[name]
+    bar = st.progress(0.0, text=spec.message)
+    resource = spec.build(config, lambda done: bar.progress(done, text=spec.message))
+    bar.empty()
+    return resource
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
@@ -42,9 +47,8 @@ def render(sc: te.Scenario, s: LabSettings) -> None:
     st.markdown(sc.explanation)
     params = scenario_params(sc)
     resource = None
-    if sc.prepare is not None:
-        with st.spinner(sc.prepare_message, show_time=True):
-            resource = prepared(sc.key, sc.prepare_config(s))
+    if sc.resource is not None:
+        resource = prepared(sc.resource, te.RESOURCES[sc.resource].config(s))
     with st.spinner("Running the experiment…", show_time=True):
         r = result(sc.key, as_dict(s), params, resource)
     if r.headline is not None:

@@ -285,3 +285,87 @@ def test_every_scenario_runs_with_extreme_settings_without_raising():
             params = {k: v for k, v in quick.items() if k in sc.defaults()}
             r = te.run_scenario(sc.key, s, params)
             assert r.frames or any(m.level == "error" for m in r.messages), (sc.key, s)
+
+
+# -- 7 and 8. the digits network -----------------------------------------------------------
+
+from normcore import models  # noqa: E402
+from normcore.training import TrainConfig, train  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def digits():
+    spec = te.RESOURCES["digits_model"]
+    return spec.build(spec.config(DEFAULTS))
+
+
+def torch_twin(d):
+    """The same trained weights and buffers in a network built from torch.nn layers."""
+    twin = models.make_model("mlp", norm="batch", impl="torch", width=te.DIGITS_WIDTH, depth=te.DIGITS_DEPTH,
+                             momentum=DEFAULTS.momentum, eps=DEFAULTS.eps)
+    twin.load_state_dict(d.model.state_dict())
+    return twin
+
+
+def test_forgot_eval_matches_a_torch_network_with_the_same_weights(digits):
+    before = {k: v.clone() for k, v in digits.model.state_dict().items()}
+    r = te.forgot_eval(DEFAULTS, digits)
+    frame = r.frames["accuracy"].set_index(["test_batch_size", "mode"])
+    x, y = digits.data.x_test, digits.data.y_test
+    twin = torch_twin(digits)
+    with torch.no_grad():
+        per_sample = (twin.eval()(x).argmax(1) == y).double()
+    for b in (1, 2, 8, 128):
+        used = (len(x) // b) * b
+        # Eval mode does not depend on the batching: the per-sample predictions, averaged.
+        assert frame.accuracy[(b, te.EVAL_MODES[0])] == pytest.approx(float(per_sample[:used].mean()), abs=1.5 / used)
+        model = torch_twin(digits).train()
+        if b == 1:
+            with pytest.raises(ValueError, match="Expected more than 1 value per channel when training"):
+                model(x[:1])
+            assert "Expected more than 1 value per channel when training" in frame.error[(1, te.EVAL_MODES[1])]
+            continue
+        with torch.no_grad():
+            correct = sum(int((model(x[i:i + b]).argmax(1) == y[i:i + b]).sum()) for i in range(0, used, b))
+        assert frame.accuracy[(b, te.EVAL_MODES[1])] == pytest.approx(correct / used, abs=1.5 / used)
+    at2 = frame.accuracy[(2, te.EVAL_MODES[1])]
+    assert at2 < frame.accuracy[(2, te.EVAL_MODES[0])] - 0.2  # the bug is visible at batch 2
+    for k, v in digits.model.state_dict().items():  # the shared (cached) network is never touched
+        assert torch.equal(v, before[k]), k
+
+
+def test_forgot_eval_layernorm_network_is_the_same_in_both_modes():
+    s = replace(DEFAULTS, norm="layer")
+    r = te.run_scenario("forgot_eval", s)
+    acc = r.frames["accuracy"].pivot(index="test_batch_size", columns="mode", values="accuracy")
+    assert (acc[te.EVAL_MODES[0]] == acc[te.EVAL_MODES[1]]).all()
+    assert not [m for m in r.messages if m.level == "warning"]
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"batch_size": 1}, "Expected more than 1 value per channel when training"),
+    ({"norm": "group", "num_groups": 3}, "must be divisible by num_groups (3)"),
+])
+def test_digits_scenarios_explain_settings_they_cannot_train(changes, expected):
+    s = replace(DEFAULTS, **changes)
+    for key in ("forgot_eval", "frozen_bn"):
+        r = te.run_scenario(key, s)
+        assert not r.frames and any(expected in m.message for m in r.messages if m.level == "error")
+
+
+def test_frozen_statistics_stay_put_and_train_mode_matches_torch(digits):
+    params = dict(finetune_size=60, brightness=0.5, contrast=1.0, epochs=3)
+    r = te.frozen_bn_finetune(DEFAULTS, digits, **params)
+    stats = r.frames["stats"]
+    frozen, moving = (stats[stats["mode"] == m] for m in te.FINETUNE_MODES)
+    assert (frozen.running_mean_change == 0).all() and (frozen.running_var_change == 0).all()
+    assert moving.running_mean_change.iloc[-1] > 0.01
+    # Oracle: a torch.nn twin fine-tuned in train mode by the same loop.
+    twin = torch_twin(digits)
+    start = twin.body[0][1].running_mean.clone()
+    target = te.shifted_digits(digits.data, params["finetune_size"], params["brightness"], params["contrast"])
+    train(twin, target, TrainConfig(epochs=params["epochs"], batch_size=32, lr=te.FINETUNE_LR, seed=DEFAULTS.seed), threads=1)
+    expected = float((twin.body[0][1].running_mean - start).abs().mean())
+    assert moving.running_mean_change.iloc[-1] == pytest.approx(expected, rel=1e-3)
+    accuracy = r.frames["accuracy"]
+    assert set(accuracy.test_set) == set(te.FINETUNE_SETS) and accuracy.epoch.max() == params["epochs"]

@@ -1,0 +1,105 @@
+"""The Train vs eval page through Streamlit's AppTest: every scenario tab renders, extreme and
+invalid shared controls show messages in the affected tab, and nothing raises."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from normcore.experiments.train_eval import SCENARIOS
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+PAGE = "pages/train_vs_eval.py"
+LABELS = {sc.key: f"{sc.icon} {sc.title}" for sc in SCENARIOS}
+
+
+def open_page(scenario: str | None = None, **query) -> AppTest:
+    """The page as a user reaches it: the router first, then the page, with the shared
+    controls given as URL parameters and ``scenario`` the open tab."""
+    at = AppTest.from_file(APP, default_timeout=120)
+    for name, value in query.items():
+        at.query_params[name] = str(value)
+    at.run()
+    at.switch_page(PAGE)
+    at.run()
+    assert not at.exception, at.exception
+    if scenario is not None:
+        at.session_state["scenario"] = LABELS[scenario]
+        at.run()
+        assert not at.exception, at.exception
+    return at
+
+
+def texts(elements) -> str:
+    return " ".join(e.value for e in elements)
+
+
+def test_defaults_open_on_the_warmup_tab_with_its_chart():
+    at = open_page()
+    assert at.title[0].value == "⚖️ Train vs eval"
+    assert [t.label for t in at.tabs] == list(LABELS.values())
+    assert at.metric[0].value.startswith("step ")
+    assert len(at.get("vega_lite_chart")) == 3 and not at.error
+
+
+@pytest.mark.parametrize("key", [sc.key for sc in SCENARIOS])
+def test_each_scenario_renders_its_headline_and_charts(key):
+    at = open_page(key)
+    assert len(at.metric) == 1 and at.metric[0].value
+    charts = at.get("vega_lite_chart")
+    assert charts
+    for chart in charts:  # a real Vega-Lite spec, with its data sent alongside
+        spec = json.loads(chart.proto.spec)
+        assert ("mark" in spec or "layer" in spec) and len(chart.proto.datasets) > 0
+    assert not at.error
+    if key == "batch_size":  # the ±1 table at batch size 2
+        assert at.dataframe and "closed form" in " ".join(at.dataframe[0].value.columns)
+
+
+def test_only_the_open_tab_runs_its_experiment():
+    at = open_page("norms")
+    assert len(at.metric) == 1 and at.metric[0].label == "BatchNorm train/eval gap"
+
+
+def test_a_scenario_control_changes_the_result():
+    at = open_page("shift")
+    before = at.metric[0].value
+    at.slider(key="shift.shift").set_value(-2.0).run()
+    assert not at.exception and at.metric[0].value != before and at.metric[0].label.startswith("Mean output at shift -2σ")
+
+
+def test_batch_size_one_on_one_value_shows_torchs_error_where_it_applies():
+    at = open_page("batch_size", batch_size=1, spatial=1)
+    assert "Expected more than 1 value per channel when training" in texts(at.error)
+    assert at.get("vega_lite_chart")  # the sweep from batch size 2 still shows
+    at.session_state["scenario"] = LABELS["forgot_eval"]
+    at.run()
+    assert not at.exception and "Training batch size 1" in texts(at.error) and not at.get("vega_lite_chart")
+    at.session_state["scenario"] = LABELS["warmup"]
+    at.run()
+    assert not at.exception and "Expected more than 1 value per channel" in texts(at.error)
+
+
+def test_invalid_groups_explain_themselves_in_each_tab():
+    at = open_page("norms", norm="group", channels=4, num_groups=3)
+    assert "num_channels (4) must be divisible by num_groups (3)" in texts(at.error)
+    assert at.get("vega_lite_chart")  # the other norms are still measured
+    for key in ("warmup", "frozen_bn"):
+        at.session_state["scenario"] = LABELS[key]
+        at.run()
+        assert not at.exception and "must be divisible by num_groups (3)" in texts(at.error), key
+
+
+def test_extreme_settings_show_messages_not_tracebacks():
+    # Over the element cap: every running-statistics tab explains it; nothing raises.
+    at = open_page("warmup", batch_size=512, channels=64, spatial=32)
+    assert "over this demo's cap" in texts(at.error) and not at.get("vega_lite_chart")
+    for key in ("non_iid", "shift", "precise_bn"):
+        at.session_state["scenario"] = LABELS[key]
+        at.run()
+        assert not at.exception and "over this demo's cap" in texts(at.error), key
+    at = open_page("warmup", momentum="none", eps=1.0, affine="false", mean_offset=-100, scale=0.01, momentum_convention="keras")
+    assert at.metric and "None" in at.metric[0].label
