@@ -20,30 +20,69 @@ Backward, with ``istd = 1 / sqrt(σ² + ε)``::
 The two subtracted terms are the paths through μ and σ²: moving one input moves the
 statistic every other input is normalized with. With fixed (running) statistics those
 paths vanish and ``dx = dy · γ · istd``.
+
+How it is computed
+------------------
+The same formulas, arranged for speed. These layers do almost no arithmetic per value, so
+their cost is the number of passes over full-size tensors and the fresh full-size buffers
+(whose memory must be faulted in, which can cost more than the pass that fills it):
+
+* Each direction allocates one full-size tensor, the one it returns (y, then dx), as
+  torch's own kernels do; every other full-size step works in place on it.
+* Nothing full-size is saved for backward except ``x``, which is alive anyway. The small
+  per-statistic ``shift`` and ``mean(x − shift)`` are kept instead, so backward recomputes
+  ``x − μ = (x − shift) − mean(x − shift)`` exactly as the forward did (see
+  ``stats.shifted_moments`` for why it never goes through the rounded μ).
+* Backward needs only two sums over full-size tensors, ``Σ dy`` and ``Σ dy·(x − μ)``, taken
+  per *cell*: the values that share one statistic and one γ/β entry. A cell is a channel
+  for BatchNorm and a (sample, channel) for GroupNorm and InstanceNorm; LayerNorm's γ is
+  per element, so there a cell is a single value. Everything else comes from the cell sums::
+
+      dβ            = Σ_cells Σ dy
+      dγ            = Σ_cells istd · Σ dy·(x − μ)
+      mean(dx̂)      = (1/M) Σ_red γ · Σ dy                    (dx̂ = γ·dy, γ constant in a cell)
+      mean(dx̂ · x̂)  = (istd/M) Σ_red γ · Σ dy·(x − μ)
+
+  and dx is §3's bracket, one pass per term.
 """
 
 from __future__ import annotations
 
+import math
+import string
+
 import torch
 from torch.autograd.function import once_differentiable
 
-from .stats import standardize
+from .stats import shifted_moments
 
 
-def _affine(x_hat, weight, bias):
-    y = x_hat if weight is None else x_hat * weight  # γ · x̂
-    return y if bias is None else y + bias  # + β
+def _broadcast_shape(*shapes) -> tuple[int, ...]:
+    """The shape a product of tensors with these (broadcast-compatible) shapes would have."""
+    ndim = max(len(s) for s in shapes)
+    padded = [(1,) * (ndim - len(s)) + tuple(s) for s in shapes]
+    return tuple(max(sizes) for sizes in zip(*padded))
 
 
-def _affine_grads(ctx, dy, x_hat, weight):
-    """dγ = Σ dy·x̂ and dβ = Σ dy, summed down to the parameters' own shapes.
+def _cell_shape(inv_std: torch.Tensor, weight: torch.Tensor | None) -> tuple[int, ...]:
+    """One entry per cell: per statistic (istd's shape) and per γ entry (weight's shape)."""
+    return tuple(inv_std.shape) if weight is None else _broadcast_shape(inv_std.shape, weight.shape)
 
-    ``needs_input_grad`` is False for a ``None`` parameter, so absent ones get no gradient.
+
+def _sum_of_product(a: torch.Tensor, b: torch.Tensor, shape, large: bool) -> torch.Tensor:
+    """``(a · b).sum_to_size(shape)``.
+
+    When ``large`` (LayerNorm: one factor as big as x), an einsum contracts the two without
+    building ``a · b``; it becomes a matrix-vector product. Small factors multiply directly.
     """
-    i = ctx.weight_index
-    d_weight = (dy * x_hat).sum_to_size(weight.shape) if ctx.needs_input_grad[i] else None
-    d_bias = dy.sum_to_size(ctx.bias_shape) if ctx.needs_input_grad[i + 1] else None
-    return d_weight, d_bias
+    if not large:
+        return (a * b).sum_to_size(shape)
+    ndim = max(a.dim(), b.dim())
+    letters = string.ascii_letters[:ndim]
+    target = (1,) * (ndim - len(shape)) + tuple(shape)
+    kept = "".join(letter for letter, size in zip(letters, target) if size != 1)
+    out = torch.einsum(f"{letters[ndim - a.dim():]},{letters[ndim - b.dim():]}->{kept}", a, b)
+    return out.reshape(shape)
 
 
 class NormalizeWithBatchStats(torch.autograd.Function):
@@ -55,24 +94,71 @@ class NormalizeWithBatchStats(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, dims, eps):
-        x_hat, mean, var, inv_std = standardize(x, dims, eps)
-        ctx.save_for_backward(x_hat, inv_std, weight)
-        ctx.dims, ctx.weight_index = dims, 1
+        centered, mean, var, shift, shifted_mean = shifted_moments(x, dims, return_shift=True)  # x − μ, μ, σ²
+        inv_std = torch.rsqrt(var + eps)  # istd = 1 / sqrt(σ² + ε)
+        cell = _cell_shape(inv_std, weight)
+        small_cells = math.prod(cell) < x.numel()  # False for LayerNorm only
+        # y = γ·x̂ + β = (x − μ)·istd·γ + β, in place on the buffer that holds x − μ.
+        # With fewer cells than values, γ·istd is formed once and applied in one pass.
+        y = centered
+        if weight is None:
+            y.mul_(inv_std)
+        elif small_cells:
+            y.mul_(weight * inv_std)
+        else:
+            y.mul_(inv_std).mul_(weight)
+        if bias is not None:
+            y.add_(bias)
+
+        ctx.save_for_backward(x, shift, shifted_mean, inv_std, weight)
+        ctx.cell, ctx.small_cells = cell, small_cells
         ctx.bias_shape = None if bias is None else bias.shape
         ctx.mark_non_differentiable(mean, var)
-        return _affine(x_hat, weight, bias), mean, var
+        return y, mean, var
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy, _d_mean, _d_var):
-        x_hat, inv_std, weight = ctx.saved_tensors
-        d_weight, d_bias = _affine_grads(ctx, dy, x_hat, weight)
-        d_x = None
-        if ctx.needs_input_grad[0]:
-            d_xhat = dy if weight is None else dy * weight  # dx̂ = dy · γ
-            mean_d_xhat = d_xhat.mean(ctx.dims, keepdim=True)  # (1/M) Σ dx̂        (path through μ)
-            mean_d_xhat_xhat = (d_xhat * x_hat).mean(ctx.dims, keepdim=True)  # (1/M) Σ dx̂·x̂  (through σ²)
-            d_x = inv_std * (d_xhat - mean_d_xhat - x_hat * mean_d_xhat_xhat)
+        x, shift, shifted_mean, inv_std, weight = ctx.saved_tensors
+        want_x, want_weight, want_bias = ctx.needs_input_grad[:3]
+        cell, large = ctx.cell, not ctx.small_cells
+
+        sum_dy = dy.sum_to_size(cell)  # Σ dy per cell (dy itself when a cell is one value)
+        # Σ dy·(x − μ) per cell. As x − μ = (x − shift) − shifted_mean, it is
+        # Σ dy·(x − shift) − shifted_mean · Σ dy. `buf` is the one full-size buffer; it holds dx later.
+        buf = torch.sub(x, shift).mul_(dy)
+        sum_dy_centered = buf.sum_to_size(cell).addcmul_(shifted_mean, sum_dy, value=-1)
+
+        d_bias = sum_dy.sum_to_size(ctx.bias_shape) if want_bias else None  # dβ = Σ dy
+        d_weight = None
+        if want_weight:  # dγ = Σ dy·x̂ = Σ_cells istd · Σ dy·(x − μ)
+            d_weight = _sum_of_product(sum_dy_centered, inv_std, weight.shape, large)
+        if not want_x:
+            return None, d_weight, d_bias, None, None
+
+        count = x.numel() // inv_std.numel()  # M, values per statistic
+        if weight is None:  # dx̂ = dy
+            mean_d_xhat = sum_dy.sum_to_size(inv_std.shape) / count
+            mean_d_xhat_xhat = sum_dy_centered.sum_to_size(inv_std.shape) * inv_std / count
+        else:  # dx̂ = γ·dy, with γ constant within a cell
+            mean_d_xhat = _sum_of_product(weight, sum_dy, inv_std.shape, large) / count  # path through μ
+            mean_d_xhat_xhat = _sum_of_product(weight, sum_dy_centered, inv_std.shape, large) * inv_std / count  # σ²
+
+        # dx = istd · (dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)), where x̂ = istd·((x − shift) − shifted_mean).
+        # The last two terms are a·(x − shift) + b with one coefficient pair per statistic:
+        a = -inv_std * mean_d_xhat_xhat
+        b = -a * shifted_mean - mean_d_xhat
+        # (dx̂ is added before b, so that where a statistic holds a single value, dx̂ − mean(dx̂)
+        # cancels exactly to the true gradient, 0.)
+        d_x = torch.sub(x, shift, out=buf)  # every use of buf's old contents is above this line
+        if ctx.small_cells:  # the outer istd folded into the coefficients (small tensors)
+            d_x.mul_(a * inv_std)
+            d_x.addcmul_(dy, inv_std if weight is None else weight * inv_std)  # + istd·dx̂
+            d_x.add_(b * inv_std)
+        else:
+            d_x.mul_(a)  # − x̂·mean(dx̂·x̂), up to the constant in b
+            d_x = d_x.add_(dy) if weight is None else d_x.addcmul_(dy, weight)  # + dx̂
+            d_x.add_(b).mul_(inv_std)  # − mean(dx̂), then · istd
         return d_x, d_weight, d_bias, None, None
 
 
@@ -84,19 +170,27 @@ class NormalizeWithFixedStats(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, mean, var, weight, bias, eps):
-        inv_std = torch.rsqrt(var + eps)
-        x_hat = (x - mean) * inv_std
-        ctx.save_for_backward(x_hat, inv_std, weight)
-        ctx.weight_index = 3
+        inv_std = torch.rsqrt(var + eps)  # istd = 1 / sqrt(σ² + ε)
+        scale = inv_std if weight is None else weight * inv_std  # γ · istd, one per channel
+        y = (x - mean).mul_(scale)  # γ · x̂, in place on the one new tensor
+        if bias is not None:
+            y.add_(bias)  # + β
+        ctx.save_for_backward(x, mean, inv_std, weight)
         ctx.bias_shape = None if bias is None else bias.shape
-        return _affine(x_hat, weight, bias)
+        return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy):
-        x_hat, inv_std, weight = ctx.saved_tensors
-        d_weight, d_bias = _affine_grads(ctx, dy, x_hat, weight)
-        d_x = None
-        if ctx.needs_input_grad[0]:
-            d_x = dy * inv_std if weight is None else dy * (weight * inv_std)  # dx = dy · γ · istd
+        x, mean, inv_std, weight = ctx.saved_tensors
+        want_x, _, _, want_weight, want_bias = ctx.needs_input_grad[:5]
+        d_bias = dy.sum_to_size(ctx.bias_shape) if want_bias else None  # dβ = Σ dy
+        d_weight = d_x = buf = None
+        if want_weight:  # dγ = Σ dy·x̂ = Σ_cells istd · Σ dy·(x − μ)
+            cell = _cell_shape(inv_std, weight)
+            buf = torch.sub(x, mean).mul_(dy)
+            d_weight = (buf.sum_to_size(cell) * inv_std).sum_to_size(weight.shape)
+        if want_x:  # dx = dy · γ · istd: the statistics are constants, no paths through them
+            scale = inv_std if weight is None else weight * inv_std
+            d_x = torch.mul(dy, scale) if buf is None else torch.mul(dy, scale, out=buf)
         return d_x, None, None, d_weight, d_bias, None

@@ -84,6 +84,18 @@ def check_more_than_one_value(x: torch.Tensor, per: str = "channel") -> None:
         )
 
 
+def check_group_sizes(x: torch.Tensor, num_groups: int) -> None:
+    """torch's check in ``F.group_norm`` (applied in eval too): N · C/G · spatial must exceed 1."""
+    n, channels = x.shape[:2]
+    if n * (channels // num_groups) * math.prod(x.shape[2:]) == 1:
+        raise ValueError(
+            f"Expected more than 1 value per group, got input size {tuple(x.shape)} in {num_groups} "
+            "groups (torch checks this in eval mode too). Each group of this single sample holds one "
+            "value, so its variance is 0 and every output would be 0 (then the bias). Use fewer "
+            "groups, a larger spatial size, or more than one sample."
+        )
+
+
 def check_more_than_one_spatial(x: torch.Tensor) -> None:
     """torch's ``_verify_spatial_size`` for instance norm."""
     if math.prod(x.shape[2:]) == 1:

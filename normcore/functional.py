@@ -235,8 +235,7 @@ def group_norm(
     checks.check_groups(channels, int(num_groups))
     for name, t in (("weight", weight), ("bias", bias)):
         checks.check_affine_shape(t, (channels,), name, "group_norm")
-    # torch applies its batch-size check here even in eval mode (N · C/G · spatial must exceed 1).
-    checks.check_more_than_one_value(input.reshape(n * channels // num_groups, num_groups, -1), per="group")
+    checks.check_group_sizes(input, num_groups)  # as torch, even in eval: N · C/G · spatial must exceed 1
     x = input.to(_compute_dtype(input))
     spatial = tuple(x.shape[2:])
     # (N, C, *S) -> (N, G, C/G, *S): a statistic per (n, g), over C/G and S.

@@ -101,10 +101,13 @@ class _NormBase(nn.Module):
         return text
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
-        # Checkpoints written before num_batches_tracked existed (version < 2) lack the key.
-        version = local_metadata.get("version", None)
-        if (version is None or version < 2) and self.track_running_stats:
-            state_dict.setdefault(prefix + "num_batches_tracked", torch.tensor(0, dtype=torch.long))
+        # Checkpoints written before num_batches_tracked existed (torch's version < 2) lack the
+        # key; as torch, keep this layer's own count then. Unlike torch, a version-2 state_dict
+        # missing the key is accepted too (torch's strict loading rejects it): the count only
+        # matters for momentum=None.
+        key = prefix + "num_batches_tracked"
+        if self.track_running_stats and key not in state_dict:
+            state_dict[key] = self.num_batches_tracked if self.num_batches_tracked is not None else torch.tensor(0, dtype=torch.long)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
 
     def _check_input(self, x: torch.Tensor) -> None:
