@@ -72,9 +72,18 @@ def test_stream_chart_draws_every_unit_and_series():
     assert enc["x"]["field"] == "step" and enc["y"]["field"] == "value" and enc["color"]["field"] == "unit"
     for channel in ("strokeDash", "strokeWidth", "opacity"):
         assert enc[channel]["field"] == "series" and enc[channel]["scale"]["domain"] == list(charts.SERIES_LABELS.values())
+    assert enc["strokeDash"]["scale"]["range"] == [[1, 0], [1, 0], [6, 4]] and enc["strokeWidth"]["scale"]["range"] == [1, 3, 1.5]
     assert len(rows) == len(series) == 3 * 2 * 3
     assert {(r["unit"], r["series"]) for r in rows} == {
         (u, charts.SERIES_LABELS[k]) for u in ("channel 0", "channel 1") for k in charts.SERIES}
     batch = sorted((r["step"], r["value"]) for r in rows if r["series"] == "batch (noisy)" and r["unit"] == "channel 0")
     expected = stream.history().query("unit == 'channel 0'")[["step", "batch_mean"]].itertuples(index=False)
     assert batch == [pytest.approx(tuple(e)) for e in expected]
+
+
+def test_stream_chart_without_running_stats_leaves_them_out_of_the_legend():
+    stream = live.LiveStream(replace(DEFAULTS, norm="layer", batch_size=4, spatial=2))
+    stream.step(2)
+    spec, rows = spec_and_rows(charts.stream_chart(live.series_frame(stream.history(), "var"), "var", "Variance"))
+    assert spec["encoding"]["strokeDash"]["scale"] == {"domain": ["batch (noisy)", "true population"], "range": [[1, 0], [6, 4]]}
+    assert spec["encoding"]["y"]["title"] == "variance" and {r["unit"] for r in rows} == {"all channels"}

@@ -401,7 +401,9 @@ class Parity:
 
 
 def _max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.double() - b.double()).abs().max())
+    # In the inputs' own dtype: two float32 values this close subtract exactly (Sterbenz), and
+    # a float64 copy of a batch at the caps costs more than the whole comparison.
+    return float((a - b).abs_().max())
 
 
 def compare(layer: torch.nn.Module, twin: torch.nn.Module, y: torch.Tensor, y_twin: torch.Tensor) -> Parity:
@@ -518,9 +520,16 @@ class LiveStream:
 def series_frame(history: pd.DataFrame, statistic: str) -> pd.DataFrame:
     """Long form of ``history`` for one statistic ("mean" or "var"): step, unit, series, value,
     with series "batch", "running" and "true" (rows with no value, e.g. no running stats, dropped)."""
-    columns = {f"batch_{statistic}": "batch", f"running_{statistic}": "running", f"true_{statistic}": "true"}
-    long = history.melt(id_vars=["step", "unit"], value_vars=list(columns), var_name="series", value_name="value")
-    long["series"] = long["series"].map(columns)
+    # Built with numpy rather than DataFrame.melt: this runs on every Play tick.
+    blocks = [(name, history[f"{name}_{statistic}"].to_numpy()) for name in ("batch", "running", "true")]
+    blocks = [(name, values) for name, values in blocks if not np.isnan(values).all()]
+    n = len(history)
+    long = pd.DataFrame({
+        "step": np.tile(history["step"].to_numpy(), len(blocks)),
+        "unit": np.tile(history["unit"].to_numpy(), len(blocks)),
+        "series": np.repeat([name for name, _ in blocks], n),
+        "value": np.concatenate([values for _, values in blocks]) if blocks else np.array([], dtype=float),
+    })
     return long.dropna(subset=["value"]).reset_index(drop=True)
 
 

@@ -9,6 +9,8 @@ Altair charts out. Colours mean the same thing everywhere on the page:
 
 from __future__ import annotations
 
+import functools
+
 import altair as alt
 import pandas as pd
 
@@ -77,7 +79,7 @@ def histograms(frame: pd.DataFrame, title: str) -> alt.FacetChart:
 def eps_chart(curve: pd.DataFrame, current_eps: float) -> alt.LayerChart:
     """Channel 0's output spread against eps (log-log): the theory (dashed black line), the
     measured values (blue points, the "after" colour) and a red rule at the eps in use."""
-    x = alt.X("eps:Q", scale=alt.Scale(type="log"), title="eps (log scale)", axis=alt.Axis(format="~e"))
+    x = alt.X("eps:Q", scale=alt.Scale(type="log"), title="eps (log scale)", axis=alt.Axis(format="~e", grid=False))
     low = max(float(curve[["measured", "theory"]].min().min()), 1e-6)
     y = alt.Y(
         "spread:Q", title="output std, channel 0", scale=alt.Scale(type="log", domain=[low / 1.5, 1.5]),
@@ -99,19 +101,32 @@ def stream_chart(series: pd.DataFrame, statistic: str, title: str) -> alt.Chart:
     """One statistic over the steps: per unit (colour) the batch value (thin, faint), the
     running estimate (thick) and the truth (dashed)."""
     frame = series.assign(series=series["series"].map(SERIES_LABELS))
-    labels = [SERIES_LABELS[s] for s in SERIES]
+    units = tuple(dict.fromkeys(frame["unit"]))
+    shown = tuple(SERIES_LABELS[s] for s in SERIES if s in set(series["series"]))  # no "running" without running stats
+    return _stream_template(statistic, title, units, shown).properties(data=frame)
+
+
+@functools.lru_cache(maxsize=64)
+def _stream_template(statistic: str, title: str, units: tuple[str, ...], labels: tuple[str, ...]) -> alt.Chart:
+    """The stream chart without its data. Built once per (statistic, title, units): the page
+    redraws it on every Play tick, and building Altair encodings costs more than the rest of
+    a tick at the defaults."""
+    labels = list(labels)
+    styles = {  # (dash, width, opacity) per series
+        SERIES_LABELS["batch"]: ([1, 0], 1, 0.45), SERIES_LABELS["running"]: ([1, 0], 3, 1), SERIES_LABELS["true"]: ([6, 4], 1.5, 0.9)}
+    dash, width, opacity = ([styles[label][i] for label in labels] for i in range(3))
     return (
-        alt.Chart(frame)
+        alt.Chart()
         .mark_line(interpolate="linear", clip=True)
         .encode(
             x=alt.X("step:Q", title="step (batches seen)", axis=alt.Axis(format="d", tickMinStep=1)),
             y=alt.Y("value:Q", title="variance" if statistic == "var" else "mean", scale=alt.Scale(zero=False)),
-            color=alt.Color("unit:N", sort=list(dict.fromkeys(frame["unit"])), scale=alt.Scale(scheme="tableau10"), title=None),
-            strokeDash=alt.StrokeDash("series:N", scale=alt.Scale(domain=labels, range=[[1, 0], [1, 0], [6, 4]]), title=None),
+            color=alt.Color("unit:N", sort=list(units), scale=alt.Scale(scheme="tableau10"), title=None),
+            strokeDash=alt.StrokeDash("series:N", scale=alt.Scale(domain=labels, range=dash), title=None),
             # Same field and title on the three channels: Vega-Lite merges them into one legend.
-            strokeWidth=alt.StrokeWidth("series:N", scale=alt.Scale(domain=labels, range=[1, 3, 1.5]), title=None),
-            opacity=alt.Opacity("series:N", scale=alt.Scale(domain=labels, range=[0.45, 1, 0.9]), title=None),
-            tooltip=["step", "unit", "series", alt.Tooltip("value", format=".5g")],
+            strokeWidth=alt.StrokeWidth("series:N", scale=alt.Scale(domain=labels, range=width), title=None),
+            opacity=alt.Opacity("series:N", scale=alt.Scale(domain=labels, range=opacity), title=None),
+            tooltip=["step:Q", "unit:N", "series:N", alt.Tooltip("value:Q", format=".5g")],
         )
         .properties(title=title, height=260)
     )

@@ -118,10 +118,14 @@ def sidebar(names=ALL_CONTROLS) -> S.LabSettings:
     return current()
 
 
-def sync_url(extra: dict[str, str] | None = None) -> None:
-    """Mirror the shared settings (non-defaults only) and a page's ``extra`` params to the URL."""
+def sync_url(extra: dict[str, str] | None = None, page_params: tuple[str, ...] = ()) -> None:
+    """Mirror the shared settings (non-defaults only) and a page's ``extra`` params to the URL.
+
+    ``page_params`` names every param the page may set, so one back at its default (absent
+    from ``extra``) is removed from the URL too.
+    """
     wanted = S.to_query(current()) | (extra or {})
-    for name in S.FIELDS:
+    for name in (*S.FIELDS, *page_params):
         if name not in wanted and name in st.query_params:
             del st.query_params[name]
     for name, value in wanted.items():

@@ -1,0 +1,107 @@
+"""Server-side time of a Step on the Live statistics page, at the defaults and at the caps.
+
+    python -m benchmarks.pages            # default repeats
+    python -m benchmarks.pages --quick    # fewer repeats (a smoke test)
+
+Two measurements per setting, medians in milliseconds:
+
+* ``fragment``: the work the page's live fragment does on a Step click, called directly:
+  ``LiveStream.step()`` (draw a batch, normcore layer + torch.nn twin, record), the history
+  window, the readouts, and both stream charts built and serialized as st.altair_chart does
+  (validated Vega-Lite dict, data as Arrow). In the browser only this fragment reruns on Step and on every Play tick.
+* ``apptest``: ``AppTest`` clicking Step. AppTest reruns the *whole* page script (fragments
+  are not isolated there), so this is an upper bound: it adds the sidebar, the diagram and the
+  cached one-batch section, and Streamlit's own element handling.
+
+The machine's load average is printed too: the lab's machines are shared, and a busy
+neighbour slows every number here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from normcore import limits
+from normcore.experiments import live
+from normcore.settings import DEFAULTS, to_query
+from normcore.viz import live as charts
+
+try:  # what st.altair_chart does with a chart: validate, Vega-Lite dict, data as Arrow bytes
+    from streamlit.elements.vega_charts import _convert_altair_to_vega_lite_spec as serialize
+except ImportError:  # a private helper; should it move, plain to_dict() is the closest stand-in
+    def serialize(chart):
+        return chart.to_dict()
+
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+SETTINGS = {
+    "defaults (32×4×8×8, BatchNorm)": DEFAULTS,
+    "caps (512×64×8×8 = MAX_ELEMENTS, BatchNorm)": replace(DEFAULTS, batch_size=512, channels=64, spatial=8),
+    "caps (512×64×8×8, GroupNorm G=32)": replace(DEFAULTS, norm="group", batch_size=512, channels=64, spatial=8, num_groups=32),
+}
+
+
+def fragment_step(stream: live.LiveStream) -> None:
+    """What live_panel() computes after a Step click, without Streamlit."""
+    stream.step()
+    history = stream.history(last=live.CHART_WINDOW, max_units=live.CHART_UNITS)
+    live.readouts(stream)
+    for stat in ("mean", "var"):
+        serialize(charts.stream_chart(live.series_frame(history, stat), stat, stat))
+
+
+def time_fragment(settings, repeats: int, warm_steps: int) -> float:
+    # A full chart window of history, as after a while of Play. Filled with 2-sample batches
+    # (fast even at the caps); the batch size then changes without restarting the stream.
+    stream = live.LiveStream(replace(settings, batch_size=2))
+    stream.step(warm_steps)
+    assert stream.update(settings, stream.options) is None
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fragment_step(stream)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def time_apptest(settings, repeats: int) -> float:
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=120)
+    for name, value in to_query(settings).items():
+        at.query_params[name] = value
+    at.run()
+    at.switch_page("pages/live_statistics.py")
+    at.run()  # the first run fills the caches (one batch, histograms)
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        at.button(key="live_step").click().run()
+        times.append(time.perf_counter() - start)
+        if at.exception:
+            raise RuntimeError(at.exception[0].message)
+    return statistics.median(times[1:]) * 1e3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    args = parser.parse_args()
+    repeats = 5 if args.quick else 25
+    print(f"Live statistics, server-side time of one Step (median of {repeats}), load average {os.getloadavg()[0]:.1f}")
+    print(f"{'setting':48s} {'fragment ms':>12s} {'apptest ms':>12s}")
+    for label, s in SETTINGS.items():
+        assert s.num_elements <= limits.MAX_ELEMENTS
+        fragment = time_fragment(s, repeats, warm_steps=50 if args.quick else live.CHART_WINDOW)
+        apptest = time_apptest(s, max(3, repeats // 3))
+        print(f"{label:48s} {fragment:12.1f} {apptest:12.1f}")
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

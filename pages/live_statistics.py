@@ -1,0 +1,152 @@
+"""Live statistics: which values share a statistic, one batch before and after, and a live
+stream of batch vs running statistics. Widgets -> normcore.experiments.live -> charts."""
+
+from dataclasses import replace
+
+import streamlit as st
+
+from normcore.data import DRIFT_LABELS, DRIFTS, QUIET_STD
+from normcore.experiments import live
+from normcore.viz import live as charts
+from pages.shared import controls
+
+TICK_SECONDS = 0.5  # Play: one fragment rerun every half second
+NOTE_STEPS = 20  # a "stream restarted" note stays this many steps
+OPTIONS, STREAM, PLAYING, NOTE = "live_options", "live_stream", "live_playing", "live_note"
+
+if OPTIONS not in st.session_state:  # first visit: the page's own options from the URL
+    st.session_state[OPTIONS], url_messages = live.LiveOptions.from_query(st.query_params.to_dict())
+    for message in url_messages:
+        st.warning(message)
+s = controls.sidebar()
+
+
+def options() -> live.LiveOptions:
+    return st.session_state[OPTIONS]
+
+
+def option(widget, label: str, name: str, **kwargs):
+    """A page control bound to one LiveOptions field (the store stays the source of truth)."""
+    key = f"live_{name}"
+    st.session_state[key] = getattr(options(), name)
+    commit = lambda: st.session_state.update({OPTIONS: replace(options(), **{name: st.session_state[key]})})  # noqa: E731
+    return widget(label, key=key, on_change=commit, **kwargs)
+
+
+@st.cache_data(max_entries=16, show_spinner="Normalizing one batch…")
+def batch_view(settings, quiet: bool) -> live.BatchView:
+    return live.one_batch(settings, quiet)
+
+
+st.title("📈 Live statistics")
+st.markdown(
+    "Every normalization standardizes values with a mean and a variance, **(x − mean) / √(var + eps)**. "
+    "They differ in *which values share* one mean and variance. Pick one under **Normalization** in the "
+    "sidebar; batch size, momentum, eps and groups are there too."
+)
+blocked = controls.show_problems(s, training=True)
+
+st.header("1 · Which values share one mean and variance")
+st.markdown(live.SHARING[s.norm])
+if s.norm == "group" and s.channels % s.num_groups:
+    st.info("No diagram while the group count does not divide the channel count (see the message above).")
+else:
+    diagram = live.diagram_frame(s)
+    st.altair_chart(charts.statistic_diagram(diagram, f"{s.norm_label}: the input as N × C × (H·W)"), width="content")
+    st.caption(f"{diagram.caption} Each statistic here is taken over {live.values_per_stat(s):,} values of the batch.")
+
+st.header("2 · One batch, before and after")
+option(st.toggle, f"Add a quiet channel (channel 0 gets std {QUIET_STD:g}, variance {QUIET_STD**2:g})", "quiet_channel")
+quiet = options().quiet_channel
+if blocked:
+    st.info("Fix the settings above to see a batch.")
+else:
+    view = batch_view(s, quiet)
+    title = f"Values per {live.UNIT_WORD[s.norm]}, before and after {s.norm_label}"
+    st.altair_chart(charts.histograms(view.histogram, title), width="content")
+    shown = f"The first {view.units_shown} of {view.units_total} are shown. " if view.units_shown < view.units_total else ""
+    st.caption(f"{shown}The first batch of the stream below, {s.batch_size}×{s.channels}×{s.spatial}×{s.spatial}, "
+               "through a fresh layer in training mode (γ = 1, β = 0).")
+    if (s.mean_offset, s.scale, s.channel_spread) == (0.0, 1.0, 0.0):
+        st.button("🎲 At the defaults the input is N(0, 1) already. Try an offset, spread-out input",
+                  on_click=controls.update, kwargs=dict(mean_offset=3.0, scale=2.0, channel_spread=1.0))
+    left, right = st.columns([3, 2])
+    with left:
+        st.markdown("**Mean and variance per channel** (biased, computed in float64 from this batch)")
+        st.dataframe(view.moments, hide_index=True, height=36 + 35 * min(len(view.moments), 8), column_config={
+            c: st.column_config.NumberColumn(c.replace("_", " "), format="%.6g")
+            for c in ("mean_before", "var_before", "mean_after", "var_after")})
+    with right:
+        st.markdown("**Channel 0's output shrinks as eps grows** (red: the eps in use)")
+        st.altair_chart(charts.eps_chart(view.eps_curve, s.eps), width="stretch")
+    st.caption(
+        "eps is added to the variance: an output std of 1/√(1 + eps/σ²) (dashed: theory for this setup, "
+        "dots: measured with normcore, within each group that shares statistics). It matters only once eps "
+        "nears the variance: turn on the quiet channel and move eps towards 1e-4. Under GN and LN channel 0 "
+        "shares its statistics with louder channels and is squashed whatever eps is."
+    )
+
+st.header("3 · Live stream")
+st.markdown("Each step draws a new batch from the same distribution and runs it through a normcore layer in "
+            "training mode, next to torch.nn's twin fed the same batch.")
+st.caption("With a drift, compare momentum values: a small momentum averages more batches (less noise) "
+           "but its running mean lags behind a moving population mean.")
+cols, no_drift = st.columns(4), options().drift == "none"
+with cols[0]:
+    option(st.selectbox, "Drift of the population mean", "drift", options=DRIFTS, format_func=DRIFT_LABELS.get)
+with cols[1]:
+    option(st.slider, "Drift size (× input std)", "drift_size", min_value=0.0, max_value=10.0, step=0.5, disabled=no_drift)
+with cols[2]:
+    option(st.slider, "Drift period (steps)", "drift_period", min_value=20, max_value=1000, step=10, disabled=no_drift)
+with cols[3]:
+    option(st.slider, "Batches per Play tick", "steps_per_tick", min_value=1, max_value=50)
+if s.norm == "instance":
+    option(st.toggle, "InstanceNorm: track_running_stats", "track_running_stats")
+controls.sync_url(options().to_query(), page_params=tuple(live.LiveOptions.URL_NAMES.values()))
+playing = st.session_state.get(PLAYING, False) and not blocked
+
+
+def reset_stream() -> None:
+    st.session_state[STREAM].reset()
+    st.session_state.pop(NOTE, None)
+
+
+def live_panel() -> None:
+    settings, opts = controls.current(), options()
+    stream = st.session_state.get(STREAM)
+    if stream is None:
+        stream = st.session_state[STREAM] = live.LiveStream(settings, opts)
+    elif note := stream.update(settings, opts):
+        st.session_state[NOTE] = note
+    play, step, reset = st.columns(3)
+    if play.button("⏸️ Pause" if playing else "▶️ Play", key="live_play", width="stretch"):
+        st.session_state[PLAYING] = not playing
+        st.rerun()  # the whole page, so the fragment's timer starts or stops
+    step.button("⏭️ Step", key="live_step", on_click=stream.step, disabled=playing, width="stretch")
+    reset.button("🔄 Reset", key="live_reset", on_click=reset_stream, width="stretch")
+    if playing:
+        stream.step(live.steps_per_tick(settings, opts))
+    if st.session_state.get(NOTE) and stream.steps < NOTE_STEPS:
+        st.info(st.session_state[NOTE])
+    for column, (label, value, explanation) in zip(st.columns(3), live.readouts(stream)):
+        column.metric(label, value)
+        column.caption(explanation)
+    if not stream.keeps_running_stats:
+        st.info(live.RUNNING_STATS[settings.norm])
+    history = stream.history(last=live.CHART_WINDOW, max_units=live.CHART_UNITS)
+    if history.empty:
+        st.info("Press ▶️ Play or ⏭️ Step to stream batches.")
+        return
+    left, right = st.columns(2)
+    for column, stat, name in ((left, "mean", "Mean"), (right, "var", "Variance")):
+        title = f"{name} per {live.UNIT_WORD[settings.norm]}, last {live.CHART_WINDOW} steps"
+        column.altair_chart(charts.stream_chart(live.series_frame(history, stat), stat, title), width="stretch")
+    st.caption("Thin: this batch's statistic (for per-sample norms averaged over the batch). Thick: running "
+               "estimate. Dashed: the true population value. Batch variance is the biased one the layer divides by.")
+    st.badge(stream.parity.summary, color="green" if stream.parity.ok else "orange")
+
+if blocked:
+    st.info("The stream needs valid settings (see the message above).")
+    st.session_state[PLAYING] = False
+else:
+    st.fragment(run_every=TICK_SECONDS if playing else None)(live_panel)()

@@ -1,0 +1,241 @@
+"""AppTest of the Live statistics page, opened through the router as a user would.
+
+run_every never fires under AppTest, so the stream is driven with its buttons.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from normcore import limits
+from normcore.settings import EPS_CHOICES
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+PAGE = "pages/live_statistics.py"
+
+
+def open_page(**query) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    for name, value in query.items():
+        at.query_params[name] = str(value)
+    at.run()
+    at.switch_page(PAGE)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def chart(at: AppTest, title_start: str):
+    """(spec, rows) of the chart whose title starts so; rows from its Arrow datasets."""
+    for element in at.get("vega_lite_chart"):
+        spec = json.loads(element.proto.spec)
+        if str(spec.get("title", "")).startswith(title_start):
+            frames = [pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in element.proto.datasets]
+            return spec, frames[0] if frames else None
+    return None, None
+
+
+def step(at: AppTest, times: int = 1) -> AppTest:
+    for _ in range(times):
+        at.button(key="live_step").click().run()
+        assert not at.exception
+    return at
+
+
+def parity_badge(at: AppTest) -> str | None:
+    """st.badge renders as markdown (":green-badge[...]")."""
+    return next((m.value for m in at.markdown if "normcore vs torch.nn" in m.value), None)
+
+
+def infos(at: AppTest) -> str:
+    return " | ".join(i.value for i in at.info)
+
+
+def test_defaults_render_every_section():
+    at = open_page()
+    assert at.title[0].value == "📈 Live statistics"
+    assert [h.value for h in at.header] == [
+        "1 · Which values share one mean and variance", "2 · One batch, before and after", "3 · Live stream"]
+    assert not at.error and not at.warning
+    assert chart(at, "BatchNorm: the input")[0] is not None
+    assert chart(at, "Values per channel, before and after BatchNorm")[0] is not None
+    moments = at.dataframe[0].value
+    assert list(moments["channel"]) == [0, 1, 2, 3] and (abs(moments["mean_after"]) < 1e-5).all()
+    assert metric(at, "num_batches_tracked") == "0"
+    assert metric(at, "EMA half-life") == "6.6 steps"
+    assert metric(at, "Std error of a batch mean") == f"{1 / (32 * 64) ** 0.5:.3g}"
+    assert "Press ▶️ Play or ⏭️ Step" in infos(at)
+    assert dict(at.query_params) == {}  # defaults make a clean URL
+
+
+def test_step_advances_num_batches_tracked_and_the_charts_data():
+    at = step(open_page(), 1)
+    assert metric(at, "num_batches_tracked") == "1"
+    _, rows = chart(at, "Mean per channel")
+    assert set(rows["step"]) == {1}
+    step(at, 2)
+    assert metric(at, "num_batches_tracked") == "3"
+    spec, rows = chart(at, "Variance per channel")
+    assert set(rows["step"]) == {1, 2, 3} and set(rows["series"]) == {"batch (noisy)", "running (EMA)", "true population"}
+    assert (rows.query("series == 'true population'")["value"] == 1.0).all()
+    assert parity_badge(at).startswith(":green-badge[✅ normcore vs torch.nn, max |Δ| this step: output")
+    at.button(key="live_reset").click().run()
+    assert metric(at, "num_batches_tracked") == "0" and chart(at, "Mean per channel")[0] is None
+
+
+def test_play_steps_on_each_rerun_and_pause_stops():
+    at = open_page()
+    at.button(key="live_play").click().run()
+    assert not at.exception
+    assert at.button(key="live_step").disabled and "Pause" in at.button(key="live_play").label
+    before = int(metric(at, "num_batches_tracked"))
+    at.run()  # what a timer tick does
+    assert int(metric(at, "num_batches_tracked")) == before + 1
+    at.button(key="live_play").click().run()
+    assert not at.button(key="live_step").disabled
+    paused = metric(at, "num_batches_tracked")
+    at.run()
+    assert metric(at, "num_batches_tracked") == paused
+
+
+def test_a_new_layer_shape_restarts_the_stream_with_a_note():
+    at = step(open_page(), 2)
+    at.slider(key="control_channels").set_value(8).run()
+    assert not at.exception
+    assert "The stream restarted: the channel count changed from 4 to 8" in infos(at)
+    assert metric(at, "num_batches_tracked") == "0"
+    at.slider(key="control_momentum").set_value(0.5).run()  # momentum applies to the running layer
+    step(at, 1)
+    assert metric(at, "num_batches_tracked") == "1" and metric(at, "EMA half-life") == "1.0 steps"
+
+
+@pytest.mark.parametrize("norm, message", [
+    ("layer", "LayerNorm keeps no running statistics"),
+    ("group", "GroupNorm keeps no running statistics"),
+    ("instance", "InstanceNorm is per sample"),
+])
+def test_per_sample_norms_say_why_they_keep_no_running_statistics(norm, message):
+    at = step(open_page(norm=norm), 2)
+    assert message in infos(at)
+    assert metric(at, "num_batches_tracked") == "—"
+    _, rows = chart(at, "Mean per")
+    assert set(rows["series"]) == {"batch (noisy)", "true population"}
+
+
+def test_instancenorm_can_track_running_statistics():
+    at = open_page(norm="instance")
+    at.toggle(key="live_track_running_stats").set_value(True).run()
+    step(at, 2)
+    assert metric(at, "num_batches_tracked") == "0"  # torch's InstanceNorm never counts
+    assert "running (EMA)" in set(chart(at, "Mean per channel")[1]["series"])
+    assert at.query_params["in_running"] == "true"
+
+
+@pytest.mark.parametrize("query, level, text", [
+    (dict(batch_size=1, spatial=1), "error", "Expected more than 1 value per channel"),
+    (dict(batch_size=1), "warning", "Batch size 1"),
+    (dict(norm="group", num_groups=3), "error", "must be divisible by num_groups (3)"),
+    (dict(batch_size=512, channels=64, spatial=32), "error", "over this demo's cap"),
+    (dict(norm="instance", spatial=1), "error", "Expected more than 1 spatial element"),
+])
+def test_invalid_combinations_explain_and_the_rest_keeps_working(query, level, text):
+    at = open_page(**query)
+    shown = at.error if level == "error" else at.warning
+    assert any(text in m.value for m in shown)
+    assert len(at.header) == 3 and at.toggle(key="live_quiet_channel") is not None
+    if level == "error":
+        assert "The stream needs valid settings" in infos(at) and parity_badge(at) is None
+    else:
+        assert metric(step(at), "num_batches_tracked") == "1"
+    if query.get("norm") == "group":
+        assert "No diagram while the group count does not divide" in infos(at)
+    else:
+        label = {"batch": "BatchNorm", "instance": "InstanceNorm"}[query.get("norm", "batch")]
+        assert chart(at, f"{label}: the input")[0] is not None
+
+
+# Every shared control and every page control at its minimum and maximum: no exception,
+# and either a readable message or a stream that steps.
+CONTROLS = [
+    ("slider", "control_batch_size", 1, limits.MAX_BATCH_SIZE, {}),
+    ("slider", "control_channels", 1, limits.MAX_CHANNELS, {}),
+    ("slider", "control_spatial", 1, limits.MAX_SPATIAL, {}),
+    ("slider", "control_momentum", 0.0, 1.0, {}),
+    ("select_slider", "control_eps", EPS_CHOICES[0], EPS_CHOICES[-1], {}),
+    ("slider", "control_num_groups", 1, limits.MAX_CHANNELS, {"norm": "group", "channels": 64}),
+    ("number_input", "control_seed", 0, 2**31 - 1, {}),
+    ("number_input", "control_mean_offset", -100.0, 100.0, {}),
+    ("number_input", "control_scale", 0.01, 100.0, {}),
+    ("slider", "control_channel_spread", 0.0, 10.0, {}),
+    ("slider", "control_outlier_fraction", 0.0, 0.5, {}),
+    ("toggle", "control_affine", False, True, {}),
+    ("radio", "control_momentum_convention", "pytorch", "keras", {}),
+    ("checkbox", "control_momentum_none", False, True, {}),
+    ("selectbox", "control_norm", "batch", "instance", {}),
+    ("selectbox", "control_norm", "layer", "group", {}),
+    ("toggle", "live_quiet_channel", False, True, {}),
+    ("selectbox", "live_drift", "step", "wave", {}),
+    ("slider", "live_drift_size", 0.0, 10.0, {"drift": "step"}),
+    ("slider", "live_drift_period", 20, 1000, {"drift": "wave"}),
+    ("slider", "live_steps_per_tick", 1, 50, {}),
+    ("toggle", "live_track_running_stats", False, True, {"norm": "instance"}),
+]
+
+
+@pytest.mark.parametrize("kind, key, low, high, preset", CONTROLS, ids=[f"{c[1]}-{c[2]}-{c[3]}" for c in CONTROLS])
+def test_every_control_at_its_minimum_and_maximum(kind, key, low, high, preset):
+    at = open_page(**preset)
+    for value in (low, high):
+        getattr(at, kind)(key=key).set_value(value).run()
+        assert not at.exception, (key, value)
+        assert getattr(at, kind)(key=key).value == value
+        if at.error:
+            assert "The stream needs valid settings" in infos(at)
+            continue
+        before = metric(at, "num_batches_tracked")
+        step(at)
+        if before != "—" and key != "live_track_running_stats":  # InstanceNorm never counts
+            assert int(metric(at, "num_batches_tracked")) == int(before) + 1
+        assert "✅" in parity_badge(at)
+
+
+def test_url_round_trip_of_shared_and_page_controls():
+    at = open_page(norm="group", channels=8, num_groups=4, quiet="true", drift="wave", speed=5, eps="1e-3")
+    assert at.selectbox(key="control_norm").value == "group"
+    assert at.slider(key="control_channels").value == 8 and at.slider(key="control_num_groups").value == 4
+    assert at.select_slider(key="control_eps").value == 1e-3
+    assert at.toggle(key="live_quiet_channel").value is True
+    assert at.selectbox(key="live_drift").value == "wave" and at.slider(key="live_steps_per_tick").value == 5
+    assert chart(at, "Values per group, before and after GroupNorm")[0] is not None
+    at.slider(key="live_drift_size").set_value(3.5).run()
+    at.slider(key="control_batch_size").set_value(16).run()
+    assert at.query_params["drift_size"] == "3.5" and at.query_params["batch_size"] == "16"
+    at.toggle(key="live_quiet_channel").set_value(False).run()
+    at.selectbox(key="live_drift").set_value("none").run()
+    assert "quiet" not in at.query_params and "drift" not in at.query_params
+    assert at.query_params["norm"] == "group" and at.query_params["speed"] == "5"
+
+
+def test_a_bad_url_value_is_ignored_with_a_warning():
+    at = open_page(drift="sideways", speed="500")
+    texts = " ".join(w.value for w in at.warning)
+    assert "Ignored URL parameter drift='sideways'" in texts and "Ignored URL parameter speed='500'" in texts
+    assert at.selectbox(key="live_drift").value == "none"
+
+
+def test_the_example_input_button_moves_the_distribution():
+    at = open_page()
+    next(b for b in at.button if "Try an offset" in b.label).click().run()
+    assert not at.exception
+    assert at.query_params["mean_offset"] == "3.0" and at.query_params["channel_spread"] == "1.0"
+    moments = at.dataframe[0].value
+    assert (moments["mean_before"] > 1).all() and (abs(moments["mean_after"]) < 1e-4).all()

@@ -1,0 +1,44 @@
+"""The router (app.py) and the overview it opens on: they render, link every page, and each
+page the router lists opens without an exception."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from pages.shared.navigation import OVERVIEW, PAGES, ROOT
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+def run_app() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def test_every_listed_page_has_its_script():
+    for page in (OVERVIEW, *PAGES):
+        assert (ROOT / page.script).is_file(), page.script
+    assert len({p.url_path for p in (OVERVIEW, *PAGES)}) == len(PAGES) + 1  # no two pages share a URL
+
+
+def test_overview_is_the_default_page_and_links_every_page():
+    at = run_app()
+    assert at.title[0].value == "🧪 normcore lab"
+    links = at.get("page_link")
+    assert [(link.proto.label, link.proto.page) for link in links] == [(f"Open {p.title}", p.url_path) for p in PAGES]
+    assert [h.value for h in at.subheader] == [f"{p.icon} {p.title}" for p in PAGES]
+    assert any("normcore lab" in c.value for c in at.sidebar.caption)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.url_path for p in PAGES])
+def test_each_page_opens_from_the_router(page):
+    at = run_app()
+    at.switch_page(page.script)
+    at.run()
+    assert not at.exception
+    assert at.title, "every page opens with a title"
