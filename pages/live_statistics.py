@@ -62,7 +62,7 @@ if blocked:
     st.info("Fix the settings above to see a batch.")
 else:
     view = batch_view(s, quiet)
-    title = f"Values per {live.UNIT_WORD[s.norm]}, before and after {s.norm_label}"
+    title = f"Values per {live.UNIT_WORD[s.norm]}, before and after {s.norm_label} (count per bin)"
     st.altair_chart(charts.histograms(view.histogram, title), width="content")
     shown = f"The first {view.units_shown} of {view.units_total} are shown. " if view.units_shown < view.units_total else ""
     st.caption(f"{shown}The first batch of the stream below, {s.batch_size}×{s.channels}×{s.spatial}×{s.spatial}, "

@@ -215,7 +215,7 @@ def test_url_round_trip_of_shared_and_page_controls():
     assert at.select_slider(key="control_eps").value == 1e-3
     assert at.toggle(key="live_quiet_channel").value is True
     assert at.selectbox(key="live_drift").value == "wave" and at.slider(key="live_steps_per_tick").value == 5
-    assert chart(at, "Values per group, before and after GroupNorm")[0] is not None
+    assert chart(at, "Values per group, before and after GroupNorm")[0] is not None  # shared settings applied
     at.slider(key="live_drift_size").set_value(3.5).run()
     at.slider(key="control_batch_size").set_value(16).run()
     assert at.query_params["drift_size"] == "3.5" and at.query_params["batch_size"] == "16"

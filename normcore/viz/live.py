@@ -59,13 +59,14 @@ def histograms(frame: pd.DataFrame, title: str) -> alt.FacetChart:
     so a narrow input and its standardized output are both readable."""
     units = list(dict.fromkeys(frame["unit"]))
     bars = alt.Chart(frame).mark_bar(binSpacing=0).encode(
-        x=alt.X("bin_start:Q", title="value", axis=alt.Axis(tickCount=4, format="~g")),
+        # zero=False: a quiet channel around 2.0 must not be drawn on an axis from 0.
+        x=alt.X("bin_start:Q", title=None, scale=alt.Scale(zero=False, nice=False), axis=alt.Axis(tickCount=3, format="~g")),
         x2="bin_end:Q",
-        y=alt.Y("count:Q", title="count", axis=alt.Axis(tickCount=3)),
+        y=alt.Y("count:Q", title=None, axis=alt.Axis(tickCount=3)),
         y2=alt.datum(0),  # bars from zero: with x/x2 ranges Vega-Lite would not stack them itself
         color=alt.Color("stage:N", scale=STAGE_SCALE, legend=alt.Legend(title=None, orient="top")),
         tooltip=["unit", "stage", alt.Tooltip("bin_start", format=".4g"), alt.Tooltip("bin_end", format=".4g"), "count"],
-    ).properties(width=150, height=90)
+    ).properties(width=150 if len(units) <= 4 else 100, height=90)  # six panels still fit the page
     return (
         bars.facet(
             row=alt.Row("stage:N", sort=["before", "after"], title=None),
