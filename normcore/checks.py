@@ -33,9 +33,10 @@ def check_momentum(momentum: float | None, allow_none: bool = True) -> float | N
         raise ValueError("momentum must be a number in [0, 1] here (None is only meaningful in a module).")
     m = float(momentum)
     if not 0.0 <= m <= 1.0:
+        allowed = "[0, 1] or None" if allow_none else "[0, 1]"
         raise ValueError(
-            f"momentum must be in [0, 1] or None, got {m}. In PyTorch's convention it is the weight of "
-            "the new batch statistic (default 0.1); a Keras/d2l momentum m corresponds to 1 - m "
+            f"momentum must be in {allowed}, got {m}. In PyTorch's convention it is the weight of the "
+            "new batch statistic (default 0.1); a Keras/d2l momentum m corresponds to 1 - m "
             "(normcore.torch_momentum_from_keras)."
         )
     return m

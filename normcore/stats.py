@@ -211,6 +211,8 @@ def shifted_moments(x: torch.Tensor, dims: tuple[int, ...], *, return_shift: boo
     shift = x
     for d in dims:  # one value per statistic group: index 0 along every reduced dim
         shift = shift.narrow(d, 0, 1)
+    # An infinite shift would turn the group's mean into inf - inf = NaN; torch's is ±inf.
+    shift = shift.nan_to_num(0.0, posinf=0.0, neginf=0.0)
     centered = x - shift  # exact: the shift is one of the values it is subtracted from
     shifted_mean = centered.mean(dims, keepdim=True)  # mean(x - shift): small, so precise
     centered -= shifted_mean  # x - μ, in place on our own buffer (one temporary in all)
