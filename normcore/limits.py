@@ -21,3 +21,8 @@ MAX_TRAIN_BATCH_SIZE = 512
 MAX_VARIANTS = 10  # model × norm × device combinations in one run
 MAX_SAMPLE_STEPS = 5_000_000  # Σ over variants of epochs × training samples
 MAX_CONFIG_BYTES = 16_384  # an uploaded run configuration (JSON)
+# Samples count the data but not what it costs: tiny batches are bound by per-step overhead
+# (~1-2 ms a step here) and wide CNNs by arithmetic (~50-90 GMAC/s on 2 cores), so a run is
+# also capped in optimizer steps and in multiply-accumulates (3 × forward, for the backward).
+MAX_TRAIN_STEPS = 40_000  # Σ over variants of optimizer steps (~1 minute at worst here)
+MAX_TRAIN_MACS = 3e12  # Σ over variants of 3 × forward MACs per sample × samples (~1 minute)

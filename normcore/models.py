@@ -166,11 +166,22 @@ def pre_activation(model: Classifier, x: torch.Tensor, layer: int = -1) -> torch
     return captured[0]
 
 
+def forward_macs(kind: str, width: int, depth: int, input_shape: tuple[int, ...] = (1, 8, 8), num_classes: int = 10) -> int:
+    """Multiply-accumulates in one sample's forward pass through the weight layers (norms and
+    activations are a few operations per value and left out). Used to cap a run's work."""
+    channels, *spatial = input_shape
+    if kind == "mlp":
+        return math.prod(input_shape) * width + (depth - 1) * width * width + width * num_classes
+    positions = math.prod(spatial)
+    pooled = math.prod(s // 2 for s in spatial)
+    return positions * 9 * (channels * width + (depth - 1) * width * width) + width * pooled * num_classes
+
+
 def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
 __all__ = [
     "ACTIVATIONS", "Classifier", "IMPLS", "MODEL_KINDS", "MODEL_LABELS", "NORMS", "NORM_LABELS",
-    "make_model", "norm_layer", "norm_problem", "parameter_count", "pre_activation",
+    "forward_macs", "make_model", "norm_layer", "norm_problem", "parameter_count", "pre_activation",
 ]

@@ -85,3 +85,13 @@ def test_invalid_combinations_say_why():
     with pytest.raises(ValueError, match="width and depth"):
         models.make_model("cnn", "batch", depth=0)
     assert models.norm_problem("cnn", "instance", 8, 2) is None
+
+
+@pytest.mark.parametrize("kind,width,depth", [("mlp", 32, 3), ("cnn", 8, 2), ("cnn", 16, 1)])
+def test_forward_macs_match_torchs_flop_counter(kind, width, depth):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = models.make_model(kind, "none", width=width, depth=depth)
+    with FlopCounterMode(display=False) as counter:
+        model(torch.rand(1, 1, 8, 8))
+    assert counter.get_total_flops() == 2 * models.forward_macs(kind, width, depth)  # torch counts 2 FLOPs per MAC

@@ -1,0 +1,234 @@
+"""The training page's experiment: configs in and out, caps, variants, live recording, sweeps,
+and the charts built from what comes back."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from normcore import devices, limits
+from normcore.experiments import training as T
+from normcore.viz import training as charts
+
+CPU = devices.all_targets()[0].key  # 'cpu:1t' on a multi-core machine, else 'cpu'
+TINY = T.RunConfig(width=8, depth=2, epochs=1, batch_size=64, norms=("batch", "none"), devices=("cpu",), lr=0.1)
+
+
+# -- configuration files ------------------------------------------------------------------
+
+
+def test_json_round_trip_and_key():
+    config = T.RunConfig(mode="lr_sweep", momentum=None, norms=("group", "layer"), devices=(CPU,), eps=1e-3)
+    assert T.from_json(config.to_json()) == config
+    assert T.from_json(config.to_json().encode()) == config
+    body = json.loads(config.to_json())
+    assert body["kind"] == "normcore-training-run" and body["momentum"] is None
+    assert config.key != T.RunConfig().key
+
+
+def test_missing_fields_take_defaults():
+    assert T.from_json('{"epochs": 2}') == T.RunConfig(epochs=2)
+
+
+@pytest.mark.parametrize("text,words", [
+    ("[1, 2]", "JSON object"),
+    ("{not json", "not valid JSON"),
+    ('{"lr": NaN}', "not valid JSON: NaN"),
+    ('{"lr": Infinity}', "Infinity"),
+    ('{"epochs": 31}', f"epochs: 31 is outside the allowed range 1 to {limits.MAX_EPOCHS}"),
+    ('{"width": 100000}', "width: 100000 is outside"),
+    ('{"batch_size": 1}', "batch_size: 1 is outside the allowed range 2"),
+    ('{"epochs": true}', "epochs: expected a number, got bool"),
+    ('{"epochs": "3"}', "epochs: expected a number, got str"),
+    ('{"epochs": 2.5}', "epochs: expected a whole number"),
+    ('{"eps": 2e-5}', "eps: expected one of"),
+    ('{"norms": ["batch", "batch"]}', "norms: lists a name twice"),
+    ('{"norms": ["weight"]}', "norms: unknown 'weight'"),
+    ('{"norms": []}', "norms: must name at least one"),
+    ('{"devices": ["cuda:9"]}', "devices: Device 'cuda:9' is not available"),
+    ('{"devices": "cpu"}', "devices: expected a list"),
+    ('{"mode": "grid"}', "mode: expected one of compare"),
+    ('{"momentum": null, "seed": null}', "seed: must not be null"),
+    ('{"kind": "something-else"}', "not a training-run configuration"),
+    ('{"__class__": "os.system"}', "Unknown field(s): '__class__'"),
+])
+def test_bad_files_are_refused_field_by_field(text, words):
+    with pytest.raises(T.ConfigError) as info:
+        T.from_json(text)
+    assert any(words in m for m in info.value.messages), info.value.messages
+
+
+def test_every_bad_field_is_reported_at_once():
+    with pytest.raises(T.ConfigError) as info:
+        T.from_json('{"epochs": 0, "lr": -1, "model": "rnn"}')
+    assert [m.split(":")[0] for m in info.value.messages] == ["model", "lr", "epochs"]
+
+
+def test_oversized_file_is_refused_before_parsing():
+    big = '{"epochs": 1, "pad": "' + "x" * limits.MAX_CONFIG_BYTES + '"}'
+    with pytest.raises(T.ConfigError, match=f"at most {limits.MAX_CONFIG_BYTES:,} bytes"):
+        T.from_json(big)
+
+
+# -- planning: variants, skips, caps ----------------------------------------------------
+
+
+def test_compare_is_norms_times_devices():
+    targets = [t.key for t in devices.all_targets()]
+    variants, problems = T.plan(T.RunConfig(norms=("batch", "layer"), devices=tuple(targets)))
+    assert [(v.norm, v.device) for v in variants] == [(n, d) for n in ("batch", "layer") for d in targets]
+    assert not [p for p in problems if p.level == "error"]
+
+
+def test_impossible_norms_are_skipped_with_a_reason():
+    variants, problems = T.plan(T.RunConfig(model="mlp", norms=("instance", "group", "batch"), width=10, num_groups=4))
+    assert [v.norm for v in variants] == ["batch"]
+    text = " ".join(p.message for p in problems)
+    assert "Skipped InstanceNorm" in text and "Skipped GroupNorm" in text and "1, 2, 5, 10" in text
+    _, problems = T.plan(T.RunConfig(model="mlp", norms=("instance",)))
+    assert any(p.level == "error" and "Nothing to train" in p.message for p in problems)
+
+
+@pytest.mark.parametrize("changes,words", [
+    (dict(model="cnn", width=256, depth=6, epochs=30), "multiply-accumulates"),
+    (dict(mode="batch_sweep", epochs=30), "optimizer steps"),
+    (dict(batch_size=2, epochs=30, norms=("none", "batch", "layer", "group")), "optimizer steps"),
+])
+def test_caps_block_a_run_with_a_message(changes, words):
+    errors = T.errors(T.RunConfig(**changes))
+    assert any(words in e and "cap" in e for e in errors), errors
+    with pytest.raises(T.ConfigError, match=words):
+        T.run(T.RunConfig(**changes))
+
+
+def test_variant_cap(monkeypatch):
+    monkeypatch.setattr(limits, "MAX_VARIANTS", 3)
+    assert any("cap of 3" in e for e in T.errors(T.RunConfig(norms=("none", "batch", "layer", "group"))))
+
+
+def test_sweeps_expand_to_their_grids():
+    sweep, _ = T.plan(T.RunConfig(mode="batch_sweep", lr=0.1, epochs=2))
+    assert {v.norm for v in sweep} == set(T.BATCH_SWEEP_NORMS) and len(sweep) == 4 * len(T.BATCH_SWEEP_SIZES)
+    by_size = {v.batch_size: v for v in sweep if v.norm == "batch"}
+    assert by_size[2].lr == pytest.approx(0.1 * 2 / 32) and by_size[256].lr == 0.1
+    assert by_size[2].epochs == 2 and 1347 // 256 * by_size[256].epochs >= T.MIN_SWEEP_STEPS
+    rates, _ = T.plan(T.RunConfig(mode="lr_sweep"))
+    assert [(v.norm, v.lr) for v in rates] == [(n, r) for n in ("batch", "none") for r in T.LR_SWEEP_RATES]
+
+
+# -- running --------------------------------------------------------------------------
+
+
+def test_compare_run_records_every_variant():
+    config = T.with_settings(TINY, devices=[t.key for t in devices.all_targets()])
+    seen = []
+    live = T.run(config, on_progress=lambda lv: seen.append(lv.fraction))
+    assert live.status == "finished" and live.fraction == 1.0 and seen[-1] == 1.0
+    assert seen == sorted(seen)  # progress only goes forward
+    summary = live.summary()
+    assert len(summary) == 2 * len(config.devices) and set(summary["status"]) == {"finished"}
+    baseline = summary[summary["device"] == devices.all_targets()[0].key]
+    assert (baseline["speedup_vs_cpu"] == 1.0).all()
+    history = live.history()
+    assert set(history["variant"]) == set(range(len(summary)))
+    table = T.results_table(summary)
+    assert list(table.columns) == list(T.RESULT_COLUMNS.values()) and len(table) == len(summary)
+
+
+def test_an_interrupted_run_keeps_what_it_recorded():
+    live = T.LiveRun(TINY, [])
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(lv):
+        if len(lv.rows) >= 3:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        T.run(TINY, live, on_progress=interrupt)
+    assert live.running and len(live.rows) == 3
+    live.mark_interrupted("Stopped by you.")
+    assert live.status == "stopped" and live.message == "Stopped by you."
+    summary = live.summary()
+    assert list(summary["status"]) == ["stopped"] and summary["steps"].iloc[0] == live.rows[-1]["step"]
+    cache = T.ResultCache()
+    cache.put(live)
+    assert cache.get(TINY) is None  # a partial run is never served as the result
+
+
+def test_stop_flag_stops_between_steps():
+    calls = []
+    live = T.run(TINY, stop=lambda: len(calls) > 0, on_progress=calls.append)
+    assert live.status == "stopped" and "Stopped by the user" in live.message
+    assert len(live.summary()) == 1
+
+
+def test_result_cache_is_a_bounded_lru():
+    cache = T.ResultCache(max_entries=2)
+    runs = [T.LiveRun(T.RunConfig(seed=i), [], status="finished") for i in range(3)]
+    for r in runs[:2]:
+        cache.put(r)
+    assert cache.get(T.RunConfig(seed=0)) is runs[0]  # now most recent
+    cache.put(runs[2])
+    assert len(cache) == 2 and cache.get(T.RunConfig(seed=1)) is None and cache.get(T.RunConfig(seed=0)) is runs[0]
+
+
+def test_short_sweeps(monkeypatch):
+    monkeypatch.setattr(T, "BATCH_SWEEP_SIZES", (8, 64))
+    monkeypatch.setattr(T, "MIN_SWEEP_STEPS", 30)
+    live = T.run(T.with_settings(TINY, mode="batch_sweep"))
+    summary = live.summary()
+    assert len(summary) == 8 and set(summary["batch_size"]) == {8, 64}
+    assert summary.loc[summary["batch_size"] == 64, "epochs"].iloc[0] == math.ceil(30 / (1347 // 64))
+    monkeypatch.setattr(T, "LR_SWEEP_RATES", (0.3, 1e15))
+    live = T.run(T.with_settings(TINY, mode="lr_sweep", width=16, epochs=2))
+    summary = live.summary()
+    assert summary.loc[summary["lr"] == 1e15, "diverged"].all()
+    largest = T.largest_trainable_lr(summary, T.chance_accuracy(live.config)).set_index("norm")
+    for norm, group in summary.groupby("norm"):
+        ok = group[(~group["diverged"]) & (group["test_accuracy"] >= 0.55)]
+        expected = ok["lr"].max() if len(ok) else math.nan
+        assert largest.loc[norm, "largest_lr"] == pytest.approx(expected, nan_ok=True)
+
+
+def test_largest_trainable_lr_by_hand():
+    summary = pd.DataFrame(dict(
+        norm=["batch"] * 4 + ["none"] * 4, lr=[0.01, 0.1, 1.0, 10.0] * 2,
+        test_accuracy=[0.90, 0.95, 0.80, math.nan, 0.60, 0.50, 0.10, math.nan],
+        diverged=[False, False, False, True, False, False, False, True]))
+    out = T.largest_trainable_lr(summary, chance=0.1).set_index("norm")
+    assert out.loc["batch", "largest_lr"] == 1.0 and out.loc["none", "largest_lr"] == 0.01
+    assert T.trains(0.55, False, 0.1) and not T.trains(0.549, False, 0.1) and not T.trains(0.99, True, 0.1)
+
+
+def test_paper_numbers_are_design_section_4():
+    paper = T.paper_group_norm_errors()
+    bn = paper[paper["norm"] == "batch"].set_index("batch_size")["top1_error"]
+    gn = paper[paper["norm"] == "group"].set_index("batch_size")["top1_error"]
+    assert bn.to_dict() == {32: 23.6, 16: 23.7, 8: 24.8, 4: 27.3, 2: 34.7}
+    assert gn.to_dict() == {32: 24.1, 16: 24.2, 8: 24.0, 4: 24.2, 2: 24.1}
+    at32 = paper[paper["batch_size"] == 32].set_index("norm")["top1_error"].to_dict()
+    assert at32 == {"batch": 23.6, "group": 24.1, "layer": 25.3, "instance": 28.4}
+
+
+# -- charts ---------------------------------------------------------------------------
+
+
+def test_charts_from_a_real_run_and_from_nothing():
+    live = T.run(TINY)
+    history, summary = live.history(), live.summary()
+    empty = T.LiveRun(TINY, []).history()
+    for build in (charts.loss_chart, charts.accuracy_chart, lambda h: charts.percentile_chart(h, 2)):
+        spec = build(history).to_dict()
+        assert spec["data"] or spec.get("datasets")
+        build(empty).to_dict()
+    spec = charts.percentile_chart(history, 2).to_dict()
+    values = next(iter(spec["datasets"].values()))
+    assert {v["normalization"] for v in values} == {"BatchNorm", "No norm"}
+    assert {v["percentile"] for v in values} == {"15th", "50th (median)", "85th"}
+    charts.batch_sweep_chart(summary).to_dict()
+    charts.lr_sweep_chart(summary, T.largest_trainable_lr(summary, 0.1)).to_dict()
+    charts.paper_chart(T.paper_group_norm_errors()).to_dict()
+    assert charts.loss_chart(history).to_dict()["encoding"]["color"]["field"] == "normalization"
