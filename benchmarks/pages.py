@@ -13,8 +13,9 @@ Two measurements per setting, medians in milliseconds:
   are not isolated there), so this is an upper bound: it adds the sidebar, the diagram and the
   cached one-batch section, and Streamlit's own element handling.
 
-The machine's load average is printed too: the lab's machines are shared, and a busy
-neighbour slows every number here.
+Each is given as wall-clock time and as this process's CPU time (all its threads). The
+machines are shared: with a load average above the core count, wall-clock time grows while
+CPU time stays close to what an idle machine would take; the load average is printed too.
 """
 
 from __future__ import annotations
@@ -55,21 +56,28 @@ def fragment_step(stream: live.LiveStream) -> None:
         serialize(charts.stream_chart(live.series_frame(history, stat), stat, stat))
 
 
-def time_fragment(settings, repeats: int, warm_steps: int) -> float:
+def timed(action) -> tuple[float, float]:
+    """(wall, cpu) seconds of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    action()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def medians(samples) -> tuple[float, float]:
+    """Median (wall, cpu) in milliseconds."""
+    return tuple(statistics.median(column) * 1e3 for column in zip(*samples))
+
+
+def time_fragment(settings, repeats: int, warm_steps: int) -> tuple[float, float]:
     # A full chart window of history, as after a while of Play. Filled with 2-sample batches
     # (fast even at the caps); the batch size then changes without restarting the stream.
     stream = live.LiveStream(replace(settings, batch_size=2))
     stream.step(warm_steps)
     assert stream.update(settings, stream.options) is None
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fragment_step(stream)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    return medians([timed(lambda: fragment_step(stream)) for _ in range(repeats)])
 
 
-def time_apptest(settings, repeats: int) -> float:
+def time_apptest(settings, repeats: int) -> tuple[float, float]:
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(APP, default_timeout=120)
@@ -80,12 +88,10 @@ def time_apptest(settings, repeats: int) -> float:
     at.run()  # the first run fills the caches (one batch, histograms)
     times = []
     for _ in range(repeats + 1):
-        start = time.perf_counter()
-        at.button(key="live_step").click().run()
-        times.append(time.perf_counter() - start)
+        times.append(timed(lambda: at.button(key="live_step").click().run()))
         if at.exception:
             raise RuntimeError(at.exception[0].message)
-    return statistics.median(times[1:]) * 1e3
+    return medians(times[1:])  # the first click also warms Streamlit's own caches
 
 
 def main() -> None:
@@ -94,12 +100,13 @@ def main() -> None:
     args = parser.parse_args()
     repeats = 5 if args.quick else 25
     print(f"Live statistics, server-side time of one Step (median of {repeats}), load average {os.getloadavg()[0]:.1f}")
-    print(f"{'setting':48s} {'fragment ms':>12s} {'apptest ms':>12s}")
+    print(f"{'':48s} {'fragment (ms)':>20s} {'AppTest rerun (ms)':>20s}")
+    print(f"{'setting':48s} {'wall':>10s}{'cpu':>10s} {'wall':>10s}{'cpu':>10s}")
     for label, s in SETTINGS.items():
         assert s.num_elements <= limits.MAX_ELEMENTS
         fragment = time_fragment(s, repeats, warm_steps=50 if args.quick else live.CHART_WINDOW)
         apptest = time_apptest(s, max(3, repeats // 3))
-        print(f"{label:48s} {fragment:12.1f} {apptest:12.1f}")
+        print(f"{label:48s} {fragment[0]:10.1f}{fragment[1]:10.1f} {apptest[0]:10.1f}{apptest[1]:10.1f}")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
