@@ -51,10 +51,10 @@ def render(sc: te.Scenario, s: LabSettings) -> None:
         resource = prepared(sc.resource, te.RESOURCES[sc.resource].config(s))
     with st.spinner("Running the experiment…", show_time=True):
         r = result(sc.key, as_dict(s), params, resource)
+    for m in r.messages:  # first: they say what the number below does and does not describe
+        SHOW[m.level](m.message)
     if r.headline is not None:
         st.metric(r.headline.label, r.headline.value, help=r.headline.help or None)
-    for m in r.messages:
-        SHOW[m.level](m.message)
     for row in charts_for(sc.key, r):
         for column, chart in zip(st.columns(len(row)), row):
             column.altair_chart(chart, width="stretch")
