@@ -124,25 +124,30 @@ class NormalizeWithBatchStats(torch.autograd.Function):
         cell, large = ctx.cell, not ctx.small_cells
 
         sum_dy = dy.sum_to_size(cell)  # Σ dy per cell (dy itself when a cell is one value)
-        # Σ dy·(x − μ) per cell. As x − μ = (x − shift) − shifted_mean, it is
-        # Σ dy·(x − shift) − shifted_mean · Σ dy. `buf` is the one full-size buffer; it holds dx later.
+        # Σ dy·(x − shift) per cell; `buf` is the one full-size buffer, and holds dx later.
+        # Since x − μ = (x − shift) − shifted_mean, every Σ dy·(x − μ) below is that sum minus
+        # shifted_mean · Σ dy, applied after the sums are small.
         buf = torch.sub(x, shift).mul_(dy)
-        sum_dy_centered = buf.sum_to_size(cell).addcmul_(shifted_mean, sum_dy, value=-1)
+        sum_dy_shifted = buf.sum_to_size(cell)
 
         d_bias = sum_dy.sum_to_size(ctx.bias_shape) if want_bias else None  # dβ = Σ dy
         d_weight = None
         if want_weight:  # dγ = Σ dy·x̂ = Σ_cells istd · Σ dy·(x − μ)
-            d_weight = _sum_of_product(sum_dy_centered, inv_std, weight.shape, large)
+            d_weight = _sum_of_product(sum_dy_shifted, inv_std, weight.shape, large) - _sum_of_product(
+                sum_dy, inv_std * shifted_mean, weight.shape, large
+            )
         if not want_x:
             return None, d_weight, d_bias, None, None
 
         count = x.numel() // inv_std.numel()  # M, values per statistic
         if weight is None:  # dx̂ = dy
-            mean_d_xhat = sum_dy.sum_to_size(inv_std.shape) / count
-            mean_d_xhat_xhat = sum_dy_centered.sum_to_size(inv_std.shape) * inv_std / count
+            sum_d_xhat = sum_dy.sum_to_size(inv_std.shape)
+            sum_d_xhat_shifted = sum_dy_shifted.sum_to_size(inv_std.shape)
         else:  # dx̂ = γ·dy, with γ constant within a cell
-            mean_d_xhat = _sum_of_product(weight, sum_dy, inv_std.shape, large) / count  # path through μ
-            mean_d_xhat_xhat = _sum_of_product(weight, sum_dy_centered, inv_std.shape, large) * inv_std / count  # σ²
+            sum_d_xhat = _sum_of_product(weight, sum_dy, inv_std.shape, large)
+            sum_d_xhat_shifted = _sum_of_product(weight, sum_dy_shifted, inv_std.shape, large)
+        mean_d_xhat = sum_d_xhat / count  # mean(dx̂): the path through μ
+        mean_d_xhat_xhat = (sum_d_xhat_shifted - shifted_mean * sum_d_xhat) * inv_std / count  # mean(dx̂·x̂): σ²
 
         # dx = istd · (dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)), where x̂ = istd·((x − shift) − shifted_mean).
         # The last two terms are a·(x − shift) + b with one coefficient pair per statistic:
