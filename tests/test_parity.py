@@ -12,7 +12,10 @@ for both backward modes ("closed_form" and "autograd") and on every available de
 Where torch raises a ValueError, normcore must raise one too.
 
 Tolerances are torch.testing.assert_close's defaults for the dtype: the shapes are small
-(at most a few hundred values per statistic), so no sum is long enough to need more.
+(at most a few dozen values per statistic), so no sum is long enough to need more. The
+one exception is cancellation, not summation: where a statistic holds one or two values,
+float32 gradients are mostly rounding noise in both libraries, and torch's own float64
+result decides (see _assert_matches).
 """
 
 from __future__ import annotations
@@ -43,9 +46,10 @@ def _dtypes(device: str) -> list[torch.dtype]:
     return [torch.float32] if device == "mps" else [torch.float32, torch.float64]  # MPS has no float64
 
 
-def _sizes(draw, count: int, low: int = 1, high: int = 3) -> tuple[int, ...]:
-    # 1 and 2 come up often: one value per channel, H·W = 1 and batch 2 are the edge cases.
-    return tuple(draw(st.sampled_from([1, 1, 2, 2, 3][: high + 2] if high >= 3 else range(low, high + 1))) for _ in range(count))
+def _sizes(draw, count: int, high: int = 3) -> tuple[int, ...]:
+    """``count`` dim sizes in 1..high; 1 and 2 come up often (H·W = 1, batch 2 are the edge cases)."""
+    choices = [1, 1, 2, 2] + list(range(3, high + 1))
+    return tuple(draw(st.sampled_from(choices)) for _ in range(count))
 
 
 def _randomize(layer: nn.Module, generator: torch.Generator) -> None:
