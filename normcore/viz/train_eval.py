@@ -9,7 +9,7 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from ..experiments.train_eval import ScenarioResult
+from ..experiments.train_eval import FINETUNE_SETS, ScenarioResult
 
 Rows = list[list[alt.Chart]]
 # Two things compared side by side get two colours that cannot be mistaken for each other
@@ -169,9 +169,13 @@ def frozen_bn_chart(r: ScenarioResult) -> Rows:
     acc = alt.Chart(accuracy).mark_line(point=True).encode(
         x=alt.X("epoch:Q", title="fine-tuning epoch"),
         y=alt.Y("accuracy:Q", title="accuracy (eval mode)", axis=alt.Axis(format="%"), scale=alt.Scale(zero=False)),
-        color=color, strokeDash=alt.StrokeDash("test_set:N", title="test set"),
+        color=color, strokeDash=alt.StrokeDash(
+            # Said in the subtitle: the theme draws this legend's dash samples invisibly.
+            "test_set:N", scale=alt.Scale(domain=list(FINETUNE_SETS), range=[[1, 0], [5, 4]]), legend=None,
+        ),
         tooltip=["epoch", "mode", "test_set", alt.Tooltip("accuracy:Q", format=".1%")],
-    ).properties(height=HEIGHT, title="Accuracy while fine-tuning")
+    ).properties(height=HEIGHT, title=alt.Title(
+        "Accuracy while fine-tuning", subtitle=f"solid: {FINETUNE_SETS[0]} · dashed: {FINETUNE_SETS[1]}"))
     rows = [[acc]]
     if len(stats):
         rows.append([

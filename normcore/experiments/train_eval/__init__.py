@@ -127,7 +127,8 @@ SCENARIOS: list[Scenario] = [
         "digits). With BN **frozen** (its layers kept in eval mode) the running statistics stay those of "
         "the original data while the weights, γ and β adapt; the usual choice when fine-tuning batches are "
         "small. In **train mode** the statistics are re-estimated from the new data (as AdaBN does), which "
-        "absorbs a shift of the inputs at once, at the price of noisy statistics from small batches.",
+        "absorbs a shift of the inputs at once, at the price of noisy statistics from small batches, and "
+        "of the original data (dashed lines), which the statistics no longer describe.",
         frozen_bn_finetune,
         (Param("finetune_size", "Fine-tuning set size", 100, 20, 1000, 10),
          Param("brightness", "Brightness added", 0.5, -1.0, 2.0, 0.1),

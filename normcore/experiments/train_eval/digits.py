@@ -188,11 +188,13 @@ def frozen_bn_finetune(s: LabSettings, digits: DigitsModel, finetune_size: int =
                                         "to freeze, and both fine-tuning runs are the same."))
     accuracy = pd.DataFrame(acc)
     final = accuracy[accuracy.test_set == FINETUNE_SETS[0]].groupby("mode").accuracy.last()
+    original = accuracy[accuracy.test_set == FINETUNE_SETS[1]].groupby("mode").accuracy.last()
     return ScenarioResult(
         {"stats": pd.DataFrame(stats, columns=["step", "mode", "running_mean_change", "running_var_change"]), "accuracy": accuracy},
         Headline("Shifted-test accuracy after fine-tuning: frozen vs re-estimated",
                  f"{final[FINETUNE_MODES[0]]:.1%} vs {final[FINETUNE_MODES[1]]:.1%}",
-                 f"Before fine-tuning: {acc[0]['accuracy']:.1%}. {len(target.x_train)} shifted training digits, "
-                 f"{int(epochs)} epochs, batch size {batch_size}."),
+                 f"Before fine-tuning: {acc[0]['accuracy']:.1%}. On the original digits afterwards: "
+                 f"{original[FINETUNE_MODES[0]]:.1%} vs {original[FINETUNE_MODES[1]]:.1%}. "
+                 f"{len(target.x_train)} shifted training digits, {int(epochs)} epochs, batch size {batch_size}."),
         messages,
     )
