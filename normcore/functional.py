@@ -66,13 +66,13 @@ def _update_running(running_mean, running_var, mean, var, momentum, count, unbia
     The running variance takes the *unbiased* batch variance σ² · n / (n − 1), as torch does,
     unless ``unbiased=False`` (the d2l / textbook choice).
     """
-    with torch.no_grad():
-        if running_mean is not None:
-            running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
-        if running_var is not None:
-            if unbiased:  # count > 1 always holds here: training rejects one value per statistic
-                var = var * (count / (count - 1))
-            running_var.mul_(1 - momentum).add_(var.to(running_var.dtype), alpha=momentum)
+    mean, var = mean.detach(), var.detach()  # the buffers stay out of the autograd graph
+    if running_mean is not None:
+        running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
+    if running_var is not None:
+        if unbiased:  # count > 1 always holds here: training rejects one value per statistic
+            var = var * (count / (count - 1))
+        running_var.mul_(1 - momentum).add_(var.to(running_var.dtype), alpha=momentum)
 
 
 def batch_norm(
