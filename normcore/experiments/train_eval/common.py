@@ -198,7 +198,7 @@ def momentum_label(m: float | None) -> str:
     return "None (cumulative)" if m is None else f"PyTorch {m:g}"
 
 
-def _capped_steps(steps: int, values_per_step: int, messages: list[Problem], what: str = "steps") -> int:
+def capped_steps(steps: int, values_per_step: int, messages: list[Problem], what: str = "steps") -> int:
     """``steps``, or fewer (with a warning) if they would push more than the work cap through."""
     cap = max(1, limits.MAX_TRAIN_EVAL_VALUES // max(values_per_step, 1))
     if steps > cap:

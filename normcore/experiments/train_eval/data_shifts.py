@@ -12,7 +12,7 @@ import torch
 from ...data import draw_batch, make_generator, population_stats
 from ...settings import LabSettings, Problem
 from .common import (
-    PROBE_SEED, Headline, ScenarioResult, _capped_steps, blocked, build_layer, eval_output, mean_abs_diff,
+    PROBE_SEED, Headline, ScenarioResult, capped_steps, blocked, build_layer, eval_output, mean_abs_diff,
     momentum_label, normalize_with, probe_batch, settings_problems, stand_in, stream, train_output, train_step,
     warmup_steps,
 )
@@ -60,7 +60,7 @@ def non_iid_batches(s: LabSettings, clusters: int = 4, cluster_spread: float = 2
         return blocked(messages + found)
     messages += found
     clusters, run_length = int(clusters), int(run_length)
-    steps = _capped_steps(int(steps), s.num_elements * 6, messages, "training steps")
+    steps = capped_steps(int(steps), s.num_elements * 6, messages, "training steps")
     true_mean, true_var = mixture_stats(s, clusters, cluster_spread)
     test_gen = make_generator(s.seed + PROBE_SEED)
     o = cluster_offsets(s, clusters, cluster_spread)
@@ -110,11 +110,11 @@ def shifted_test_inputs(s: LabSettings, shift: float = 1.5, scale_factor: float 
         return blocked(messages + found)
     messages += found
     layer = build_layer(s)
-    for x in stream(s, _capped_steps(warmup_steps(s.momentum), s.num_elements, messages, "warm-up steps")):
+    for x in stream(s, capped_steps(warmup_steps(s.momentum), s.num_elements, messages, "warm-up steps")):
         train_step(layer, x)
     train_mean, train_var = population_stats(s)
     # Each shift costs a test batch and two passes: thin the grid out for large batches.
-    points = _capped_steps(len(SHIFT_GRID), s.num_elements * 3, messages, "test shifts")
+    points = capped_steps(len(SHIFT_GRID), s.num_elements * 3, messages, "test shifts")
     grid = SHIFT_GRID[:: math.ceil(len(SHIFT_GRID) / points)]
     rows = []
     for delta in sorted(set(grid) | {float(shift)}):
@@ -172,8 +172,8 @@ def precise_bn(s: LabSettings, drift: float = 3.0, steps: int = 200, max_batches
     if error:
         return blocked(messages + found)
     messages += found
-    steps = _capped_steps(int(steps), s.num_elements * 2, messages, "training steps")
-    max_batches = _capped_steps(int(max_batches), s.num_elements * 2, messages, "PreciseBN batches")
+    steps = capped_steps(int(steps), s.num_elements * 2, messages, "training steps")
+    max_batches = capped_steps(int(max_batches), s.num_elements * 2, messages, "PreciseBN batches")
     layer = build_layer(s)
     for x in drift_batches(s, steps, drift):
         train_step(layer, x)

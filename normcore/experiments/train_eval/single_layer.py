@@ -15,7 +15,7 @@ from ...modules import BatchNorm1d
 from ...settings import LabSettings, Problem, problems
 from ...stats import NORM_LABELS, keras_momentum_from_torch
 from .common import (
-    PROBE_SEED, Headline, ScenarioResult, _capped_steps, blocked, build_layer, closed_form_warmup, eval_output,
+    PROBE_SEED, Headline, ScenarioResult, capped_steps, blocked, build_layer, closed_form_warmup, eval_output,
     has_running_stats, mean_abs_diff, momentum_label, normalize_with, probe_batch, stand_in, stream,
     torch_single_sample_error, train_output, train_step, warmup_steps,
 )
@@ -58,7 +58,7 @@ def warmup_gap(s: LabSettings, steps: int = 150, stream_shift: float = 2.0, stre
     messages += [p for p in problems(s) if p.level != "error"]
     if any(p.level == "error" for p in problems(s)):
         return blocked(messages + problems(s))
-    steps = _capped_steps(int(steps), s.num_elements * 6, messages, "warm-up steps")
+    steps = capped_steps(int(steps), s.num_elements * 6, messages, "warm-up steps")
     variants = momentum_variants(s)
     layers = [build_layer(s, momentum=m) for _, m in variants]
     probe = probe_batch(s, stream_shift, stream_scale)
@@ -233,7 +233,7 @@ NORM_ROWS = (
 def norms_side_by_side(s: LabSettings) -> ScenarioResult:
     """BN, LN, GN and IN on the same stream and the same probe, both modes, measured gap."""
     rows, messages = [], []
-    warmup = _capped_steps(warmup_steps(s.momentum), s.num_elements * 2, messages, "warm-up steps")
+    warmup = capped_steps(warmup_steps(s.momentum), s.num_elements * 2, messages, "warm-up steps")
     for kind, track, label in NORM_ROWS:
         if kind == "group":
             label = f"GroupNorm (G={s.num_groups})"
