@@ -1,0 +1,395 @@
+"""Fuzz the shared controls and every page's own controls with hypothesis, through AppTest.
+
+Three ways in, for every page the router lists (``pages/shared/navigation.py``; a new page
+is fuzzed without touching this file):
+
+* **URL parameters**, as a shared link carries them: valid values, edge values and garbage
+  for any subset of the shared settings (and of a page's own URL parameters). A fresh
+  session per example, like a new visitor. Checked: no exception; the settings are exactly
+  what ``settings.from_query`` makes of the URL; every ignored parameter is explained in a
+  warning; the URL the page leaves behind opens the same settings again.
+* **Widgets**, as a visitor clicks: any subset of the sidebar controls set to any value
+  their widgets allow, random values for the page's own widgets and a random button
+  press, in one session per page reused across examples (state carries over, as it does
+  for a visitor). Checked: no exception; the settings store follows the widgets.
+* **Training runs** with tiny random configurations (the Run button is left out of the
+  widget fuzz, where a random configuration may train for minutes).
+
+Invalid combinations must explain themselves: when the settings model reports an error for
+the settings a page shows, the page shows an st.error or st.warning; a disabled Run button
+comes with an st.error. The number of combinations tried is printed and written to
+``artifacts/fuzz/combinations.json``. ``NORMCORE_FUZZ_EXAMPLES`` sets the examples per
+page and way in (default 80: about 500 combinations in all, 2 to 4 minutes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from streamlit.testing.v1 import AppTest
+
+from normcore import datasets, devices, models
+from normcore import settings as S
+from normcore.data import DRIFTS
+from normcore.experiments import training as T
+from normcore.experiments.live import LiveOptions
+from normcore.training import OPTIMIZER_LABELS
+from pages.shared import controls as C
+from pages.shared.navigation import PAGES, ROOT
+
+APP = str(ROOT / "app.py")
+EXAMPLES = int(os.environ.get("NORMCORE_FUZZ_EXAMPLES", "80"))
+COUNTS_FILE = Path(os.environ.get("NORMCORE_ARTIFACTS", ROOT / "artifacts")) / "fuzz" / "combinations.json"
+IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,  # a rerun that trains a model takes seconds, and that is not a bug
+    derandomize=IN_CI,  # CI tries the same combinations every run; locally they vary
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    database=None if IN_CI else settings.default.database,
+)
+# The widget tests reuse one session, so an example depends on the ones before it: a
+# failure is reported as found, with the log of what was set, not shrunk.
+FUZZ_SESSION = settings(FUZZ, phases=[Phase.explicit, Phase.generate])
+
+# What this module must know about particular pages.
+PAGE_URL_OPTIONS = {"live-statistics": ("live_options", LiveOptions)}  # session key, parser
+TAB_KEYS = {"train-vs-eval": "scenario"}  # st.tabs(key=...): the open tab is session state
+SKIP_BUTTONS = {"training": {"▶️ Run"}}  # long work: fuzzed separately with tiny configs
+RAW_OPTIONS = {  # widgets whose format_func hides the options from AppTest
+    "live_drift": DRIFTS,
+    "training_mode": T.MODES,
+    "training_dataset": datasets.DATASETS,
+    "training_model": models.MODEL_KINDS,
+    "training_optimizer": tuple(OPTIMIZER_LABELS),
+    "training_norms": models.NORMS,
+    "training_devices": tuple(t.key for t in devices.all_targets()),
+}
+
+COUNTS: dict[str, int] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report_counts():
+    yield
+    COUNTS_FILE.parent.mkdir(parents=True, exist_ok=True)
+    total = sum(COUNTS.values())
+    COUNTS_FILE.write_text(json.dumps({"total": total, "per_test": COUNTS}, indent=2))
+    print(f"\nfuzz: {total} combinations of controls tried ({', '.join(f'{k} {v}' for k, v in COUNTS.items())})")
+
+
+def record(test: str) -> None:
+    COUNTS[test] = COUNTS.get(test, 0) + 1
+
+
+def texts(elements) -> list[str]:
+    return [e.value for e in elements]
+
+
+def open_page(page, query: dict[str, str] | None = None) -> AppTest:
+    """The page as a visitor reaches it from a link: the router first, then the page."""
+    at = AppTest.from_file(APP, default_timeout=180)
+    for name, value in (query or {}).items():
+        at.query_params[name] = value
+    at.run()
+    at.switch_page(page.script)
+    at.run()
+    return at
+
+
+def find(at: AppTest, kind: str, key: str):
+    return next((w for w in getattr(at, kind) if w.key == key), None)
+
+
+def check_page(at: AppTest, what: str) -> None:
+    """No exception, and every invalid combination explained on the page."""
+    assert not at.exception, f"{what}:\n" + "\n".join(str(e.value) for e in at.exception)
+    shown = [t for t in texts(at.error) + texts(at.warning) if not t.startswith("Ignored URL parameter")]
+    if find(at.sidebar, "selectbox", C._key("norm")) is not None:  # the page uses the layer settings
+        errors = S.errors(at.session_state[C._STORE])
+        assert not errors or shown, f"{what}: invalid settings ({errors[0]}) but no st.error/st.warning"
+    for b in at.main.button:
+        if b.label.endswith("Run") and b.disabled:
+            assert texts(at.error), f"{what}: Run is disabled without an st.error saying why"
+
+
+# -- URL parameters ----------------------------------------------------------------------
+
+GARBAGE = st.sampled_from(["", " ", "abc", "nan", "inf", "-inf", "1e999", "-1", "0", "0x10", "3.5", "1,5",
+                           "true", "None", "null", "٣", "batch", "GROUP", "  7  ", "1e-3", "%20", "[]"])
+
+
+def url_value(name: str) -> st.SearchStrategy[str]:
+    """Strings for one shared setting's URL parameter: mostly valid, often at or past the
+    edges, sometimes garbage."""
+    f, default = S.FIELDS[name], getattr(S.DEFAULTS, name)
+    if isinstance(default, bool):
+        valid = st.sampled_from(["true", "false", "1", "0", "True", "FALSE"])
+    elif isinstance(default, str):
+        valid = st.sampled_from(f.choices)
+    elif name == "eps":
+        valid = st.floats(1e-10, 10.0).map(repr) | st.sampled_from([repr(c) for c in S.EPS_CHOICES])
+    elif isinstance(default, int):
+        lo, hi = int(f.low), int(f.high)
+        valid = (st.integers(lo, hi) | st.sampled_from([lo, lo + 1, hi - 1, hi, hi + 1, lo - 1])).map(str)
+    else:
+        lo, hi = f.low, f.high
+        valid = (st.floats(lo, hi) | st.sampled_from([lo, hi, (lo + hi) / 2, hi * 1.01])).map(repr)
+        if name == "momentum":
+            valid = valid | st.sampled_from(["none", "None", "null"])
+    return st.one_of(valid, valid, valid, GARBAGE, st.text(max_size=8))
+
+
+def page_url_value(field: str, parser) -> st.SearchStrategy[str]:
+    default = getattr(parser(), field)
+    if isinstance(default, bool):
+        valid = st.sampled_from(["true", "false", "1", "0"])
+    elif isinstance(default, str):
+        valid = st.sampled_from(list(RAW_OPTIONS.get("live_drift", ())) or [default])
+    elif field in getattr(parser, "RANGES", {}):
+        lo, hi = parser.RANGES[field]
+        valid = (st.integers(int(lo) - 1, int(hi) + 1) if isinstance(default, int) else st.floats(lo - 1, hi + 1)).map(str)
+    else:
+        valid = st.just(str(default))
+    return st.one_of(valid, valid, GARBAGE)
+
+
+def url_params(page) -> st.SearchStrategy[dict]:
+    optional = {name: url_value(name) for name in S.FIELDS} | {"not_a_setting": st.text(max_size=5)}
+    if page.url_path in PAGE_URL_OPTIONS:
+        parser = PAGE_URL_OPTIONS[page.url_path][1]
+        optional |= {url: page_url_value(field, parser) for field, url in parser.URL_NAMES.items()}
+    return st.fixed_dictionaries({}, optional=optional)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.url_path for p in PAGES])
+def test_url_parameters(page):
+    @FUZZ
+    @given(params=url_params(page))
+    def check(params):
+        record(f"url/{page.url_path}")
+        at = open_page(page, params)
+        what = f"/{page.url_path}?{params}"
+        check_page(at, what)
+        expected, messages = S.from_query(params)
+        assert at.session_state[C._STORE] == expected, what
+        if page.url_path in PAGE_URL_OPTIONS:
+            store, parser = PAGE_URL_OPTIONS[page.url_path]
+            options, more = parser.from_query(params)
+            assert at.session_state[store] == options, what
+            messages += more
+        warnings = " ".join(texts(at.warning))
+        for message in messages:
+            assert message in warnings, f"{what}: not explained: {message}"
+        # The URL the page leaves behind (what a visitor copies) opens the same settings.
+        again, problems = S.from_query(dict(at.query_params))
+        assert again == expected and not problems, f"{what}: the page's own URL {dict(at.query_params)} reads back differently"
+
+    check()
+
+
+# -- widgets -----------------------------------------------------------------------------
+
+
+def shared_value(name: str) -> st.SearchStrategy:
+    """Any value the sidebar widget of a shared setting accepts."""
+    f, default = S.FIELDS[name], getattr(S.DEFAULTS, name)
+    if name == "eps":
+        return st.sampled_from(S.EPS_CHOICES)
+    if isinstance(default, bool):
+        return st.booleans()
+    if isinstance(default, str):
+        return st.sampled_from(f.choices)
+    if isinstance(default, int):
+        lo, hi = int(f.low), int(f.high)
+        return st.integers(lo, hi) | st.sampled_from([lo, lo + 1, hi])
+    step = 0.01 if name in ("momentum", "outlier_fraction", "scale") else 0.1
+    lo, hi = round(f.low / step), round(f.high / step)
+    return st.integers(lo, hi).map(lambda k: round(k * step, 4))
+
+
+# Shapes (N, C, H=W): small ones mostly (fast reruns), the caps' edges sometimes.
+SHAPES = st.one_of(
+    st.tuples(st.integers(1, 64), st.integers(1, 16), st.integers(1, 12)),
+    st.sampled_from([(512, 64, 8), (512, 64, 9), (2, 64, 32), (1, 1, 1), (1, 7, 1), (512, 1, 1), (128, 64, 16)]),
+)
+
+
+def set_shared(at: AppTest, data) -> dict:
+    """Set a random subset of the sidebar controls; return what was set (setting -> value)."""
+    chosen = data.draw(st.sets(st.sampled_from(sorted(S.FIELDS)), max_size=6), label="controls")
+    if data.draw(st.booleans(), label="change shape"):
+        chosen |= {"batch_size", "channels", "spatial"}
+    shape = dict(zip(("batch_size", "channels", "spatial"), data.draw(SHAPES, label="shape (N, C, H=W)")))
+    values = {}
+    for name in sorted(chosen):
+        value = shape[name] if name in shape else data.draw(shared_value(name), label=name)
+        if name == "momentum" and data.draw(st.booleans(), label="momentum None"):
+            widget, value = find(at, "checkbox", C._key("momentum_none")), True
+        else:
+            widget = next((w for kind in ("slider", "selectbox", "select_slider", "toggle", "number_input", "radio")
+                           if (w := find(at, kind, C._key(name))) is not None), None)
+        if widget is None:  # this page does not show that control (or not right now)
+            continue
+        widget.set_value(value)
+        values[name] = value
+    return values
+
+
+def raw_options(w) -> list | None:
+    """A choice widget's options as the script passed them. AppTest only has the labels,
+    which are the options themselves unless a format_func changed them; for those this
+    module must know the options (RAW_OPTIONS), else the widget is left alone."""
+    if w.key in RAW_OPTIONS:
+        return list(RAW_OPTIONS[w.key])
+    try:
+        plain = all(w.format_func(o) == o for o in w.options)
+    except Exception:
+        plain = False
+    return list(w.options) if plain else None
+
+
+# What to do in the main area, drawn up front and independent of what the page shows now
+# (hypothesis needs the same draws for the same example): the i-th widget found takes the
+# i-th (change it?, position in its range) pair.
+MAIN_PLAN = st.fixed_dictionaries({
+    "tab": st.integers(0, 63),
+    "widgets": st.lists(st.tuples(st.booleans(), st.floats(0.0, 1.0)), min_size=24, max_size=24),
+    "button": st.integers(0, 31),
+})
+
+
+def pick(options: list, u: float):
+    return options[min(int(u * len(options)), len(options) - 1)]
+
+
+def set_main(at: AppTest, page, plan: dict) -> list[str]:
+    """Apply a MAIN_PLAN to the page's own widgets and buttons; a log of what was done."""
+    log = []
+    if page.url_path in TAB_KEYS and at.tabs:
+        label = at.tabs[plan["tab"] % len(at.tabs)].label
+        at.session_state[TAB_KEYS[page.url_path]] = label
+        log.append(f"tab={label}")
+    main = at.main
+    widgets = [*main.slider, *main.selectbox, *main.radio, *main.multiselect, *main.toggle, *main.checkbox,
+               *main.number_input]
+    for w, (change, u) in zip(widgets, plan["widgets"]):
+        if not change or w.disabled:
+            continue
+        if w.type == "slider":
+            k = round(u * round((w.max - w.min) / w.step))
+            value = int(w.min + k * w.step) if isinstance(w.min, int) else round(w.min + k * w.step, 6)
+            value = (value, value) if isinstance(w.value, tuple) else value
+        elif w.type in ("selectbox", "radio"):
+            if not (options := raw_options(w)):
+                continue
+            value = pick(options, u)
+        elif w.type == "multiselect":
+            if not (options := raw_options(w)):
+                continue
+            bits = int(u * (2 ** len(options) - 1) + 0.5)  # any subset, the empty one included
+            value = [o for i, o in enumerate(options) if bits >> i & 1]
+        elif w.type in ("toggle", "checkbox"):
+            value = u >= 0.5
+        else:  # number_input
+            lo = w.min if w.min is not None else -1000
+            hi = w.max if w.max is not None else 1000
+            value = lo + u * (hi - lo)
+            value = round(value) if isinstance(w.step, int) else value
+        w.set_value(value)
+        log.append(f"{w.key}={value}")
+    skip = SKIP_BUTTONS.get(page.url_path, set())
+    buttons = [b for b in main.button if b.label not in skip and not b.disabled]
+    pressed = plan["button"] % (len(buttons) + 2)  # sometimes no press at all
+    if pressed < len(buttons):
+        buttons[pressed].click()
+        log.append(f"click {buttons[pressed].label!r}")
+    return log
+
+
+@pytest.fixture(scope="module")
+def sessions():
+    """One AppTest per page for the whole module: a visitor who keeps clicking."""
+    opened: dict[str, AppTest] = {}
+
+    def get(page) -> AppTest:
+        if page.url_path not in opened:
+            opened[page.url_path] = open_page(page)
+            check_page(opened[page.url_path], f"{page.url_path} on opening")
+        return opened[page.url_path]
+
+    return get
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.url_path for p in PAGES])
+def test_widgets(page, sessions):
+    at = sessions(page)
+    history: list[str] = []  # the examples before a failure: the state it grew from
+
+    @FUZZ_SESSION
+    @given(data=st.data())
+    def check(data):
+        record(f"widgets/{page.url_path}")
+        set_values = set_shared(at, data)
+        main_log = set_main(at, page, data.draw(MAIN_PLAN, label="main area"))
+        history.append(f"shared {set_values}, main {main_log}")
+        at.run()
+        what = f"{page.url_path} after:\n  " + "\n  ".join(history[-5:])
+        check_page(at, what)
+        s = at.session_state[C._STORE]
+        for name, value in set_values.items():
+            if name != "momentum":  # shown in the chosen convention; None through its checkbox
+                assert getattr(s, name) == value, f"{what}\n{name} is {getattr(s, name)!r} after setting {value!r}"
+
+    check()
+
+
+# -- training runs -----------------------------------------------------------------------
+
+TINY_RUNS = st.fixed_dictionaries({
+    "training_dataset": st.sampled_from(datasets.DATASETS),
+    "training_model": st.sampled_from(models.MODEL_KINDS),
+    "training_activation": st.sampled_from(list(models.ACTIVATIONS)),
+    "training_width": st.integers(1, 16),
+    "training_depth": st.integers(1, 2),
+    "training_probe_layer": st.integers(1, 3),
+    "training_impl": st.sampled_from(models.IMPLS),
+    "training_norms": st.lists(st.sampled_from(models.NORMS), min_size=0, max_size=3, unique=True),
+    "training_lr": st.sampled_from([1e-6, 1e-3, 0.1, 10.0, 100.0]),
+    "training_optimizer": st.sampled_from(tuple(OPTIMIZER_LABELS)),
+    "training_devices": st.lists(st.sampled_from(RAW_OPTIONS["training_devices"]), min_size=0, max_size=1, unique=True),
+})
+
+
+@pytest.mark.skipif(not any(p.url_path == "training" for p in PAGES), reason="no training page")
+def test_tiny_training_runs(sessions):
+    page = next(p for p in PAGES if p.url_path == "training")
+    at = sessions(page)
+
+    @settings(FUZZ_SESSION, max_examples=max(4, EXAMPLES // 4))
+    @given(run=TINY_RUNS, batch_size=st.sampled_from([1, 2, 7, 32]), num_groups=st.sampled_from([1, 2, 3]))
+    def check(run, batch_size, num_groups):
+        record("run/training")
+        find(at, "radio", "training_mode").set_value("compare")
+        find(at, "slider", "training_epochs").set_value(1)
+        for key, value in run.items():
+            widget = next(w for kind in ("selectbox", "radio", "multiselect", "slider", "number_input")
+                          if (w := find(at.main, kind, key)) is not None)
+            widget.set_value(value)
+        find(at, "slider", C._key("batch_size")).set_value(batch_size)
+        find(at, "slider", C._key("num_groups")).set_value(num_groups)
+        at.run()
+        what = f"training with {run}, batch {batch_size}, groups {num_groups}"
+        check_page(at, what)
+        button = next(b for b in at.main.button if b.label.endswith("Run"))
+        if not button.disabled:
+            button.click()
+            at.run()
+            check_page(at, what + ", after Run")
+
+    check()
