@@ -113,6 +113,13 @@ def comparison_targets() -> list[Target]:
     return [Target("cpu")]
 
 
+def default_targets() -> list[Target]:
+    """What a run uses unless told otherwise: the full comparison when there is a GPU to
+    compare with; without one, the CPU with 1 thread only. (On a busy shared CPU, all
+    threads can be many times slower than one, so that comparison is opt-in.)"""
+    return comparison_targets() if accelerators() else comparison_targets()[:1]
+
+
 def all_targets() -> list[Target]:
     """Every target a user may pick here: CPU with 1 thread, CPU with all, each accelerator."""
     cpu = [Target("cpu", 1), Target("cpu")] if DEFAULT_THREADS > 1 else [Target("cpu")]
@@ -125,8 +132,8 @@ def no_accelerator_message() -> str | None:
         return None
     return (
         f"No GPU was found on this machine (no CUDA, no Apple MPS), so the device comparison is the CPU "
-        f"with 1 thread against the CPU with all {DEFAULT_THREADS} threads. On a machine with a GPU the same "
-        "code trains on it too: the device is only a parameter."
+        f"with 1 thread against the CPU with all {DEFAULT_THREADS} threads (pick both under Devices). On a "
+        "machine with a GPU the same code trains on it too: the device is only a parameter."
     )
 
 
@@ -152,7 +159,7 @@ def synchronize(device) -> None:
 
 
 __all__ = [
-    "DEFAULT_THREADS", "Target", "accelerators", "all_targets", "available", "comparison_targets",
+    "DEFAULT_THREADS", "Target", "accelerators", "all_targets", "available", "comparison_targets", "default_targets",
     "cuda_devices", "device_name", "mps_available", "no_accelerator_message", "parse_target", "placed",
     "synchronize",
 ]

@@ -17,7 +17,7 @@ What ``train`` guarantees:
   :class:`Progress`: mean loss and accuracy over the steps since the last call, wall time,
   samples/s, and the 15th/50th/85th percentiles of one unit's pre-activation (the input of
   the nonlinearity, Ioffe & Szegedy 2015 Fig. 1) over those steps' batches. Epoch-end calls
-  also carry the test (and train) accuracy in eval mode.
+  also carry the test loss and accuracy in eval mode; the last one the training set's too.
 * **A stop flag** (any ``() -> bool``, e.g. ``threading.Event().is_set``) is checked every
   step; the result then holds everything up to that step with ``status == "stopped"``.
 * **Divergence**: a NaN or infinite loss stops the run with ``status == "diverged"``, the
@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Callable
 
 import pandas as pd
@@ -98,6 +98,12 @@ class Progress:
     @property
     def fraction(self) -> float:
         return self.step / self.total_steps if self.total_steps else 1.0
+
+    def as_row(self) -> dict:
+        return {name: getattr(self, name) for name in PROGRESS_COLUMNS}  # (dataclasses.asdict deep-copies: slow)
+
+
+PROGRESS_COLUMNS = tuple(f.name for f in fields(Progress))
 
 
 @dataclass
@@ -230,29 +236,36 @@ def _train_on(model, data, config, dev, callback, stop) -> TrainResult:
     order = batch_order(len(data.x_train), config.batch_size, config.epochs, config.seed).to(dev)
     per_epoch = order.shape[0] // config.epochs
     total = order.shape[0]
-    losses = torch.zeros(total, device=dev)  # filled on the device, read once per window
-    correct = torch.zeros(total, device=dev)
+    # Per step only references are kept (no extra kernels, no GPU sync); each window's losses
+    # and accuracy are computed in one go when it is reported.
+    window_losses: list[torch.Tensor] = []
+    window_logits: list[torch.Tensor] = []
     probe = _PreActivationProbe(model, config.probe_layer)
     rows: list[dict] = []
     status, message, bad_step = "finished", "", None
     train_time, window_start, step = 0.0, 0, 0
 
-    def report(end_of_epoch: bool) -> None:
-        window = slice(window_start, step)
+    def report(losses: torch.Tensor, end_of_epoch: bool) -> None:
         n = step - window_start
         p15, p50, p85 = probe.percentiles()
+        targets = data.y_train[order[window_start:step].reshape(-1)]
+        correct = (torch.cat(window_logits[:n]).argmax(1) == targets).sum() if n else None
         progress = Progress(
             step=step, total_steps=total, epoch=step / per_epoch,
-            loss=float(losses[window].mean()) if n else math.nan,
-            accuracy=float(correct[window].sum()) / (n * config.batch_size) if n else math.nan,
+            loss=float(losses[:n].mean()) if n else math.nan,
+            accuracy=float(correct) / (n * config.batch_size) if n else math.nan,
             wall_s=train_time, samples_per_s=step * config.batch_size / train_time if train_time > 0 else math.nan,
             p15=p15, p50=p50, p85=p85,
         )
         if end_of_epoch:
-            _, train_acc = evaluate(model, data.x_train, data.y_train)
+            # The full training set only once, at the end: it is for the final table, and
+            # evaluating it every epoch would cost more than a small model's epoch.
+            train_acc = evaluate(model, data.x_train, data.y_train)[1] if step == total else None
             test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
-            progress = Progress(**(asdict(progress) | dict(train_accuracy=train_acc, test_loss=test_loss, test_accuracy=test_acc)))
-        rows.append(asdict(progress))
+            progress = replace(progress, train_accuracy=train_acc, test_loss=test_loss, test_accuracy=test_acc)
+        rows.append(progress.as_row())
+        window_losses.clear()
+        window_logits.clear()
         if callback is not None:
             callback(progress)
 
@@ -269,42 +282,39 @@ def _train_on(model, data, config, dev, callback, stop) -> TrainResult:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            losses[step] = loss.detach()
-            correct[step] = (logits.detach().argmax(1) == data.y_train[idx]).sum()
+            window_losses.append(loss.detach())
+            window_logits.append(logits.detach())
             step += 1
             end_of_epoch = step % per_epoch == 0
             if step % config.log_every and not end_of_epoch:
                 continue
             devices.synchronize(dev)
             train_time += time.perf_counter() - clock
-            bad_step = _first_nonfinite(losses, window_start, step)
-            if bad_step is not None:
+            losses = torch.stack(window_losses)
+            bad = (~torch.isfinite(losses)).nonzero()
+            if len(bad):
+                bad_step = window_start + int(bad[0])
                 step = bad_step + 1  # report up to and including the step that blew up
                 status = "diverged"
-                message = _divergence_message(bad_step, per_epoch, float(losses[bad_step]), config, model)
+                message = _divergence_message(bad_step, per_epoch, float(losses[bad_step - window_start]), config, model)
                 probe.values.clear()  # later batches' values came from the broken weights
-                report(end_of_epoch=False)
+                report(losses, end_of_epoch=False)
                 break
-            report(end_of_epoch)
+            report(losses, end_of_epoch)
             window_start = step
             devices.synchronize(dev)
             clock = time.perf_counter()
         if status == "stopped" and step > window_start:
             devices.synchronize(dev)
             train_time += time.perf_counter() - clock
-            report(end_of_epoch=False)
+            report(torch.stack(window_losses), end_of_epoch=False)
     finally:
         probe.remove()
     return TrainResult(
-        history=pd.DataFrame(rows, columns=[f.name for f in Progress.__dataclass_fields__.values()]),
+        history=pd.DataFrame(rows, columns=list(PROGRESS_COLUMNS)),
         status=status, message=message, steps=step, steps_per_epoch=per_epoch, device=str(dev),
         threads=torch.get_num_threads(), train_time_s=train_time, diverged_at_step=bad_step,
     )
-
-
-def _first_nonfinite(losses: torch.Tensor, start: int, stop: int) -> int | None:
-    bad = (~torch.isfinite(losses[start:stop])).nonzero()
-    return start + int(bad[0]) if len(bad) else None
 
 
 def _divergence_message(bad_step: int, per_epoch: int, value: float, config: TrainConfig, model: Classifier) -> str:
@@ -319,6 +329,6 @@ def _divergence_message(bad_step: int, per_epoch: int, value: float, config: Tra
 
 
 __all__ = [
-    "OPTIMIZERS", "OPTIMIZER_LABELS", "PERCENTILES", "Progress", "TrainConfig", "TrainResult", "batch_order",
+    "OPTIMIZERS", "OPTIMIZER_LABELS", "PERCENTILES", "PROGRESS_COLUMNS", "Progress", "TrainConfig", "TrainResult", "batch_order",
     "evaluate", "make_optimizer", "train",
 ]

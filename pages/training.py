@@ -6,8 +6,6 @@ mid-run, the partial results are still there to show. Finished runs are cached a
 sessions by configuration, so the same settings come back instantly.
 """
 
-import time
-
 import streamlit as st
 
 from normcore import datasets, devices, limits, models
@@ -18,7 +16,6 @@ from pages.shared import controls
 
 LIVE, AUTORUN, UPLOAD_SEEN = "training_live", "training_autorun", "training_upload_seen"
 SHARED = ("batch_size", "momentum", "eps", "num_groups", "seed")
-RENDER_EVERY_S = 0.5  # redraw the live charts at most this often (the rest is training time)
 
 
 @st.cache_resource
@@ -44,46 +41,44 @@ if upload is not None and upload.file_id != st.session_state.get(UPLOAD_SEEN):
     except T.ConfigError as exc:
         st.error("This file cannot be loaded:\n\n" + "\n".join(f"- {m}" for m in exc.messages))
     else:
-        for name in T.SPECS:
+        for name, value in loaded.values().items():
             if name not in SHARED:
-                st.session_state[key(name)] = list(getattr(loaded, name)) if name in ("norms", "devices") else getattr(loaded, name)
+                st.session_state[key(name)] = value
         controls.update(**{name: getattr(loaded, name) for name in SHARED})
         st.session_state[AUTORUN] = True
         st.success("Configuration loaded: re-running that experiment.")
 
 s = controls.sidebar(SHARED)
 # Defaults go through session_state only (a loaded file writes there too; a widget given both warns).
-for name, default in (vars(T.RunConfig()) | {"devices": tuple(t.key for t in devices.comparison_targets())}).items():
-    if name not in SHARED:
-        st.session_state.setdefault(key(name), list(default) if isinstance(default, tuple) else default)
+PAGE_FIELDS = [name for name in T.SPECS if name not in SHARED]
+for name, default in (T.RunConfig().values() | {"devices": [t.key for t in devices.default_targets()]}).items():
+    if name in PAGE_FIELDS:
+        st.session_state.setdefault(key(name), default)
 
 mode = st.radio("Mode", T.MODES, format_func=T.MODE_LABELS.get, horizontal=True, key=key("mode"))
 c1, c2, c3, c4 = st.columns(4)
 dataset = c1.selectbox("Data set", datasets.DATASETS, format_func=datasets.DATASET_LABELS.get, key=key("dataset"))
-separation = c1.slider("Cluster separation (noise stds)", 0.0, 20.0, step=0.5, key=key("separation"),
-                       disabled=dataset != "clusters", help="Distance between class means; 0 = pure noise.")
-model = c2.selectbox("Model", models.MODEL_KINDS, format_func=models.MODEL_LABELS.get, key=key("model"))
-activation = c2.selectbox("Activation", list(models.ACTIVATIONS), key=key("activation"))
-width = c3.slider("Width (units or channels)", 1, limits.MAX_WIDTH, key=key("width"))
-depth = c3.slider("Hidden blocks", 1, limits.MAX_DEPTH, key=key("depth"))
-probe_layer = c4.slider("Block tracked for percentiles", 1, limits.MAX_DEPTH, key=key("probe_layer"))
-impl = c4.radio("Implementation", models.IMPLS, horizontal=True, key=key("impl"), help="normcore's layers or torch.nn's.")
+c1.slider("Cluster separation (noise stds)", 0.0, 20.0, step=0.5, key=key("separation"),
+          disabled=dataset != "clusters", help="Distance between class means; 0 = pure noise.")
+c2.selectbox("Model", models.MODEL_KINDS, format_func=models.MODEL_LABELS.get, key=key("model"))
+c2.selectbox("Activation", list(models.ACTIVATIONS), key=key("activation"))
+c3.slider("Width (units or channels)", 1, limits.MAX_WIDTH, key=key("width"))
+c3.slider("Hidden blocks", 1, limits.MAX_DEPTH, key=key("depth"))
+c4.slider("Block tracked for percentiles", 1, limits.MAX_DEPTH, key=key("probe_layer"))
+c4.radio("Implementation", models.IMPLS, horizontal=True, key=key("impl"), help="normcore's layers or torch.nn's.")
 c1, c2, c3, c4 = st.columns(4)
-norms = c1.multiselect("Normalizations", models.NORMS, format_func=models.NORM_LABELS.get, key=key("norms"),
-                       disabled=mode != "compare", help="Sweeps use their own fixed sets.")
-lr = c2.number_input("Learning rate", 1e-6, 100.0, format="%g", key=key("lr"))
-epochs = c2.slider("Epochs", 1, limits.MAX_EPOCHS, key=key("epochs"))
-optimizer = c3.selectbox("Optimizer", list(OPTIMIZER_LABELS), format_func=OPTIMIZER_LABELS.get, key=key("optimizer"))
-chosen = c4.multiselect("Devices", [t.key for t in devices.all_targets()], key=key("devices"),
-                        format_func=lambda k: devices.parse_target(k).label, help="Sweeps use the first device.")
+c1.multiselect("Normalizations", models.NORMS, format_func=models.NORM_LABELS.get, key=key("norms"),
+               disabled=mode != "compare", help="Sweeps use their own fixed sets.")
+c2.number_input("Learning rate", 1e-6, 100.0, format="%g", key=key("lr"))
+c2.slider("Epochs", 1, limits.MAX_EPOCHS, key=key("epochs"))
+c3.selectbox("Optimizer", list(OPTIMIZER_LABELS), format_func=OPTIMIZER_LABELS.get, key=key("optimizer"))
+c4.multiselect("Devices", [t.key for t in devices.all_targets()], key=key("devices"),
+               format_func=lambda k: devices.parse_target(k).label, help="Sweeps use the first device.")
 if note := devices.no_accelerator_message():
     st.info(f"🖥️ {note}")
 
 try:
-    config = T.from_dict(dict(mode=mode, dataset=dataset, separation=separation, model=model, width=width, depth=depth,
-                              activation=activation, probe_layer=probe_layer, norms=norms, impl=impl, lr=lr, epochs=epochs,
-                              optimizer=optimizer, devices=chosen, batch_size=s.batch_size, momentum=s.momentum,
-                              eps=s.eps, num_groups=s.num_groups, seed=s.seed))
+    config = T.from_dict({name: st.session_state[key(name)] for name in PAGE_FIELDS} | {name: getattr(s, name) for name in SHARED})
     variants, problems = T.plan(config)
 except T.ConfigError as exc:
     config, variants, problems = None, [], [T.Problem("error", m) for m in exc.messages]
@@ -104,35 +99,21 @@ left, right = (c.empty() for c in st.columns(2))
 
 
 def draw(live: T.LiveRun) -> None:
+    progress_box.progress(live.fraction, text=live.progress_text())
     summary = live.summary()
-    current = live.variants[min(live.current, len(live.variants) - 1)].label if live.variants else ""
-    text = {"running": f"Training {live.current + 1}/{len(live.variants)}: {current}", "finished": "Finished",
-            "stopped": "Stopped"}[live.status]
-    progress_box.progress(live.fraction, text=f"{text} · {live.elapsed_s:.1f} s")
-    history = live.history()
-    if live.config.mode == "compare" or not len(summary):
-        left.altair_chart(charts.loss_chart(history), width="stretch")
-        right.altair_chart(charts.accuracy_chart(history), width="stretch")
-    elif live.config.mode == "batch_sweep":
-        left.altair_chart(charts.batch_sweep_chart(summary), width="stretch")
-        right.altair_chart(charts.paper_chart(T.paper_group_norm_errors()), width="stretch")
-    else:
-        left.altair_chart(charts.lr_sweep_chart(summary, T.largest_trainable_lr(summary, T.chance_accuracy(live.config))), width="stretch")
-        right.altair_chart(charts.loss_chart(history), width="stretch")
+    largest = T.largest_trainable_lr(summary, T.chance_accuracy(live.config)) if live.config.mode == "lr_sweep" else None
+    for box, chart in zip((left, right), charts.live_charts(live.config.mode, live.history(), summary, largest, T.paper_group_norm_errors())):
+        box.altair_chart(chart, width="stretch")
 
 
+trained = False
 if (run_clicked or st.session_state.pop(AUTORUN, False)) and not blocked:
     live = finished_runs().get(config)
     if live is None:
         live = st.session_state[LIVE] = T.LiveRun(config, variants)
-        last_draw = [0.0]
-
-        def on_progress(live: T.LiveRun) -> None:
-            if time.perf_counter() - last_draw[0] >= RENDER_EVERY_S or not live.running:
-                draw(live)
-                last_draw[0] = time.perf_counter()
-
-        T.run(config, live, on_progress=on_progress)
+        draw(live)
+        budget = T.DrawBudget()  # the final state is drawn by the last progress report
+        trained = T.run(config, live, on_progress=lambda lv: budget.draw(lv, draw)) is live
         finished_runs().put(live)
     st.session_state[LIVE] = live
 elif config is not None and (cached := finished_runs().get(config)) is not None:
@@ -141,7 +122,8 @@ elif config is not None and (cached := finished_runs().get(config)) is not None:
 if live is None:
     message_box.info("Choose the settings and press ▶️ Run. The curves update while it trains.")
     st.stop()
-draw(live)
+if not trained:
+    draw(live)
 if config is not None and live.config != config:
     message_box.warning("These results are from earlier settings; press ▶️ Run for the current ones.")
 elif live.status == "stopped":
@@ -150,13 +132,11 @@ elif live.status == "stopped":
 summary = live.summary()
 table = T.results_table(summary)
 st.subheader("Results")
+number = st.column_config.NumberColumn
 st.dataframe(table, hide_index=True, width="stretch", column_config={
-    "Train accuracy": st.column_config.NumberColumn(format="percent"),
-    "Test accuracy": st.column_config.NumberColumn(format="percent"),
-    "Time per epoch (s)": st.column_config.NumberColumn(format="%.3f"),
-    "Samples/s": st.column_config.NumberColumn(format="%.0f"),
-    "Speed-up vs CPU": st.column_config.NumberColumn(format="%.2f×", help="Samples/s against the CPU run with the fewest threads, same normalization."),
-})
+    "Train accuracy": number(format="percent"), "Test accuracy": number(format="percent"),
+    "Time per epoch (s)": number(format="%.3f"), "Samples/s": number(format="%.0f"),
+    "Speed-up vs CPU": number(format="%.2f×", help="Samples/s against the CPU run with the fewest threads, same normalization.")})
 for note in summary["note"] if len(summary) else []:
     if note and "Diverged" in note:
         st.error(f"💥 {note}")
@@ -164,22 +144,15 @@ d1, d2, _ = st.columns([1, 1, 3])
 d1.download_button("⬇️ Results (CSV)", table.to_csv(index=False), "training_results.csv", "text/csv", width="stretch")
 d2.download_button("⬇️ Configuration (JSON)", live.config.to_json(), "training_config.json", "application/json", width="stretch")
 
-history, cfg = live.history(), live.config
+cfg = live.config
 if cfg.mode == "compare":
     st.subheader("Pre-activation percentiles: with BatchNorm vs without (Ioffe & Szegedy 2015, Fig. 1)")
-    if {"batch", "none"} <= set(history["norm"]):
-        st.altair_chart(charts.percentile_chart(history, min(cfg.probe_layer, cfg.depth)), width="stretch")
-        st.caption("The input of one nonlinearity over the training batches. Without BN its distribution drifts as the "
-                   "weights change; with BN it stays put (BN re-centres and re-scales it every step).")
+    if {"batch", "none"} <= set(summary["norm"]):
+        st.altair_chart(charts.percentile_chart(live.history(), min(cfg.probe_layer, cfg.depth)), width="stretch")
     else:
         st.info("Include both BatchNorm and No norm in the normalizations to compare their pre-activations.")
 elif cfg.mode == "batch_sweep":
-    st.caption(f"Left: this lab, learning rate {cfg.lr:g}·min(1, N/{T.BATCH_SWEEP_REFERENCE}), at least "
-               f"{T.MIN_SWEEP_STEPS} steps per point. Right: the paper's numbers (error, lower is better): BN "
-               "degrades at small batches, GN does not.")
-    st.dataframe(T.paper_group_norm_errors().pivot(index="normalization", columns="batch_size", values="top1_error"), width="stretch")
+    st.dataframe(T.paper_table(), width="stretch")
 else:
-    largest = T.largest_trainable_lr(summary, T.chance_accuracy(cfg))
-    st.caption("“Still trains”: no NaN/inf loss and test accuracy at least halfway from chance to 100 %.")
-    st.dataframe(largest.rename(columns={"normalization": "Normalization", "largest_lr": "Largest learning rate that trains",
-                                         "best_test_accuracy": "Best test accuracy"}).drop(columns="norm"), hide_index=True)
+    st.dataframe(T.largest_lr_table(summary, T.chance_accuracy(cfg)), hide_index=True)
+st.caption(T.MODE_NOTES[cfg.mode])

@@ -59,3 +59,11 @@ def test_cpu_thread_comparison_trains_the_same_model():
     for other in losses[1:]:  # different kernels/thread counts: equal up to float32 rounding
         assert (other - losses[0]).abs().max() < 1e-3
     assert all(r.samples_per_s > 0 for r in results.values())
+
+
+def test_default_targets(monkeypatch):
+    monkeypatch.setattr(devices, "accelerators", lambda: [])
+    monkeypatch.setattr(devices, "DEFAULT_THREADS", 2)
+    assert [t.key for t in devices.default_targets()] == ["cpu:1t"]
+    monkeypatch.setattr(devices, "accelerators", lambda: ["cuda:0"])
+    assert [t.key for t in devices.default_targets()] == ["cpu", "cuda:0"]

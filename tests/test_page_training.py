@@ -63,7 +63,7 @@ def test_compare_run_shows_curves_table_percentiles_and_caches():
     specs = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
     titles = [str(s.get("title", "")) for s in specs]
     assert any("Training loss" in t for t in titles) and any("Accuracy" in t for t in titles)
-    assert any("Pre-activation" in t for t in titles)
+    assert any("Input of the nonlinearity" in t for t in titles)
     table = at.dataframe[0].value
     assert list(table["Variant"]) == ["BatchNorm", "No norm"] and table["Test accuracy"].between(0, 1).all()
     # The same settings again: served from the cache (the very same record, no retraining).

@@ -200,6 +200,7 @@ def test_largest_trainable_lr_by_hand():
         diverged=[False, False, False, True, False, False, False, True]))
     out = T.largest_trainable_lr(summary, chance=0.1).set_index("norm")
     assert out.loc["batch", "largest_lr"] == 1.0 and out.loc["none", "largest_lr"] == 0.01
+    assert T.largest_trainable_lr(pd.DataFrame(), 0.1).empty  # before any variant finished
     assert T.trains(0.55, False, 0.1) and not T.trains(0.549, False, 0.1) and not T.trains(0.99, True, 0.1)
 
 
@@ -222,10 +223,11 @@ def test_charts_from_a_real_run_and_from_nothing():
     empty = T.LiveRun(TINY, []).history()
     for build in (charts.loss_chart, charts.accuracy_chart, lambda h: charts.percentile_chart(h, 2)):
         spec = build(history).to_dict()
-        assert spec["data"] or spec.get("datasets")
+        assert any(spec["datasets"].values())
         build(empty).to_dict()
     spec = charts.percentile_chart(history, 2).to_dict()
     values = next(iter(spec["datasets"].values()))
+    assert spec["encoding"]["y"]["field"] == "value" and len(values) == 3 * len(history[history["norm"].isin(["batch", "none"])])
     assert {v["normalization"] for v in values} == {"BatchNorm", "No norm"}
     assert {v["percentile"] for v in values} == {"15th", "50th (median)", "85th"}
     charts.batch_sweep_chart(summary).to_dict()

@@ -32,7 +32,7 @@ import pandas as pd
 
 from .. import datasets, devices, limits, models
 from ..settings import EPS_CHOICES, Problem
-from ..training import OPTIMIZERS, Progress, TrainConfig, TrainResult, train
+from ..training import OPTIMIZERS, PROGRESS_COLUMNS, Progress, TrainConfig, TrainResult, train
 
 MODES = ("compare", "batch_sweep", "lr_sweep")
 MODE_LABELS = {
@@ -48,9 +48,18 @@ BATCH_SWEEP_REFERENCE = 32  # the batch size at which the sweep uses the chosen 
 MIN_SWEEP_STEPS = 100
 LR_SWEEP_RATES = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 LR_SWEEP_NORMS = ("batch", "none")
+MODE_NOTES = {
+    "compare": ("The input of one nonlinearity over the training batches. Without BN its distribution drifts as "
+                "the weights change; with BN it stays put (BN re-centres and re-scales it every step)."),
+    "batch_sweep": (f"Left: this lab, learning rate lr·min(1, N/{BATCH_SWEEP_REFERENCE}) and at least {MIN_SWEEP_STEPS} steps per point. Right: the "
+                    "paper's numbers (error, lower is better): BN degrades at small batches, GN does not."),
+    "lr_sweep": "“Still trains”: no NaN/inf loss and test accuracy at least halfway from chance to 100 %.",
+}
 CONFIG_KIND = "normcore-training-run"
 CONFIG_VERSION = 1
-REPORTS_PER_VARIANT = 40  # progress reports (curve points) per variant, about
+REPORTS_PER_VARIANT = 25  # progress reports (curve points) per variant, about
+LIVE_DRAW_EVERY_S = 0.5  # redraw live charts at most this often...
+LIVE_DRAW_SHARE = 0.05  # ...and spend at most this share of the run's time drawing them
 
 
 # ---------------------------------------------------------------------------------------
@@ -80,10 +89,12 @@ class RunConfig:
     seed: int = 0
     devices: tuple[str, ...] = ("cpu",)
 
+    def values(self) -> dict:
+        """Every field, with lists for the tuples: what JSON and widgets hold."""
+        return asdict(self) | {"norms": list(self.norms), "devices": list(self.devices)}
+
     def to_json(self) -> str:
-        body = {"kind": CONFIG_KIND, "version": CONFIG_VERSION} | asdict(self)
-        body["norms"], body["devices"] = list(self.norms), list(self.devices)
-        return json.dumps(body, indent=2)
+        return json.dumps({"kind": CONFIG_KIND, "version": CONFIG_VERSION} | self.values(), indent=2)
 
     @property
     def key(self) -> str:
@@ -348,8 +359,17 @@ class LiveRun:
             self.status, self.message = "stopped", why
             self.elapsed_s = time.perf_counter() - self.started
 
+    def progress_text(self) -> str:
+        """One line for a progress bar: what is training now, or how the run ended."""
+        if self.running and self.variants:
+            current = self.variants[min(self.current, len(self.variants) - 1)]
+            text = f"Training {self.current + 1}/{len(self.variants)}: {current.label}"
+        else:
+            text = self.status.capitalize()
+        return f"{text} · {self.elapsed_s:.1f} s"
+
     def history(self) -> pd.DataFrame:
-        columns = ["variant", "label", "norm", "device", "batch_size", "lr", *Progress.__dataclass_fields__]
+        columns = ["variant", "label", "norm", "device", "batch_size", "lr", *PROGRESS_COLUMNS]
         return pd.DataFrame(self.rows, columns=columns)
 
     def summary(self) -> pd.DataFrame:
@@ -453,7 +473,7 @@ def run(
                                    seed=config.seed, log_every=max(1, steps // REPORTS_PER_VARIANT), probe_layer=probe)
 
         def report(p: Progress, i=i, v=v, done_before=done_before) -> None:
-            live.rows.append(dict(variant=i, label=v.label, norm=v.norm, device=v.device, batch_size=v.batch_size, lr=v.lr) | asdict(p))
+            live.rows.append(dict(variant=i, label=v.label, norm=v.norm, device=v.device, batch_size=v.batch_size, lr=v.lr) | p.as_row())
             live.steps_done = done_before + p.step
             live.elapsed_s = time.perf_counter() - live.started
             if on_progress is not None:
@@ -474,6 +494,28 @@ def run(
     return live
 
 
+class DrawBudget:
+    """When to redraw live charts: at most every ``LIVE_DRAW_EVERY_S``, and only while the
+    time spent drawing stays under ``LIVE_DRAW_SHARE`` of the time elapsed, so a page's
+    live view costs a bounded share of the training however fast the steps are. The final
+    state is always drawn."""
+
+    def __init__(self, every_s: float = LIVE_DRAW_EVERY_S, share: float = LIVE_DRAW_SHARE):
+        self.every_s, self.share = every_s, share
+        self.started = self.last = time.perf_counter()
+        self.spent = 0.0
+
+    def draw(self, live: LiveRun, draw: Callable[[LiveRun], None]) -> bool:
+        now = time.perf_counter()
+        due = now - self.last >= self.every_s and self.spent <= self.share * (now - self.started)
+        if not (due or not live.running):
+            return False
+        draw(live)
+        self.last = time.perf_counter()
+        self.spent += self.last - now
+        return True
+
+
 # ---------------------------------------------------------------------------------------
 # Reading the sweeps
 # ---------------------------------------------------------------------------------------
@@ -491,12 +533,26 @@ def trains(test_accuracy: float, diverged: bool, chance: float) -> bool:
 def largest_trainable_lr(summary: pd.DataFrame, chance: float) -> pd.DataFrame:
     """Per normalization: the largest learning rate that still trains (NaN if none did)."""
     rows = []
+    if summary.empty:  # nothing has finished yet
+        return pd.DataFrame(columns=["norm", "normalization", "largest_lr", "best_test_accuracy"])
     for norm, group in summary.groupby("norm", sort=False):
         ok = group[[trains(a, d, chance) for a, d in zip(group["test_accuracy"], group["diverged"])]]
         rows.append(dict(norm=norm, normalization=models.NORM_LABELS[norm],
                          largest_lr=float(ok["lr"].max()) if len(ok) else math.nan,
                          best_test_accuracy=float(group["test_accuracy"].max())))
     return pd.DataFrame(rows)
+
+
+def largest_lr_table(summary: pd.DataFrame, chance: float) -> pd.DataFrame:
+    """:func:`largest_trainable_lr` with the page's headers."""
+    return largest_trainable_lr(summary, chance).drop(columns="norm").rename(columns={
+        "normalization": "Normalization", "largest_lr": "Largest learning rate that trains",
+        "best_test_accuracy": "Best test accuracy"})
+
+
+def paper_table() -> pd.DataFrame:
+    """The paper's top-1 errors as a normalization × images-per-GPU table."""
+    return paper_group_norm_errors().pivot(index="normalization", columns="batch_size", values="top1_error")
 
 
 def paper_group_norm_errors() -> pd.DataFrame:
@@ -545,14 +601,12 @@ class ResultCache:
 
 def with_settings(config: RunConfig, **changes) -> RunConfig:
     """``config`` with ``changes`` applied (values validated as a loaded file's would be)."""
-    body = asdict(config) | changes
-    body["norms"], body["devices"] = list(body["norms"]), list(body["devices"])
-    return from_dict(body)
+    return from_dict(config.values() | changes)
 
 
 __all__ = [
-    "BATCH_SWEEP_NORMS", "BATCH_SWEEP_SIZES", "ConfigError", "LR_SWEEP_NORMS", "LR_SWEEP_RATES", "LiveRun",
-    "MODES", "MODE_LABELS", "ResultCache", "RunConfig", "SPECS", "Variant", "chance_accuracy", "errors",
+    "BATCH_SWEEP_NORMS", "BATCH_SWEEP_SIZES", "ConfigError", "DrawBudget", "LR_SWEEP_NORMS", "LR_SWEEP_RATES", "LiveRun",
+    "MODES", "MODE_LABELS", "MODE_NOTES", "largest_lr_table", "paper_table", "ResultCache", "RunConfig", "SPECS", "Variant", "chance_accuracy", "errors",
     "from_dict", "from_json", "largest_trainable_lr", "paper_group_norm_errors", "plan", "results_table", "run", "summary_frame",
     "trains", "with_settings",
 ]

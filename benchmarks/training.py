@@ -1,0 +1,146 @@
+"""Training speed: normcore vs torch.nn layers, and what the page's loop costs on top.
+
+    python -m benchmarks.training            # every measurement, the default device comparison
+    python -m benchmarks.training --quick    # fewer steps and repeats (a smoke test)
+
+Three tables:
+
+1. **steps/s, normcore vs torch.nn**: the same model (same seed, same batches) trained
+   with each implementation's norm layers, alternated in the same loop so a noisy machine
+   slows both alike; median of the repeats. ``ratio`` = normcore / torch steps/s.
+2. **the page's loop vs a bare loop**: ``experiments.training.run`` with a callback that
+   rebuilds and serialises the page's two live charts as the page does, against a plain ``for idx in batches: forward, loss, backward, step`` loop with the
+   same model, batches and optimizer plus one final test evaluation. Target: ≤ 10 %.
+3. **the default comparison**: the page's default settings (four normalizations, digits,
+   default epochs, ``devices.default_targets()``), end to end. Target: ≤ 15 s. Then the
+   same with this machine's full device comparison (CPU 1 thread vs all, or CPU vs GPU).
+
+The machine is shared, so each figure is the best (minimum) or median of a few repeats,
+and the load average is printed alongside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from normcore import datasets, devices, models, training
+from normcore.experiments import training as T
+from normcore.viz import training as charts
+
+
+def _load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} cores"
+
+
+def _steps_per_s(kind: str, norm: str, impl: str, data, steps: int, device: str) -> float:
+    model = models.make_model(kind, norm, impl, width=64 if kind == "mlp" else 16, depth=2, seed=0)
+    config = training.TrainConfig(epochs=max(1, -(-steps // (len(data.x_train) // 32))), batch_size=32, log_every=10**9)
+    calls = itertools.count()  # stop() is asked once before every step
+    threads = 1 if device == "cpu" else None  # one thread: least disturbed on a shared machine
+    result = training.train(model, data, config, device=device, threads=threads, stop=lambda: next(calls) >= steps)
+    return result.steps / result.train_time_s
+
+
+def table_impl(data, quick: bool) -> None:
+    steps, repeats = (40, 3) if quick else (150, 5)
+    print(f"\n1. steps/s at batch 32, normcore vs torch.nn ({steps} steps, median of {repeats}; CPU: 1 thread)")
+    print(f"{'device':8} {'model':5} {'norm':9} {'normcore':>10} {'torch.nn':>10} {'ratio':>7}")
+    for device in devices.available():
+        for kind, norm in [("mlp", n) for n in ("batch", "layer", "group")] + [("cnn", n) for n in ("batch", "layer", "group", "instance")]:
+            runs = {"normcore": [], "torch": []}
+            for _ in range(repeats):
+                for impl in runs:
+                    runs[impl].append(_steps_per_s(kind, norm, impl, data, steps, device))
+            ours, theirs = statistics.median(runs["normcore"]), statistics.median(runs["torch"])
+            print(f"{device:8} {kind:5} {norm:9} {ours:10.0f} {theirs:10.0f} {ours / theirs:7.2f}")
+
+
+def bare_loop(config: T.RunConfig, variants, data) -> float:
+    """The same work with nothing around it: seconds."""
+    started = time.perf_counter()
+    for v in variants:
+        target = v.target
+        with devices.placed(target) as dev:
+            model = models.make_model(config.model, v.norm, config.impl, width=config.width, depth=config.depth,
+                                      num_groups=config.num_groups, momentum=config.momentum, eps=config.eps, seed=config.seed).to(dev)
+            x, y, xt, yt = (t.to(dev) for t in (data.x_train, data.y_train, data.x_test, data.y_test))
+            opt = torch.optim.SGD(model.parameters(), lr=v.lr, momentum=0.9)
+            for idx in training.batch_order(len(x), v.batch_size, v.epochs, config.seed).to(dev):
+                loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            model.eval()
+            with torch.no_grad():
+                float((model(xt).argmax(1) == yt).float().mean())
+    return time.perf_counter() - started
+
+
+def page_loop(config: T.RunConfig) -> tuple[float, T.LiveRun]:
+    budget = T.DrawBudget()  # the page's policy for redrawing while training
+
+    def draw(live: T.LiveRun) -> None:  # what the page's draw does, short of sending it
+        history = live.history()
+        charts.loss_chart(history).to_json()
+        charts.accuracy_chart(history).to_json()
+
+    started = time.perf_counter()
+    live = T.run(config, on_progress=lambda lv: budget.draw(lv, draw))
+    return time.perf_counter() - started, live
+
+
+def table_overhead(quick: bool) -> None:
+    repeats = 2 if quick else 5
+    config = T.RunConfig(devices=(devices.all_targets()[0].key,), epochs=1 if quick else T.RunConfig.epochs)
+    variants, _ = T.plan(config)
+    data = datasets.load_digits_split(config.seed)
+    page_loop(T.with_settings(config, epochs=1))  # warm caches and thread pools
+    bare, page = [], []
+    for _ in range(repeats):  # alternated, so load changes hit both
+        bare.append(bare_loop(config, variants, data))
+        page.append(page_loop(config)[0])
+    b, p = min(bare), min(page)
+    print(f"\n2. the page's loop vs a bare loop: {len(variants)} variants × {config.epochs} epoch(s), digits, batch "
+          f"{config.batch_size} (best of {repeats})")
+    print(f"   bare loop {b:.2f} s   page loop {p:.2f} s   overhead {100 * (p - b) / b:+.1f} %   (target ≤ 10 %)")
+    print(f"   medians: bare {statistics.median(bare):.2f} s, page {statistics.median(page):.2f} s")
+
+
+def table_default(quick: bool) -> None:
+    repeats = 1 if quick else 3
+    print("\n3. the page's default comparison, end to end (target ≤ 15 s), and the full device comparison")
+    for what, targets in (("default", devices.default_targets()), ("device comparison", devices.comparison_targets())):
+        config = T.RunConfig(devices=tuple(t.key for t in targets))
+        times = []
+        for _ in range(repeats):
+            seconds, live = page_loop(config)
+            times.append(seconds)
+        print(f"   {what}: {len(live.variants)} variants ({', '.join(config.norms)} × {', '.join(config.devices)}; "
+              f"{config.epochs} epochs on digits): best {min(times):.2f} s, median {statistics.median(times):.2f} s")
+        for _, row in live.summary().iterrows():
+            print(f"     {row['label']:34} test {row['test_accuracy']:.3f}  {row['samples_per_s']:8.0f} samples/s  "
+                  f"speed-up {row['speedup_vs_cpu']:.2f}×")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer steps and repeats")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, devices {devices.available()}, {torch.get_num_threads()} threads; {_load()}")
+    data = datasets.load_digits_split(0)
+    table_impl(data, args.quick)
+    table_overhead(args.quick)
+    table_default(args.quick)
+    print(f"\n{_load()}")
+
+
+if __name__ == "__main__":
+    main()
