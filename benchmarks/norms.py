@@ -15,26 +15,33 @@ Times are medians over the repeats, in milliseconds; ``ratio`` is normcore / tor
 is faster). normcore runs its closed-form backward (the default). Before timing, glibc is
 asked to keep freed memory (see ``keep_freed_memory``; ``--system-malloc`` to skip).
 
-Measured (torch 2.13 CPU, AMD EPYC VM with 2 cores shared with other jobs, so with
-``--cpu-time``: the wall clock there swung by 10x between runs; ratios from two runs)::
+Measured with torch 2.13 on a 2-core AMD EPYC VM shared with other jobs. ``python -m
+benchmarks.norms --repeats 30`` (2 threads, wall time) in a quiet spell, two runs, and
+``--cpu-time --repeats 30`` (one thread, its CPU time; steadier while the machine was
+busy and its wall clock swung by 10x), two runs; ratios normcore / torch::
 
-    layer                  shape              fwd ratio   fwd+bwd ratio
-    BatchNorm2d            (64, 64, 32, 32)   0.55-0.63   0.88-1.06
-    BatchNorm2d            (32, 128, 16, 16)  0.58-0.65   0.71-0.77
-    BatchNorm2d            (128, 256, 8, 8)   0.59-0.60   0.89-0.96
-    GroupNorm(32)          (64, 64, 32, 32)   2.67-3.03   2.42-2.44
-    GroupNorm(32)          (32, 128, 16, 16)  2.53-2.78   2.06-2.23
-    GroupNorm(32)          (128, 256, 8, 8)   2.57-2.65   2.12-2.16
-    LayerNorm[64, 32, 32]  (64, 64, 32, 32)   1.78-2.15   2.05-2.46
-    LayerNorm[128, 16, 16] (32, 128, 16, 16)  1.80-1.99   1.89-1.98
-    LayerNorm[256, 8, 8]   (128, 256, 8, 8)   1.71-1.77   1.83-1.99
-    LayerNorm[768]         (32, 128, 768)     2.20-2.89   3.01-3.33
+                                              2 threads, wall      1 thread, CPU time
+    layer                  shape              fwd      fwd+bwd     fwd        fwd+bwd
+    BatchNorm2d            (64, 64, 32, 32)   0.59-0.61 0.93-1.06  0.55-0.63  0.88-1.06
+    BatchNorm2d            (32, 128, 16, 16)  0.71-0.75 0.82-0.87  0.58-0.65  0.71-0.77
+    BatchNorm2d            (128, 256, 8, 8)   0.72-0.75 1.00-1.05  0.59-0.60  0.89-0.96
+    GroupNorm(32)          (64, 64, 32, 32)   2.50-2.61 2.09-2.14  2.67-3.03  2.42-2.44
+    GroupNorm(32)          (32, 128, 16, 16)  2.93-3.02 2.60-2.81  2.53-2.78  2.06-2.23
+    GroupNorm(32)          (128, 256, 8, 8)   2.91-2.94 2.39-2.55  2.57-2.65  2.12-2.16
+    LayerNorm[64, 32, 32]  (64, 64, 32, 32)   2.12-2.19 2.54-2.61  1.78-2.15  2.05-2.46
+    LayerNorm[128, 16, 16] (32, 128, 16, 16)  2.56-2.64 2.14-2.19  1.80-1.99  1.89-1.98
+    LayerNorm[256, 8, 8]   (128, 256, 8, 8)   2.06-2.07 2.17-2.20  1.71-1.77  1.83-1.99
+    LayerNorm[768]         (32, 128, 768)     1.94-1.97 3.27-3.28  2.20-2.89  3.01-3.33
+
+At (64, 64, 32, 32), 2 threads, in ms: BatchNorm2d fwd+bwd torch 7.2-7.4, normcore 6.7-7.8;
+GroupNorm torch 3.1, normcore 6.4-6.6; LayerNorm torch 3.9-4.1, normcore 10.3-10.5.
 
 BatchNorm meets the 1.5 target: torch's CPU kernel for NCHW batch norm reduces across
 strided channels and is slow, while normcore's passes are plain contiguous sweeps.
-GroupNorm and LayerNorm do not, and cannot in eager PyTorch without giving up what the
-library is for. The reason is the number of passes over full-size memory; these layers
-do a few flops per value, so each pass costs about the same whatever it computes:
+GroupNorm and LayerNorm stay at 2-3.3x, and no eager-PyTorch arrangement found here gets
+them to 1.5 without giving up the exact shifted statistics. The reason is the number of
+passes over full-size memory; these layers do a few flops per value, so each pass costs
+about the same whatever it computes:
 
 * torch's GroupNorm/LayerNorm are fused C++ loops: forward reads x once for the
   statistics and once more to write y; backward reads (x, dy) once for both sums and
@@ -61,13 +68,14 @@ What would close the gap:
   direction, which is exactly what a fusing compiler (torch.compile, a Triton or C++
   extension) turns into torch's four sweeps. normcore stays eager on purpose: readable,
   debuggable line by line, no compiler toolchain.
-* Dropping the exact shift would save the -= mean sweep (variance as E[(x-s)^2] - m^2 on
-  shifted data) and the recomputation of x - shift in backward, but loses the float32
-  accuracy at large offsets (tests/test_precision.py) whenever the first value is far
-  from the mean. Rejected.
-* Saving x - mu from the forward instead of recomputing it saves one backward sweep but
-  costs a second fresh buffer (for y) in the forward and a full-size saved tensor:
-  measured as a wash.
+* Two cheaper arrangements were rejected for accuracy. The variance as E[(x-s)^2] - m^2
+  on the shifted data saves the -= mean sweep, but loses digits quadratically in how far
+  the first value (the shift) lies from the mean. Computing dx from x itself instead of
+  x - shift saves the backward's second x - shift sweep, but loses the precision at large
+  offsets (torch's own gradients are percents off there; see tests/test_precision.py).
+* Saving x - mu from the forward instead of recomputing it would save one backward sweep
+  but cost a second fresh buffer (for y) in the forward and a full-size saved tensor; by
+  the numbers above about a wash, so not done.
 * Small shapes (the --quick ones) are dominated by Python and dispatch overhead (~25
   small ops per step, ~0.2 ms), not memory.
 """
