@@ -73,7 +73,8 @@ def test_offset_gradients_are_accurate_too():
     x64 = x.double().requires_grad_()
     _reference(x64, "BatchNorm2d").backward(dy.double())
     scale = x64.grad.abs().max().item()
-    assert (x32.grad.double() - x64.grad).abs().max().item() < 1e-3 * scale
+    # normcore: ~1e-7 of the largest entry; torch.nn.BatchNorm2d on the same input: ~2e-3.
+    assert (x32.grad.double() - x64.grad).abs().max().item() < 1e-5 * scale
 
 
 def test_running_mean_keeps_the_offset():
