@@ -193,14 +193,14 @@ def shifted_moments(x: torch.Tensor, dims: tuple[int, ...], *, return_shift: boo
     Why the shift: in float32 the *mean* of an input offset by 1e4 with a std of 1e-2
     cannot be held finely enough. Neighbouring float32 numbers near 1e4 are 2**-10 ≈ 1e-3
     apart, a tenth of the std, so a rounded μ is off by up to ~5% of σ, and so is every
-    ``x - μ``, however carefully the sums are taken (torch's own kernel normalizes this
-    input ~4e-2 off; ``E[x²] - E[x]²`` even returns a variance of 0). Subtracting one
-    sample's value per statistic group first is exact here (x and the shift are within a
-    factor 2 of each other, Sterbenz's lemma), does not change the variance, and leaves
-    small numbers whose mean float32 holds to ~1e-7 relative: ``x - μ`` is then computed
-    as ``(x - shift) - mean(x - shift)``, never through the large μ itself. The μ returned
-    (``shift + mean(x - shift)``) is rounded like any float32 number; it only reports the
-    statistic and feeds the running mean.
+    ``x - μ``, however carefully the sums are taken (torch's own kernels normalize this
+    input 4e-2 to 1.4e-1 off; ``E[x²] - E[x]²`` even returns a variance of 0).
+    Subtracting one sample's value per statistic group first is exact here (x and the
+    shift are within a factor 2 of each other, Sterbenz's lemma), does not change the
+    variance, and leaves small numbers whose mean float32 holds to ~1e-7 relative.
+    ``x - μ`` is then computed as ``(x - shift) - mean(x - shift)``, never through the
+    large μ itself. The μ returned (``shift + mean(x - shift)``) is rounded like any
+    float32 number; it only reports the statistic and feeds the running mean.
 
     The variance is then a second pass, ``mean((x - μ)²)`` over the centered values.
 
