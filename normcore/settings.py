@@ -185,6 +185,8 @@ def _parse(name: str, text: str):
         return min(field.choices, key=lambda c: abs(math.log10(c) - math.log10(value)))
     if not field.low <= value <= field.high:
         raise ValueError(f"expected a value from {field.low:g} to {field.high:g}")
+    if name == "momentum":  # the same resolution the momentum control offers (no 5e-324)
+        value = round(value, 4)
     return value
 
 

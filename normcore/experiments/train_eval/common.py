@@ -157,7 +157,10 @@ def closed_form_warmup(momentum: float | None) -> int | None:
         return 1
     if momentum <= 0.0:
         return None  # never: running statistics that never move
-    return math.ceil(math.log(0.01) / math.log1p(-momentum) - 1e-9)  # 1e-9: 0.99 needs 1 step, not 2
+    steps = math.log(0.01) / math.log1p(-momentum)
+    if not math.isfinite(steps):
+        return None  # a momentum so small that (1 − m)^k never visibly decays
+    return math.ceil(steps - 1e-9)  # 1e-9: 0.99 needs 1 step, not 2
 
 
 def stream(s: LabSettings, steps: int, offset: float = 0.0, scale_factor: float = 1.0, batch_size: int | None = None):
