@@ -98,11 +98,17 @@ progress_box, message_box = st.empty(), st.empty()
 left, right = (c.empty() for c in st.columns(2))
 
 
-def draw(live: T.LiveRun) -> None:
+def show_progress(live: T.LiveRun) -> None:
     progress_box.progress(live.fraction, text=live.progress_text())
+
+
+def draw(live: T.LiveRun) -> None:
+    show_progress(live)
     summary = live.summary()
     largest = T.largest_trainable_lr(summary, T.chance_accuracy(live.config)) if live.config.mode == "lr_sweep" else None
-    for box, chart in zip((left, right), charts.live_charts(live.config.mode, live.history(), summary, largest, T.paper_group_norm_errors())):
+    epochs = max((v.epochs for v in live.variants), default=None)
+    for box, chart in zip((left, right), charts.live_charts(live.config.mode, live.history(), summary, largest,
+                                                             T.paper_group_norm_errors(), epochs)):
         box.altair_chart(chart, width="stretch")
 
 
@@ -113,7 +119,7 @@ if (run_clicked or st.session_state.pop(AUTORUN, False)) and not blocked:
         live = st.session_state[LIVE] = T.LiveRun(config, variants)
         draw(live)
         budget = T.DrawBudget()  # the final state is drawn by the last progress report
-        trained = T.run(config, live, on_progress=lambda lv: budget.draw(lv, draw)) is live
+        trained = T.run(config, live, on_progress=lambda lv: budget.draw(lv, draw, show_progress)) is live
         finished_runs().put(live)
     st.session_state[LIVE] = live
 elif config is not None and (cached := finished_runs().get(config)) is not None:
@@ -147,7 +153,7 @@ d2.download_button("⬇️ Configuration (JSON)", live.config.to_json(), "traini
 cfg = live.config
 if cfg.mode == "compare":
     st.subheader("Pre-activation percentiles: with BatchNorm vs without (Ioffe & Szegedy 2015, Fig. 1)")
-    if {"batch", "none"} <= set(summary["norm"]):
+    if {"batch", "none"} <= set(cfg.norms):
         st.altair_chart(charts.percentile_chart(live.history(), min(cfg.probe_layer, cfg.depth)), width="stretch")
     else:
         st.info("Include both BatchNorm and No norm in the normalizations to compare their pre-activations.")

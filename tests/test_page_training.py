@@ -120,7 +120,8 @@ def test_batch_sweep_mode(monkeypatch):
     titles = " ".join(str(json.loads(c.proto.spec).get("title", "")) for c in at.get("vega_lite_chart"))
     assert "by batch size" in titles and "Wu & He 2018" in titles
     paper = at.dataframe[1].value
-    assert paper.loc["BatchNorm", 2] == 34.7 and paper.loc["GroupNorm", 2] == 24.1
+    assert paper.loc["BatchNorm", "2 images/GPU"] == "34.7" and paper.loc["GroupNorm", "2 images/GPU"] == "24.1"
+    assert paper.loc["LayerNorm", "32 images/GPU"] == "25.3" and paper.loc["LayerNorm", "2 images/GPU"] == "—"
 
 
 def test_lr_sweep_mode_flags_divergence(monkeypatch):
@@ -160,6 +161,18 @@ def test_stop_keeps_the_partial_results():
     assert live.status == "stopped" and "Stopped by you" in texts(at.warning)
     assert list(at.dataframe[0].value["Status"]) == ["stopped"]
     assert at.get("vega_lite_chart")  # the curves so far are still drawn
+
+
+def test_stop_before_anything_trained():
+    # Stop clicked while the first device was still warming up: nothing recorded yet.
+    at = tiny(open_page())
+    at.number_input(key="control_seed").set_value(12).run()
+    config = T.RunConfig(width=8, epochs=1, norms=("batch", "none"), devices=(devices.all_targets()[0].key,), seed=12)
+    live = T.LiveRun(config, T.plan(config)[0], phase="Warming up")
+    at.session_state["training_live"] = live
+    button(at, "Stop").click().run()
+    assert not at.exception and live.status == "stopped"
+    assert at.dataframe[0].value.empty and "Stopped by you" in texts(at.warning)
 
 
 def test_caps_give_a_message_and_disable_run():

@@ -21,7 +21,9 @@ def digits():
 def run(data, kind="mlp", norm="batch", impl="normcore", device="cpu", width=16, **config):
     model = models.make_model(kind, norm, impl, width=width, depth=2, num_groups=4, seed=0)
     cfg = training.TrainConfig(**({"epochs": 1, "batch_size": 64, "lr": 0.1, "log_every": 5} | config))
-    return training.train(model, data, cfg, device=device)
+    # One CPU thread: identical results, and no thread-pool contention on a busy shared machine
+    # (test_devices covers the all-threads path).
+    return training.train(model, data, cfg, device=device, threads=1 if device == "cpu" else None)
 
 
 LEARNS = [("mlp", n) for n in ("none", "batch", "layer", "group")] + [("cnn", n) for n in ("batch", "instance")]

@@ -46,7 +46,8 @@ BATCH_SWEEP_REFERENCE = 32  # the batch size at which the sweep uses the chosen 
 # With the epochs fixed, a batch of 256 gets 5 steps an epoch and ends under-trained whatever
 # its normalization; each sweep point trains at least this many steps (more epochs) instead.
 MIN_SWEEP_STEPS = 100
-LR_SWEEP_RATES = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+# Finer where the limits lie: on digits the MLP without BN stops training near 0.3, with BN near 0.7.
+LR_SWEEP_RATES = (0.001, 0.003, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 2.0, 5.0, 10.0)
 LR_SWEEP_NORMS = ("batch", "none")
 MODE_NOTES = {
     "compare": ("The input of one nonlinearity over the training batches. Without BN its distribution drifts as "
@@ -211,7 +212,7 @@ def from_dict(body) -> RunConfig:
             try:
                 values[name] = _check_value(name, body[name], spec)
             except ValueError as exc:
-                errors.append(f"{name}: {exc}.")
+                errors.append(f"{name}: {str(exc).rstrip('.')}.")
     if errors:
         raise ConfigError(errors)
     return RunConfig(**values)
@@ -344,6 +345,7 @@ class LiveRun:
     total_steps: int = 0
     started: float = field(default_factory=time.perf_counter)
     elapsed_s: float = 0.0
+    phase: str = ""  # what it does before training, e.g. warming up a device
 
     @property
     def fraction(self) -> float:
@@ -361,7 +363,9 @@ class LiveRun:
 
     def progress_text(self) -> str:
         """One line for a progress bar: what is training now, or how the run ended."""
-        if self.running and self.variants:
+        if self.running and self.phase:
+            text = self.phase
+        elif self.running and self.variants:
             current = self.variants[min(self.current, len(self.variants) - 1)]
             text = f"Training {self.current + 1}/{len(self.variants)}: {current.label}"
         else:
@@ -400,8 +404,8 @@ def summary_frame(live: LiveRun) -> pd.DataFrame:
         if row is None and i <= live.current and not live.running and (history["variant"] == i).any():
             rows[i] = _summary_row(i, live.variants[i], None, history[history["variant"] == i])
     frame = pd.DataFrame([r for r in rows if r is not None])
-    if frame.empty:
-        return frame
+    if frame.empty:  # stopped before any variant reported: an empty table with every column
+        return pd.DataFrame(columns=["variant", "norm", "device", "epochs", "steps", *RESULT_COLUMNS])
     cpu = frame[frame["device"].str.startswith("cpu")].copy()
     cpu["threads"] = cpu["device"].map(lambda k: devices.parse_target(k).threads or devices.DEFAULT_THREADS)
     baseline = cpu.sort_values("threads").drop_duplicates(["norm", "batch_size", "lr"]).set_index(["norm", "batch_size", "lr"])["samples_per_s"]
@@ -463,7 +467,12 @@ def run(
     )
     for device in dict.fromkeys(v.device for v in variants):  # once per device, before any clock starts
         first = next(v for v in variants if v.device == device)
+        live.phase = f"Warming up on {devices.parse_target(device).label}"
+        live.elapsed_s = time.perf_counter() - live.started
+        if on_progress is not None:
+            on_progress(live)
         _warm_up(build(first.norm), data, devices.parse_target(device), first.batch_size)
+    live.phase = ""
     for i, v in enumerate(variants):
         live.current = i
         done_before = live.steps_done
@@ -505,7 +514,11 @@ class DrawBudget:
         self.started = self.last = time.perf_counter()
         self.spent = 0.0
 
-    def draw(self, live: LiveRun, draw: Callable[[LiveRun], None]) -> bool:
+    def draw(self, live: LiveRun, draw: Callable[[LiveRun], None], every_report: Callable[[LiveRun], None] | None = None) -> bool:
+        """Call ``draw`` if it is due; ``every_report`` (something cheap, such as a progress
+        bar, which also lets a page notice a Stop click promptly) runs at every report."""
+        if every_report is not None:
+            every_report(live)
         now = time.perf_counter()
         due = now - self.last >= self.every_s and self.spent <= self.share * (now - self.started)
         if not (due or not live.running):
@@ -551,8 +564,10 @@ def largest_lr_table(summary: pd.DataFrame, chance: float) -> pd.DataFrame:
 
 
 def paper_table() -> pd.DataFrame:
-    """The paper's top-1 errors as a normalization × images-per-GPU table."""
-    return paper_group_norm_errors().pivot(index="normalization", columns="batch_size", values="top1_error")
+    """The paper's top-1 errors as a normalization × images-per-GPU table of text ("—" where
+    the paper has no number)."""
+    table = paper_group_norm_errors().pivot(index="normalization", columns="batch_size", values="top1_error")
+    return table.map(lambda v: "—" if pd.isna(v) else f"{v:.1f}").rename(columns=lambda b: f"{b} images/GPU")
 
 
 def paper_group_norm_errors() -> pd.DataFrame:

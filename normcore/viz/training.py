@@ -53,7 +53,14 @@ def _slim(history: pd.DataFrame, *columns: str) -> pd.DataFrame:
     return slim.assign(normalization=slim["norm"].map(NORM_LABELS), device_label=slim["device"].map(names))
 
 
-def loss_chart(history: pd.DataFrame) -> alt.Chart:
+def _epoch_axis(epochs: float | None) -> alt.X:
+    """Epochs on x; with ``epochs`` the axis spans the whole run from the start, so live
+    curves grow across a fixed axis instead of the axis stretching under them."""
+    scale = alt.Scale(domain=[0, epochs]) if epochs else alt.Undefined
+    return alt.X("epoch:Q", title="Epoch", scale=scale)
+
+
+def loss_chart(history: pd.DataFrame, epochs: float | None = None) -> alt.Chart:
     """Training loss (mean over each report's steps) against epochs, one line per variant.
     Log scale: the interesting part is the last decade. Non-finite losses are left out."""
     data = _finite(_slim(history, "loss"), "loss")
@@ -62,7 +69,7 @@ def loss_chart(history: pd.DataFrame) -> alt.Chart:
         alt.Chart(data, height=HEIGHT, title="Training loss")
         .mark_line(interpolate="monotone")
         .encode(
-            x=alt.X("epoch:Q", title="Epoch"),
+            x=_epoch_axis(epochs),
             y=alt.Y("loss:Q", title="Cross-entropy (log scale)", scale=alt.Scale(type="log")),
             color=norm_color(history["norm"]),
             detail="variant:N",
@@ -72,11 +79,11 @@ def loss_chart(history: pd.DataFrame) -> alt.Chart:
     )
 
 
-def accuracy_chart(history: pd.DataFrame) -> alt.LayerChart:
+def accuracy_chart(history: pd.DataFrame, epochs: float | None = None) -> alt.LayerChart:
     """Accuracy on the training batches (lines, updated at every report) and on the test set
     at each epoch end (dots)."""
     data = _slim(history, "accuracy", "test_accuracy")
-    x = alt.X("epoch:Q", title="Epoch")
+    x = _epoch_axis(epochs)
     y = alt.Y("accuracy:Q", title="Accuracy", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"))
     color = norm_color(history["norm"])
     lines = alt.Chart(_finite(data, "accuracy"), height=HEIGHT).mark_line(opacity=0.75).encode(
@@ -175,14 +182,15 @@ def lr_sweep_chart(summary: pd.DataFrame, largest: pd.DataFrame) -> alt.LayerCha
         "Final test accuracy by learning rate", subtitle="dashed: the largest learning rate that still trains"))
 
 
-def live_charts(mode: str, history: pd.DataFrame, summary: pd.DataFrame, largest: pd.DataFrame, paper: pd.DataFrame):
+def live_charts(mode: str, history: pd.DataFrame, summary: pd.DataFrame, largest: pd.DataFrame, paper: pd.DataFrame,
+                epochs: float | None = None):
     """The two charts a run shows while it trains (and after): curves when comparing; the
     sweep so far beside the paper's numbers or the loss curves when sweeping."""
     if mode == "compare" or summary.empty:
-        return loss_chart(history), accuracy_chart(history)
+        return loss_chart(history, epochs), accuracy_chart(history, epochs)
     if mode == "batch_sweep":
         return batch_sweep_chart(summary), paper_chart(paper)
-    return lr_sweep_chart(summary, largest), loss_chart(history)
+    return lr_sweep_chart(summary, largest), loss_chart(history, epochs)
 
 
 __all__ = [
