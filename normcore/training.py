@@ -17,7 +17,8 @@ What ``train`` guarantees:
   :class:`Progress`: mean loss and accuracy over the steps since the last call, wall time,
   samples/s, and the 15th/50th/85th percentiles of one unit's pre-activation (the input of
   the nonlinearity, Ioffe & Szegedy 2015 Fig. 1) over those steps' batches. Epoch-end calls
-  also carry the test loss and accuracy in eval mode; the last one the training set's too.
+  also carry the test loss and accuracy (eval mode) and the accuracy over that epoch's
+  training batches (train mode, as trained).
 * **A stop flag** (any ``() -> bool``, e.g. ``threading.Event().is_set``) is checked every
   step; the result then holds everything up to that step with ``status == "stopped"``.
 * **Divergence**: a NaN or infinite loss stops the run with ``status == "diverged"``, the
@@ -91,7 +92,7 @@ class Progress:
     p15: float
     p50: float
     p85: float
-    train_accuracy: float | None = None
+    train_accuracy: float | None = None  # over this epoch's training batches, as trained
     test_loss: float | None = None
     test_accuracy: float | None = None
 
@@ -244,23 +245,27 @@ def _train_on(model, data, config, dev, callback, stop) -> TrainResult:
     rows: list[dict] = []
     status, message, bad_step = "finished", "", None
     train_time, window_start, step = 0.0, 0, 0
+    epoch_correct = [0.0]  # correct predictions on this epoch's training batches so far
 
     def report(losses: torch.Tensor, end_of_epoch: bool) -> None:
         n = step - window_start
         p15, p50, p85 = probe.percentiles()
         targets = data.y_train[order[window_start:step].reshape(-1)]
-        correct = (torch.cat(window_logits[:n]).argmax(1) == targets).sum() if n else None
+        correct = float((torch.cat(window_logits[:n]).argmax(1) == targets).sum()) if n else 0.0
+        epoch_correct[0] += correct
         progress = Progress(
             step=step, total_steps=total, epoch=step / per_epoch,
             loss=float(losses[:n].mean()) if n else math.nan,
-            accuracy=float(correct) / (n * config.batch_size) if n else math.nan,
+            accuracy=correct / (n * config.batch_size) if n else math.nan,
             wall_s=train_time, samples_per_s=step * config.batch_size / train_time if train_time > 0 else math.nan,
             p15=p15, p50=p50, p85=p85,
         )
         if end_of_epoch:
-            # The full training set only once, at the end: it is for the final table, and
-            # evaluating it every epoch would cost more than a small model's epoch.
-            train_acc = evaluate(model, data.x_train, data.y_train)[1] if step == total else None
+            # Training accuracy as trained: over this epoch's batches, in train mode, from the
+            # logits already computed (a separate pass over the training set would cost a
+            # good share of a small model's epoch). The test set is evaluated in eval mode.
+            train_acc = epoch_correct[0] / (per_epoch * config.batch_size)
+            epoch_correct[0] = 0.0
             test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
             progress = replace(progress, train_accuracy=train_acc, test_loss=test_loss, test_accuracy=test_acc)
         rows.append(progress.as_row())
@@ -291,9 +296,8 @@ def _train_on(model, data, config, dev, callback, stop) -> TrainResult:
             devices.synchronize(dev)
             train_time += time.perf_counter() - clock
             losses = torch.stack(window_losses)
-            bad = (~torch.isfinite(losses)).nonzero()
-            if len(bad):
-                bad_step = window_start + int(bad[0])
+            if not bool(torch.isfinite(losses).all()):  # (one check per window; finding the step only when needed)
+                bad_step = window_start + int((~torch.isfinite(losses)).nonzero()[0])
                 step = bad_step + 1  # report up to and including the step that blew up
                 status = "diverged"
                 message = _divergence_message(bad_step, per_epoch, float(losses[bad_step - window_start]), config, model)
