@@ -104,11 +104,7 @@ def show_progress(live: T.LiveRun) -> None:
 
 def draw(live: T.LiveRun) -> None:
     show_progress(live)
-    summary = live.summary()
-    largest = T.largest_trainable_lr(summary, T.chance_accuracy(live.config)) if live.config.mode == "lr_sweep" else None
-    epochs = max((v.epochs for v in live.variants), default=None)
-    for box, chart in zip((left, right), charts.live_charts(live.config.mode, live.history(), summary, largest,
-                                                             T.paper_group_norm_errors(), epochs)):
+    for box, chart in zip((left, right), charts.live_charts(**live.chart_frames())):
         box.altair_chart(chart, width="stretch")
 
 
@@ -140,12 +136,12 @@ table = T.results_table(summary)
 st.subheader("Results")
 number = st.column_config.NumberColumn
 st.dataframe(table, hide_index=True, width="stretch", column_config={
-    "Train accuracy": number(format="percent"), "Test accuracy": number(format="percent"),
+    "Train accuracy": number(format="percent", help="Over the last epoch's training batches, as trained (train mode)."),
+    "Test accuracy": number(format="percent", help="On the held-out test set after the last epoch, in eval mode."),
     "Time per epoch (s)": number(format="%.3f"), "Samples/s": number(format="%.0f"),
     "Speed-up vs CPU": number(format="%.2f×", help="Samples/s against the CPU run with the fewest threads, same normalization.")})
-for note in summary["note"] if len(summary) else []:
-    if note and "Diverged" in note:
-        st.error(f"💥 {note}")
+for note in [n for n in summary["note"] if str(n).startswith("Diverged")]:
+    st.error(f"💥 {note}")
 d1, d2, _ = st.columns([1, 1, 3])
 d1.download_button("⬇️ Results (CSV)", table.to_csv(index=False), "training_results.csv", "text/csv", width="stretch")
 d2.download_button("⬇️ Configuration (JSON)", live.config.to_json(), "training_config.json", "application/json", width="stretch")

@@ -234,3 +234,7 @@ def test_charts_from_a_real_run_and_from_nothing():
     charts.lr_sweep_chart(summary, T.largest_trainable_lr(summary, 0.1)).to_dict()
     charts.paper_chart(T.paper_group_norm_errors()).to_dict()
     assert charts.loss_chart(history).to_dict()["encoding"]["color"]["field"] == "normalization"
+    for mode in T.MODES:  # what the page draws live, in every mode (and before anything finished)
+        for run in (live, T.LiveRun(T.with_settings(TINY, mode=mode), [])):
+            frames = run.chart_frames() | {"mode": mode}
+            assert [c.to_dict() for c in charts.live_charts(**frames)]

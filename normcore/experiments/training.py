@@ -50,8 +50,9 @@ MIN_SWEEP_STEPS = 100
 LR_SWEEP_RATES = (0.001, 0.003, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 2.0, 5.0, 10.0)
 LR_SWEEP_NORMS = ("batch", "none")
 MODE_NOTES = {
-    "compare": ("The input of one nonlinearity over the training batches. Without BN its distribution drifts as "
-                "the weights change; with BN it stays put (BN re-centres and re-scales it every step)."),
+    "compare": ("The input of one nonlinearity over the training batches. With BN its distribution stays put (BN "
+                "re-centres and re-scales it every step); without, it is free to drift as the weights change. "
+                "Ioffe & Szegedy saw clear drift with sigmoids over 50k steps: try Activation = sigmoid and more epochs."),
     "batch_sweep": (f"Left: this lab, learning rate lr·min(1, N/{BATCH_SWEEP_REFERENCE}) and at least {MIN_SWEEP_STEPS} steps per point. Right: the "
                     "paper's numbers (error, lower is better): BN degrades at small batches, GN does not."),
     "lr_sweep": "“Still trains”: no NaN/inf loss and test accuracy at least halfway from chance to 100 %.",
@@ -378,6 +379,13 @@ class LiveRun:
 
     def summary(self) -> pd.DataFrame:
         return summary_frame(self)
+
+    def chart_frames(self) -> dict:
+        """What ``viz.training.live_charts`` draws for this run, as of now."""
+        summary = self.summary()
+        return dict(mode=self.config.mode, history=self.history(), summary=summary,
+                    largest=largest_trainable_lr(summary, chance_accuracy(self.config)),
+                    paper=paper_group_norm_errors(), epochs=max((v.epochs for v in self.variants), default=None))
 
 
 def _summary_row(i: int, v: Variant, result: TrainResult | None, partial: pd.DataFrame | None = None) -> dict:
