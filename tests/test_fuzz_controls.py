@@ -58,8 +58,8 @@ FUZZ = settings(
 FUZZ_SESSION = settings(FUZZ, phases=[Phase.explicit, Phase.generate])
 
 # What this module must know about particular pages.
-PAGE_URL_OPTIONS = {"live-statistics": ("live_options", LiveOptions)}  # session key, parser
-TAB_KEYS = {"train-vs-eval": "scenario"}  # st.tabs(key=...): the open tab is session state
+PAGE_URL_OPTIONS = {"live_statistics": ("live_options", LiveOptions)}  # session key, parser
+TAB_KEYS = {"train_vs_eval": "scenario"}  # st.tabs(key=...): the open tab is session state
 SKIP_BUTTONS = {"training": {"▶️ Run"}}  # long work: fuzzed separately with tiny configs
 RAW_OPTIONS = {  # widgets whose format_func hides the options from AppTest
     "live_drift": DRIFTS,

@@ -42,3 +42,13 @@ def test_each_page_opens_from_the_router(page):
     at.run()
     assert not at.exception
     assert at.title, "every page opens with a title"
+
+
+def test_every_url_path_is_its_scripts_file_stem():
+    """Streamlit's pages/ scan routes a cold server's first session by file stem."""
+    from pathlib import Path
+
+    from pages.shared.navigation import PAGES
+
+    for page in PAGES:
+        assert page.url_path == Path(page.script).stem, page

@@ -11,6 +11,10 @@ SCREENSHOTS = ROOT / "docs" / "screenshots"
 
 @dataclass(frozen=True)
 class PageInfo:
+    """One page. ``url_path`` must equal the script's file stem: on a fresh server Streamlit
+    routes the first session by scanning pages/ before st.navigation runs, and a link to any
+    other path shows "Page not found" (tests/e2e: test_shared_link_on_a_cold_server...)."""
+
     script: str  # relative to the repository root
     title: str
     icon: str
@@ -25,12 +29,12 @@ class PageInfo:
 OVERVIEW = PageInfo("pages/overview.py", "Overview", "🧪", "overview", "What the lab is and where to start.")
 PAGES = (
     PageInfo(
-        "pages/live_statistics.py", "Live statistics", "📈", "live-statistics",
+        "pages/live_statistics.py", "Live statistics", "📈", "live_statistics",
         "Which values share one mean and variance, one batch before and after, and batch vs running "
         "statistics streaming in as you change batch size, momentum, eps and groups.",
     ),
     PageInfo(
-        "pages/train_vs_eval.py", "Train vs eval", "⚖️", "train-vs-eval",
+        "pages/train_vs_eval.py", "Train vs eval", "⚖️", "train_vs_eval",
         "Why outputs change after model.eval(): warm-up, batch size, non-i.i.d. batches, test-time "
         "shift, PreciseBN, a forgotten .eval(), and frozen BN for fine-tuning.",
     ),

@@ -46,7 +46,7 @@ def test_page(app, warm_server, info):
 
 
 def test_every_tab_of_every_page_opens(app, warm_server):
-    """Tabs that compute only when open (train-vs-eval's scenarios) must each work in the browser."""
+    """Tabs that compute only when open (train_vs_eval's scenarios) must each work in the browser."""
     opened = 0
     for info in ALL_PAGES:
         app.goto(page_url(warm_server, info))
@@ -82,7 +82,7 @@ def test_overview_links_open_every_page(app, warm_server):
 
 
 def test_live_stream_plays_and_pauses(app, warm_server):
-    app.goto(page_url(warm_server, by_path("live-statistics")))
+    app.goto(page_url(warm_server, by_path("live_statistics")))
     main = app.page.locator(MAIN)
     assert metric(app.page, "num_batches_tracked") == "0"
     app.click(button(main, "Play"))
@@ -134,7 +134,7 @@ def test_training_config_upload_runs_and_downloads(app, warm_server, tmp_path):
 
 
 def test_deep_link_opens_the_same_view(app, warm_server):
-    live = by_path("live-statistics")
+    live = by_path("live_statistics")
     app.goto(page_url(warm_server, live, batch_size=64, norm="group", num_groups=4))
     page = app.page
     assert slider(page, "Batch size N").input_value() == "64"
@@ -147,7 +147,7 @@ def test_deep_link_opens_the_same_view(app, warm_server):
 
 
 def test_bad_url_parameter_is_explained(app, warm_server):
-    live = by_path("live-statistics")
+    live = by_path("live_statistics")
     app.goto(page_url(warm_server, live, batch_size="lots", channels=4))
     warning = app.page.locator('[data-testid="stAlertContentWarning"]').filter(has_text="batch_size")
     assert warning.count() >= 1, "a bad URL parameter should be explained in a warning"
@@ -155,14 +155,12 @@ def test_bad_url_parameter_is_explained(app, warm_server):
     assert_healthy(app)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Streamlit bug/quirk: with a pages/ folder next to app.py, a fresh server's first session "
-    "runs as a pages/-directory app before st.navigation takes over, and a link to a page whose "
-    "url_path is not a file name in pages/ (live-statistics) gets a 'Page not found' dialog. "
-    "Fix: move the page scripts out of pages/ (e.g. views/). This test then passes: drop the xfail."
-))
 def test_shared_link_on_a_cold_server_has_no_page_not_found(browser, browser_ready):
-    live = by_path("live-statistics")
+    """A fresh server's first session is routed by Streamlit's pages/-folder scan before
+    st.navigation takes over; a link to a url_path that is not a script name in pages/ then
+    got a 'Page not found' dialog. navigation.py keeps every url_path equal to its script's
+    stem, and this guards it."""
+    live = by_path("live_statistics")
     with H.StreamlitServer(log_path=E2E_ARTIFACTS / "streamlit-cold.log") as server:
         context = browser.new_context(viewport=H.VIEWPORT)
         try:
