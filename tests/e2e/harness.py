@@ -54,7 +54,7 @@ SIDEBAR_LINKS = '[data-testid="stSidebarNav"] a'
 
 
 # Console errors that are not the app's. Only this one, and only narrowly:
-# Streamlit's frontend, opened on a page URL such as /live-statistics, first looks for the
+# Streamlit's frontend, opened on a page URL such as /live_statistics, first looks for the
 # server under that path (in case the app is served below a base URL path) and only then
 # at the root, so the browser logs a 404 for <page>/_stcore/health and <page>/_stcore/host-config.
 # A 404 for the root /_stcore/... endpoints would still fail a test.
@@ -98,14 +98,16 @@ def free_port() -> int:
 class StreamlitServer:
     """``streamlit run app.py`` on 127.0.0.1 and a free port, for tests and benchmarks.
 
-    Use as a context manager. ``extra_args`` are more ``--section.option value`` flags.
+    Use as a context manager. ``extra_args`` are more ``--section.option value`` flags,
+    ``env`` more environment variables for the server.
     The server's output goes to ``log_path`` (a temporary file by default), whose tail is
     quoted when the server does not come up.
     """
 
     def __init__(self, root: Path = ROOT, extra_args: tuple[str, ...] = (), log_path: Path | None = None,
-                 start_timeout: float = 90.0):
+                 start_timeout: float = 90.0, env: dict[str, str] | None = None):
         self.root, self.extra_args, self.start_timeout = Path(root), tuple(extra_args), start_timeout
+        self.env = {**os.environ, **(env or {})}
         self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="streamlit-", suffix=".log")[1])
         self.port: int | None = None
         self.process: subprocess.Popen | None = None
@@ -138,7 +140,7 @@ class StreamlitServer:
             ]
             with open(self.log_path, "ab") as log:
                 self.process = subprocess.Popen(
-                    command, cwd=self.root, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    command, cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                     start_new_session=True,  # its own process group, so stop() ends every child too
                 )
             if self._wait_healthy():
