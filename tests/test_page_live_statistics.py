@@ -6,28 +6,21 @@ run_every never fires under AppTest, so the stream is driven with its buttons.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests import apptest_pages
+
 from normcore import limits
 from normcore.settings import EPS_CHOICES
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGE = "pages/live_statistics.py"
 
 
 def open_page(**query) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    for name, value in query.items():
-        at.query_params[name] = str(value)
-    at.run()
-    at.switch_page(PAGE)
-    at.run()
-    assert not at.exception
-    return at
+    return apptest_pages.open_page(PAGE, **query)
 
 
 def metric(at: AppTest, label: str) -> str:

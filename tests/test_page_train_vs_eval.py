@@ -4,14 +4,14 @@ invalid shared controls show messages in the affected tab, and nothing raises.""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests import apptest_pages
+
 from normcore.experiments.train_eval import SCENARIOS
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGE = "pages/train_vs_eval.py"
 LABELS = {sc.key: f"{sc.icon} {sc.title}" for sc in SCENARIOS}
 
@@ -19,13 +19,7 @@ LABELS = {sc.key: f"{sc.icon} {sc.title}" for sc in SCENARIOS}
 def open_page(scenario: str | None = None, **query) -> AppTest:
     """The page as a user reaches it: the router first, then the page, with the shared
     controls given as URL parameters and ``scenario`` the open tab."""
-    at = AppTest.from_file(APP, default_timeout=120)
-    for name, value in query.items():
-        at.query_params[name] = str(value)
-    at.run()
-    at.switch_page(PAGE)
-    at.run()
-    assert not at.exception, at.exception
+    at = apptest_pages.open_page(PAGE, timeout=120, **query)
     if scenario is not None:
         at.session_state["scenario"] = LABELS[scenario]
         at.run()

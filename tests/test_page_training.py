@@ -2,24 +2,19 @@
 themselves, downloads hold the right content, and no control's extreme raises."""
 
 import json
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests import apptest_pages
+
 from normcore import devices, limits
 from normcore.experiments import training as T
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
 def open_page() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    at.switch_page("pages/training.py")
-    at.run()
-    assert not at.exception
-    return at
+    return apptest_pages.open_page("pages/training.py", timeout=120)
 
 
 def tiny(at: AppTest, norms=("batch", "none")) -> AppTest:

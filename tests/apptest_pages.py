@@ -1,0 +1,19 @@
+"""Open a page in AppTest the way a user reaches it: the router first, then the page."""
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+def open_page(page: str, timeout: float = 60, **query) -> AppTest:
+    """``page`` is a script path such as "pages/training.py"; ``query`` becomes URL parameters."""
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    for name, value in query.items():
+        at.query_params[name] = str(value)
+    at.run()
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, at.exception
+    return at
