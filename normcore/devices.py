@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -137,16 +138,27 @@ def no_accelerator_message() -> str | None:
     )
 
 
+# torch.set_num_threads is process-wide, and a server runs every session's reruns in the same
+# process. Only placed() changes the count, and only while holding this lock: overlapping runs
+# would otherwise save and restore each other's counts (leaving the server at 1 thread) and
+# time each other's work. Re-entrant, because a scenario may train inside its own placed().
+_THREADS_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def placed(target: Target):
-    """Run the body with ``target``'s CPU thread count, restoring the previous one after."""
-    before = torch.get_num_threads()
-    if target.threads is not None:
-        torch.set_num_threads(target.threads)
-    try:
-        yield torch.device(target.device)
-    finally:
-        torch.set_num_threads(before)
+    """Run the body with ``target``'s CPU thread count, restoring the previous one after.
+
+    Bodies run one at a time per process (see ``_THREADS_LOCK``), so timings are honest too.
+    """
+    with _THREADS_LOCK:
+        before = torch.get_num_threads()
+        if target.threads is not None:
+            torch.set_num_threads(target.threads)
+        try:
+            yield torch.device(target.device)
+        finally:
+            torch.set_num_threads(before)
 
 
 def synchronize(device) -> None:

@@ -67,3 +67,34 @@ def test_default_targets(monkeypatch):
     assert [t.key for t in devices.default_targets()] == ["cpu:1t"]
     monkeypatch.setattr(devices, "accelerators", lambda: ["cuda:0"])
     assert [t.key for t in devices.default_targets()] == ["cpu", "cuda:0"]
+
+
+def test_overlapping_runs_leave_the_thread_count_as_it_was():
+    """torch's thread count is process-wide: two sessions running a 1-thread target at
+    overlapping times must not leave the server at 1 thread (found by the load review)."""
+    import threading
+    import time
+
+    import torch
+
+    one = next((t for t in devices.all_targets() if t.threads == 1), None)
+    if one is None or devices.DEFAULT_THREADS < 2:
+        pytest.skip("needs a machine with 2 or more CPU threads")
+    before = torch.get_num_threads()
+
+    def run(delay, hold):
+        time.sleep(delay)
+        with devices.placed(one):
+            assert torch.get_num_threads() == 1
+            time.sleep(hold)
+
+    threads = [threading.Thread(target=run, args=(0, 0.2)), threading.Thread(target=run, args=(0.1, 0.3))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seen = {}
+    probe = threading.Thread(target=lambda: seen.update(n=torch.get_num_threads()))
+    probe.start()
+    probe.join()
+    assert seen["n"] == before == torch.get_num_threads()
