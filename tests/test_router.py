@@ -52,3 +52,16 @@ def test_every_url_path_is_its_scripts_file_stem():
 
     for page in PAGES:
         assert page.url_path == Path(page.script).stem, page
+
+
+def test_coming_back_to_pages_overview_py_shows_a_picture_per_page():
+    """pages/overview.py reached again from another page: one screenshot and link per page."""
+    at = run_app()
+    at.switch_page(PAGES[0].script)
+    at.run()
+    at.switch_page("pages/overview.py")
+    at.run()
+    assert not at.exception
+    assert at.title[0].value == "🧪 normcore lab"
+    assert len(at.get("image")) == len(PAGES)  # the pictures exist (docs/screenshots) and are shown
+    assert len(at.get("page_link")) == len(PAGES)
