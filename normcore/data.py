@@ -86,12 +86,6 @@ def make_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed) % (2**63 - 1))
 
 
-def population_std_of_batch_mean(s: LabSettings) -> torch.Tensor:
-    """Expected spread (std) of a channel's batch mean: σ_c / sqrt(N·H·W), per channel."""
-    _, var = population_stats(s)
-    return torch.sqrt(var / (s.batch_size * s.spatial**2))
-
-
 def drift_offset(drift: str, step: int, size: float, period: int) -> float:
     """How far the population mean has moved at ``step`` (0-based), to pass as ``offset``.
 
@@ -112,5 +106,5 @@ def drift_offset(drift: str, step: int, size: float, period: int) -> float:
 
 __all__ = [
     "channel_means", "channel_positions", "channel_stds", "draw_batch", "drift_offset", "make_generator",
-    "population_stats", "population_std_of_batch_mean", "DRIFTS", "DRIFT_LABELS", "OUTLIER_SIGMAS", "QUIET_STD",
+    "population_stats", "DRIFTS", "DRIFT_LABELS", "OUTLIER_SIGMAS", "QUIET_STD",
 ]

@@ -1,6 +1,5 @@
 """The live views' input distribution: its draws agree with the truth it reports."""
 
-import math
 
 import pytest
 import torch
@@ -47,8 +46,3 @@ def test_same_seed_same_batch():
     s = LabSettings()
     assert torch.equal(data.draw_batch(s, data.make_generator(7)), data.draw_batch(s, data.make_generator(7)))
 
-
-def test_std_of_batch_mean():
-    s = LabSettings(batch_size=8, spatial=2, scale=3.0)
-    expected = 3.0 / math.sqrt(8 * 4)
-    torch.testing.assert_close(data.population_std_of_batch_mean(s), torch.full((4,), expected, dtype=torch.float64))

@@ -30,7 +30,7 @@ from normcore import functional as F
 from normcore import limits
 from normcore.data import DRIFTS, draw_batch, drift_offset, make_generator, population_stats
 from normcore.settings import EPS_CHOICES, LabSettings
-from normcore.stats import ema_half_life, statistic_ids
+from normcore.stats import batch_mean_standard_error, ema_half_life, statistic_ids
 
 # What the diagram draws at most: enough to see the pattern, few enough to read.
 DIAGRAM_SAMPLES, DIAGRAM_CHANNELS, DIAGRAM_POSITIONS = 4, 8, 6
@@ -116,7 +116,7 @@ def unit_truth(s: LabSettings, quiet_channel: bool = False, offset: float = 0.0)
         mu_u, var_u = mu[members], var[members]
         means.append(mu_u.mean())
         variances.append(var_u.mean() + ((mu_u - mu_u.mean()) ** 2).mean())
-        errors.append(math.sqrt(var_u.mean() / m))
+        errors.append(batch_mean_standard_error(math.sqrt(var_u.mean()), m))
     return UnitTruth(np.array(means), np.array(variances), np.array(errors))
 
 
