@@ -1,8 +1,6 @@
 """Live statistics: which values share a statistic, one batch before and after, and a live
 stream of batch vs running statistics. Widgets -> normcore.experiments.live -> charts."""
 
-from dataclasses import replace
-
 import streamlit as st
 
 from normcore.data import DRIFT_LABELS, DRIFTS, QUIET_STD
@@ -27,10 +25,7 @@ def options() -> live.LiveOptions:
 
 def option(widget, label: str, name: str, **kwargs):
     """A page control bound to one LiveOptions field (the store stays the source of truth)."""
-    key = f"live_{name}"
-    st.session_state[key] = getattr(options(), name)
-    commit = lambda: st.session_state.update({OPTIONS: replace(options(), **{name: st.session_state[key]})})  # noqa: E731
-    return widget(label, key=key, on_change=commit, **kwargs)
+    return widget(label, **controls.bind(OPTIONS, name, f"live_{name}"), **kwargs)
 
 
 @st.cache_data(max_entries=16, show_spinner="Normalizing one batch…")

@@ -47,17 +47,25 @@ def _key(name: str) -> str:
     return f"control_{name}"
 
 
-def _commit(name: str, to_store=lambda v: v):
-    def callback():
-        update(**{name: to_store(st.session_state[_key(name)])})
-    return callback
+def bind(store: str, name: str, key: str, to_widget=lambda v: v, to_store=lambda v: v) -> dict:
+    """Bind a widget to field ``name`` of the frozen dataclass in ``st.session_state[store]``.
+
+    Seeds the widget's state from the store and returns the ``key``/``on_change`` arguments
+    that copy a change back, so the store stays the one source of truth. Pages use it for
+    their own option stores too.
+    """
+    st.session_state[key] = to_widget(getattr(st.session_state[store], name))
+
+    def commit():
+        st.session_state[store] = replace(st.session_state[store], **{name: to_store(st.session_state[key])})
+
+    return {"key": key, "on_change": commit}
 
 
 def _momentum_widgets(s: S.LabSettings) -> None:
-    st.session_state[_key("momentum_convention")] = s.momentum_convention
     st.radio(
-        "Momentum convention", S.MOMENTUM_CONVENTIONS, key=_key("momentum_convention"),
-        format_func=lambda c: S.CONVENTION_LABELS[c], on_change=_commit("momentum_convention"),
+        "Momentum convention", S.MOMENTUM_CONVENTIONS, **bind(_STORE, "momentum_convention", _key("momentum_convention")),
+        format_func=lambda c: S.CONVENTION_LABELS[c],
         help="PyTorch's momentum weights the new batch; Keras/TF and d2l's weights the old value.",
     )
     st.session_state[_key("momentum_none")] = s.momentum is None
@@ -68,10 +76,10 @@ def _momentum_widgets(s: S.LabSettings) -> None:
     )
     keras = s.momentum_convention == "keras"
     if s.momentum is not None:
-        st.session_state[_key("momentum")] = round(1 - s.momentum if keras else s.momentum, 4)
+        in_convention = lambda m: round(1 - m if keras else m, 4)  # noqa: E731 (its own inverse)
         st.slider(
             f"Momentum ({'Keras/d2l' if keras else 'PyTorch'} convention)", 0.0, 1.0, step=0.01,
-            key=_key("momentum"), on_change=_commit("momentum", lambda v: round(1 - v if keras else v, 4)),
+            **bind(_STORE, "momentum", _key("momentum"), in_convention, in_convention),
             help=S.FIELDS["momentum"].help,
         )
     st.caption(f"Momentum: {s.momentum_text()}")
@@ -81,8 +89,7 @@ def _widget(name: str, s: S.LabSettings) -> None:
     f, key = S.FIELDS[name], _key(name)
     if name == "momentum":
         return _momentum_widgets(s)
-    st.session_state[key] = getattr(s, name)
-    common = dict(key=key, on_change=_commit(name), help=f.help)
+    common = dict(**bind(_STORE, name, key), help=f.help)
     if name == "norm":
         st.selectbox(f.label, f.choices, format_func=NORM_LABELS.get, **common)
     elif name == "eps":
