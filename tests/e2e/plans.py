@@ -84,8 +84,18 @@ def move_slider(app: H.AppPage, plan: Plan) -> str:
     key = plan.slider_key
     if before == thumb.get_attribute(stuck):
         key = "ArrowLeft" if stuck == "max" else "ArrowRight"
-    app.press_slider(thumb, key)
-    after = slider(page, label).first.input_value()
+    # A key press can land before the thumb has focus, or the value can be read before the
+    # frontend settles: re-read after a pause, and press again (at most 3 tries) only if the
+    # value really did not change.
+    for _ in range(3):
+        app.press_slider(thumb, key)
+        after = slider(page, label).first.input_value()
+        if after == before:
+            page.wait_for_timeout(500)
+            after = slider(page, label).first.input_value()
+        if after != before:
+            break
+        thumb = slider(page, label).first
     assert after != before, f"slider {label!r} did not move from {before}"
     return f"slider {label!r}: {before} -> {after}"
 
