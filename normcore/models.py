@@ -79,13 +79,36 @@ class Classifier(nn.Module):
         self.body, self.head = body, head
         self.kind, self.norm, self.impl = kind, norm, impl
         self.flatten_input = kind == "mlp"  # the MLP sees an image as one vector
+        self._probe: tuple[int, list[torch.Tensor]] | None = None
 
     @property
     def activations(self) -> list[nn.Module]:
         return [block[2] for block in self.body]
 
+    def probe(self, layer: int | None) -> list[torch.Tensor]:
+        """Collect unit/channel 0 of block ``layer``'s pre-activation (all positions, flattened)
+        from every forward pass in training mode, into the returned list; ``None`` stops.
+
+        Done in ``forward`` rather than with a forward hook: a hooked module takes PyTorch's
+        slow call path, which costs a small model's training loop a few per cent."""
+        if layer is None:
+            self._probe = None
+            return []
+        index = range(len(self.body))[layer]  # negative counts from the end; out of range raises
+        self._probe = (index, [])
+        return self._probe[1]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x.flatten(1) if self.flatten_input else x))
+        h = x.flatten(1) if self.flatten_input else x
+        if self._probe is None:
+            return self.head(self.body(h))
+        probed, values = self._probe
+        for i, (layer, norm, act) in enumerate(self.body):
+            h = norm(layer(h))
+            if i == probed and self.training:
+                values.append(h.detach()[:, 0].reshape(-1))
+            h = act(h)
+        return self.head(h)
 
 
 def _check(kind, norm, impl, width, depth, num_groups, activation) -> None:

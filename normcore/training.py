@@ -35,8 +35,10 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -109,9 +111,10 @@ PROGRESS_COLUMNS = tuple(f.name for f in fields(Progress))
 
 @dataclass
 class TrainResult:
-    """What a run produced. ``history`` has one row per :class:`Progress` (same columns)."""
+    """What a run produced. ``rows`` has one dict per :class:`Progress`, and ``history`` is the
+    same as a frame (built when first read: a page reads only the final numbers)."""
 
-    history: pd.DataFrame
+    rows: list[dict]
     status: str  # "finished", "stopped" or "diverged"
     message: str  # why it ended early, in words ("" when it finished)
     steps: int
@@ -122,6 +125,10 @@ class TrainResult:
     diverged_at_step: int | None = None
     extra: dict = field(default_factory=dict)
 
+    @cached_property
+    def history(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=list(PROGRESS_COLUMNS))
+
     @property
     def epochs(self) -> pd.DataFrame:
         """The rows that end an epoch (they carry the eval-mode accuracies)."""
@@ -129,15 +136,15 @@ class TrainResult:
 
     @property
     def samples_per_s(self) -> float:
-        return float(self.history["samples_per_s"].iloc[-1]) if len(self.history) else float("nan")
+        return float(self.rows[-1]["samples_per_s"]) if self.rows else math.nan
 
     @property
     def time_per_epoch_s(self) -> float:
         return self.train_time_s * self.steps_per_epoch / self.steps if self.steps else float("nan")
 
     def _last(self, column: str) -> float:
-        values = self.epochs[column] if column in self.history else pd.Series(dtype=float)
-        return float(values.iloc[-1]) if len(values) else float("nan")
+        """The last epoch-end value of ``column`` (NaN if no epoch ended)."""
+        return next((float(row[column]) for row in reversed(self.rows) if row[column] is not None), math.nan)
 
     @property
     def final_train_accuracy(self) -> float:
@@ -175,27 +182,39 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float,
     return float(loss_sum) / len(x), float(correct) / len(x)
 
 
+def quantiles(values: np.ndarray, qs) -> tuple[float, ...]:
+    """The ``qs`` quantiles of a 1-d array by linear interpolation between order statistics
+    (the default of ``numpy.quantile`` and ``torch.quantile``). Partitions ``values`` in place:
+    a partial sort, and none of ``np.quantile``'s general machinery, which costs several
+    times more at every progress report."""
+    n = values.size
+    if n == 0:
+        return (math.nan,) * len(qs)
+    positions = [(n - 1) * q for q in qs]
+    below = [int(p) for p in positions]
+    above = [min(b + 1, n - 1) for b in below]
+    values.partition(sorted(set(below + above)))
+    lows, highs = values[below].tolist(), values[above].tolist()  # Python floats: interpolated in double precision
+    return tuple(lo + (hi - lo) * (p - b) for lo, hi, p, b in zip(lows, highs, positions, below))
+
+
 class _PreActivationProbe:
-    """Collects unit/channel 0 of one block's pre-activation from every training batch."""
+    """Collects unit/channel 0 of one block's pre-activation from every training batch (the
+    test-set evaluation at an epoch's end runs in eval mode and is left out)."""
 
     def __init__(self, model: Classifier, layer: int):
-        self.values: list[torch.Tensor] = []
-        self.hook = model.activations[layer].register_forward_hook(self._record)
-
-    def _record(self, _module, inputs, _output) -> None:
-        pre = inputs[0]
-        self.values.append(pre[:, 0].detach().reshape(-1))  # unit 0 (MLP) or channel 0 (CNN), all positions
+        self.model = model
+        self.values = model.probe(layer)
 
     def percentiles(self) -> tuple[float, float, float]:
         if not self.values:
             return (math.nan,) * 3
-        window = torch.cat(self.values).float()
+        window = torch.cat(self.values).to("cpu", torch.float32).numpy()
         self.values.clear()
-        q = torch.quantile(window, torch.tensor(PERCENTILES, device=window.device)).tolist()
-        return tuple(q)
+        return quantiles(window, PERCENTILES)
 
     def remove(self) -> None:
-        self.hook.remove()
+        self.model.probe(None)
 
 
 def batch_order(train_size: int, batch_size: int, epochs: int, seed: int) -> torch.Tensor:
@@ -235,6 +254,7 @@ def _train_on(model, data, config, dev, callback, stop) -> TrainResult:
     model.to(dev).train()
     optimizer = make_optimizer(model, config)
     order = batch_order(len(data.x_train), config.batch_size, config.epochs, config.seed).to(dev)
+    targets = data.y_train[order]  # every step's labels, gathered once: (steps, batch)
     per_epoch = order.shape[0] // config.epochs
     total = order.shape[0]
     # Per step only references are kept (no extra kernels, no GPU sync); each window's losses
@@ -247,15 +267,14 @@ def _train_on(model, data, config, dev, callback, stop) -> TrainResult:
     train_time, window_start, step = 0.0, 0, 0
     epoch_correct = [0.0]  # correct predictions on this epoch's training batches so far
 
-    def report(losses: torch.Tensor, end_of_epoch: bool) -> None:
+    def report(loss: float, end_of_epoch: bool) -> None:
         n = step - window_start
         p15, p50, p85 = probe.percentiles()
-        targets = data.y_train[order[window_start:step].reshape(-1)]
-        correct = float((torch.cat(window_logits[:n]).argmax(1) == targets).sum()) if n else 0.0
+        correct = float((torch.stack(window_logits[:n]).argmax(2) == targets[window_start:step]).sum()) if n else 0.0
         epoch_correct[0] += correct
         progress = Progress(
             step=step, total_steps=total, epoch=step / per_epoch,
-            loss=float(losses[:n].mean()) if n else math.nan,
+            loss=loss if n else math.nan,
             accuracy=correct / (n * config.batch_size) if n else math.nan,
             wall_s=train_time, samples_per_s=step * config.batch_size / train_time if train_time > 0 else math.nan,
             p15=p15, p50=p50, p85=p85,
@@ -283,7 +302,7 @@ def _train_on(model, data, config, dev, callback, stop) -> TrainResult:
                 break
             idx = order[step]
             logits = model(data.x_train[idx])
-            loss = nn.functional.cross_entropy(logits, data.y_train[idx])
+            loss = nn.functional.cross_entropy(logits, targets[step])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -296,27 +315,27 @@ def _train_on(model, data, config, dev, callback, stop) -> TrainResult:
             devices.synchronize(dev)
             train_time += time.perf_counter() - clock
             losses = torch.stack(window_losses)
-            if not bool(torch.isfinite(losses).all()):  # (one check per window; finding the step only when needed)
+            loss_sum = float(losses.sum())  # NaN or inf if any step's loss was (one check per window)
+            if not math.isfinite(loss_sum) and not bool(torch.isfinite(losses).all()):
                 bad_step = window_start + int((~torch.isfinite(losses)).nonzero()[0])
                 step = bad_step + 1  # report up to and including the step that blew up
                 status = "diverged"
                 message = _divergence_message(bad_step, per_epoch, float(losses[bad_step - window_start]), config, model)
                 probe.values.clear()  # later batches' values came from the broken weights
-                report(losses, end_of_epoch=False)
+                report(float(losses[: step - window_start].mean()), end_of_epoch=False)
                 break
-            report(losses, end_of_epoch)
+            report(loss_sum / len(losses), end_of_epoch)
             window_start = step
             devices.synchronize(dev)
             clock = time.perf_counter()
         if status == "stopped" and step > window_start:
             devices.synchronize(dev)
             train_time += time.perf_counter() - clock
-            report(torch.stack(window_losses), end_of_epoch=False)
+            report(float(torch.stack(window_losses).mean()), end_of_epoch=False)
     finally:
         probe.remove()
     return TrainResult(
-        history=pd.DataFrame(rows, columns=list(PROGRESS_COLUMNS)),
-        status=status, message=message, steps=step, steps_per_epoch=per_epoch, device=str(dev),
+        rows=rows, status=status, message=message, steps=step, steps_per_epoch=per_epoch, device=str(dev),
         threads=torch.get_num_threads(), train_time_s=train_time, diverged_at_step=bad_step,
     )
 
@@ -334,5 +353,5 @@ def _divergence_message(bad_step: int, per_epoch: int, value: float, config: Tra
 
 __all__ = [
     "OPTIMIZERS", "OPTIMIZER_LABELS", "PERCENTILES", "PROGRESS_COLUMNS", "Progress", "TrainConfig", "TrainResult", "batch_order",
-    "evaluate", "make_optimizer", "train",
+    "evaluate", "make_optimizer", "quantiles", "train",
 ]

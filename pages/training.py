@@ -104,8 +104,8 @@ def show_progress(live: T.LiveRun) -> None:
 
 def draw(live: T.LiveRun) -> None:
     show_progress(live)
-    for box, chart in zip((left, right), charts.live_charts(**live.chart_frames())):
-        box.altair_chart(chart, width="stretch")
+    for box, spec in zip((left, right), charts.live_charts(**live.chart_frames())):
+        box.vega_lite_chart(spec, width="stretch")
 
 
 trained = False
@@ -113,8 +113,8 @@ if (run_clicked or st.session_state.pop(AUTORUN, False)) and not blocked:
     live = finished_runs().get(config)
     if live is None:
         live = st.session_state[LIVE] = T.LiveRun(config, variants)
-        draw(live)
-        budget = T.DrawBudget()  # the final state is drawn by the last progress report
+        show_progress(live)  # the charts follow at the first redraw (DrawBudget), once there is something to draw
+        budget = T.DrawBudget()  # redraws a bounded share of the time; the final state is drawn by the last report
         trained = T.run(config, live, on_progress=lambda lv: budget.draw(lv, draw, show_progress)) is live
         finished_runs().put(live)
     st.session_state[LIVE] = live
@@ -150,7 +150,7 @@ cfg = live.config
 if cfg.mode == "compare":
     st.subheader("Pre-activation percentiles: with BatchNorm vs without (Ioffe & Szegedy 2015, Fig. 1)")
     if {"batch", "none"} <= set(cfg.norms):
-        st.altair_chart(charts.percentile_chart(live.history(), min(cfg.probe_layer, cfg.depth)), width="stretch")
+        st.vega_lite_chart(charts.percentile_chart(live.history(), min(cfg.probe_layer, cfg.depth)), width="stretch")
     else:
         st.info("Include both BatchNorm and No norm in the normalizations to compare their pre-activations.")
 elif cfg.mode == "batch_sweep":

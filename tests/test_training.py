@@ -3,8 +3,11 @@ notices divergence, on every device this machine has."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from normcore import datasets, devices, models, training
@@ -146,3 +149,38 @@ def test_bad_configs_are_explained(digits):
 def test_adam_trains_too(digits):
     result = run(digits, "mlp", "batch", optimizer="adam", lr=0.01)
     assert result.status == "finished" and result.final_test_accuracy > 0.7
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=400),
+       st.lists(st.floats(0.0, 1.0), min_size=1, max_size=5))
+def test_quantiles_match_torch_quantile(values, qs):
+    expected = torch.quantile(torch.tensor(values, dtype=torch.float64), torch.tensor(qs, dtype=torch.float64))
+    got = training.quantiles(np.array(values, dtype=np.float64), qs)
+    torch.testing.assert_close(torch.tensor(got, dtype=torch.float64), expected, rtol=1e-12, atol=1e-9)
+
+
+def test_probe_records_training_forwards_only():
+    # The oracle is models.pre_activation, which reads the same values through a forward hook.
+    model = models.make_model("cnn", "group", width=8, depth=2, num_groups=2, seed=0)
+    x = torch.randn(5, 1, 8, 8)
+    values = model.probe(0)
+    model.eval()
+    model(x)
+    assert values == []  # a test-set evaluation is not a training batch
+    model.train()
+    out = model(x)
+    assert len(values) == 1
+    model.probe(None)
+    torch.testing.assert_close(values[0], models.pre_activation(model, x, 0)[:, 0].reshape(-1))
+    torch.testing.assert_close(model(x), out)  # probing changes nothing about the forward pass
+    assert len(values) == 1  # and after probe(None) nothing more is recorded
+
+
+def test_each_report_covers_exactly_its_training_batches(digits, monkeypatch):
+    sizes = []
+    real = training.quantiles
+    monkeypatch.setattr(training, "quantiles", lambda v, qs: sizes.append(v.size) or real(v, qs))
+    cfg = training.TrainConfig(epochs=2, batch_size=128, log_every=4)  # reports at steps 4, 8, 10, 12, 16, 20
+    training.train(models.make_model("mlp", "batch", width=16), digits, cfg)
+    assert sizes == [n * 128 for n in (4, 4, 2, 2, 4, 4)]  # no test-set values after an epoch's evaluation

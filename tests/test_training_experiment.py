@@ -217,24 +217,99 @@ def test_paper_numbers_are_design_section_4():
 # -- charts ---------------------------------------------------------------------------
 
 
+def _validated(spec: dict) -> dict:
+    """``spec`` with its frames inlined as records, checked against the Vega-Lite schema by
+    Altair; every field it encodes must be a column of the dataset that layer draws."""
+    import altair as alt
+
+    datasets = {name: frame.to_dict("records") for name, frame in spec["datasets"].items()}
+    for part in spec.get("layer", [spec]):
+        columns = set(spec["datasets"][part["data"]["name"]].columns)
+        encoded = [e for enc in part["encoding"].values() for e in (enc if isinstance(enc, list) else [enc]) if "field" in e]
+        assert {e["field"] for e in encoded} <= columns, (part["data"]["name"], columns)
+    inline = json.loads(json.dumps(spec | {"datasets": datasets}))  # plain JSON: what the browser gets
+    (alt.LayerChart if "layer" in spec else alt.Chart).from_dict(inline, validate=True)
+    return inline
+
+
 def test_charts_from_a_real_run_and_from_nothing():
     live = T.run(TINY)
     history, summary = live.history(), live.summary()
     empty = T.LiveRun(TINY, []).history()
     for build in (charts.loss_chart, charts.accuracy_chart, lambda h: charts.percentile_chart(h, 2)):
-        spec = build(history).to_dict()
-        assert any(spec["datasets"].values())
-        build(empty).to_dict()
-    spec = charts.percentile_chart(history, 2).to_dict()
-    values = next(iter(spec["datasets"].values()))
+        spec = build(history)
+        assert any(len(frame) for frame in spec["datasets"].values())
+        _validated(spec)
+        _validated(build(empty))
+    spec = _validated(charts.percentile_chart(history, 2))
+    values = spec["datasets"]["percentiles"]
     assert spec["encoding"]["y"]["field"] == "value" and len(values) == 3 * len(history[history["norm"].isin(["batch", "none"])])
     assert {v["normalization"] for v in values} == {"BatchNorm", "No norm"}
     assert {v["percentile"] for v in values} == {"15th", "50th (median)", "85th"}
-    charts.batch_sweep_chart(summary).to_dict()
-    charts.lr_sweep_chart(summary, T.largest_trainable_lr(summary, 0.1)).to_dict()
-    charts.paper_chart(T.paper_group_norm_errors()).to_dict()
-    assert charts.loss_chart(history).to_dict()["encoding"]["color"]["field"] == "normalization"
+    _validated(charts.batch_sweep_chart(summary))
+    _validated(charts.lr_sweep_chart(summary, T.largest_trainable_lr(summary, 0.1)))
+    _validated(charts.paper_chart(T.paper_group_norm_errors()))
+    assert charts.loss_chart(history)["encoding"]["color"]["field"] == "normalization"
     for mode in T.MODES:  # what the page draws live, in every mode (and before anything finished)
         for run in (live, T.LiveRun(T.with_settings(TINY, mode=mode), [])):
             frames = run.chart_frames() | {"mode": mode}
-            assert [c.to_dict() for c in charts.live_charts(**frames)]
+            assert [_validated(c) for c in charts.live_charts(**frames)]
+
+
+def test_live_charts_reuse_one_template_and_fix_the_legend_from_the_plan():
+    config = T.with_settings(TINY, norms=["none", "batch", "layer"])
+    live = T.LiveRun(config, T.plan(config)[0])
+    T.run(config, live, stop=iter([False] * 5 + [True] * 10**6).__next__)  # stopped inside the first variant
+    assert set(live.history()["norm"]) == {"none"}
+    charts.loss_chart(live.history().iloc[:0], **{k: v for k, v in live.chart_frames().items() if k in ("epochs", "norms", "devices")})
+    before = charts._loss_template.cache_info()
+    loss, accuracy = charts.live_charts(**live.chart_frames())
+    assert charts._loss_template.cache_info().hits == before.hits + 1  # the same shape: no new Altair spec
+    # All three planned norms are in the legend although only one has data so far, in their colours.
+    assert loss["encoding"]["color"]["scale"] == {"domain": ["No norm", "BatchNorm", "LayerNorm"],
+                                                  "range": [charts.NORM_COLORS[n] for n in ("none", "batch", "layer")]}
+    assert accuracy["layer"][0]["encoding"]["color"]["scale"] == loss["encoding"]["color"]["scale"]
+    # The template holds no data: only the datasets differ between two redraws.
+    grown = live.history()
+    first = charts.loss_chart(grown.iloc[:1], norms=("none",), devices=())
+    second = charts.loss_chart(grown, norms=("none",), devices=())
+    assert {k: v for k, v in first.items() if k != "datasets"} == {k: v for k, v in second.items() if k != "datasets"}
+    assert len(first["datasets"]["loss"]) == 1 and len(second["datasets"]["loss"]) == len(grown)
+    assert "view" not in first.get("config", {})  # Streamlit sizes the chart, not Altair's default 300 px
+    # The epoch axis spans the planned run; runs of any length share the template.
+    before = charts._accuracy_template.cache_info()
+    for epochs in (3, 5):
+        loss, accuracy = charts.loss_chart(grown, epochs, ("none",), ()), charts.accuracy_chart(grown, epochs, ("none",), ())
+        assert [part["encoding"]["x"]["scale"] for part in [loss, *accuracy["layer"]]] == [{"domain": [0, epochs]}] * 3
+        _validated(loss), _validated(accuracy)
+    assert charts._accuracy_template.cache_info().misses <= before.misses + 1
+    assert "scale" not in charts.loss_chart(grown, None, ("none",), ())["encoding"]["x"]  # no plan: the axis fits the data
+
+
+def test_draw_budget_throttles_and_always_draws_the_end(monkeypatch):
+    clock = iter(range(1000))
+    monkeypatch.setattr(T.time, "perf_counter", lambda: next(clock) * 0.01)  # 10 ms per reading
+    live = T.LiveRun(TINY, [])
+    budget = T.DrawBudget(every_s=0.5, share=0.5, progress_every_s=0.1)
+    drawn, progress = [], []
+    outcomes = [budget.draw(live, drawn.append, progress.append) for _ in range(100)]
+    assert 0 < len(drawn) <= 100 * 0.02 / 0.5 + 1  # 2 readings per call at 10 ms: every 0.5 s at most
+    assert len(progress) <= 100 * 0.02 / 0.1 and len(progress) > len(drawn)
+    assert sum(outcomes) == len(drawn)
+    live.status = "finished"
+    assert budget.draw(live, drawn.append, progress.append) and drawn[-1] is live  # the final state, whatever the timing
+
+
+def test_draw_budget_bounds_the_share_spent_drawing(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(T.time, "perf_counter", lambda: now[0])
+    live = T.LiveRun(TINY, [])
+    budget = T.DrawBudget(every_s=0.0, share=0.05, progress_every_s=10.0)
+
+    def slow_draw(_live):  # each redraw costs 0.1 s of a run that advances 0.1 s per report
+        now[0] += 0.1
+
+    for _ in range(200):
+        now[0] += 0.1
+        budget.draw(live, slow_draw)
+    assert budget.spent <= 0.05 * now[0] + 0.1  # at most one draw over the 5 % share

@@ -59,9 +59,10 @@ MODE_NOTES = {
 }
 CONFIG_KIND = "normcore-training-run"
 CONFIG_VERSION = 1
-REPORTS_PER_VARIANT = 20  # progress reports (curve points) per variant, about; each costs ~0.3 ms
+REPORTS_PER_VARIANT = 20  # progress reports (curve points) per variant, about; each costs ~0.15 ms (benchmarks.training)
 LIVE_DRAW_EVERY_S = 0.5  # redraw live charts at most this often...
 LIVE_DRAW_SHARE = 0.05  # ...and spend at most this share of the run's time drawing them
+PROGRESS_EVERY_S = 0.1  # a progress bar between redraws: at most this often
 
 
 # ---------------------------------------------------------------------------------------
@@ -381,11 +382,16 @@ class LiveRun:
         return summary_frame(self)
 
     def chart_frames(self) -> dict:
-        """What ``viz.training.live_charts`` draws for this run, as of now."""
-        summary = self.summary()
-        return dict(mode=self.config.mode, history=self.history(), summary=summary,
-                    largest=largest_trainable_lr(summary, chance_accuracy(self.config)),
-                    paper=paper_group_norm_errors(), epochs=max((v.epochs for v in self.variants), default=None))
+        """What ``viz.training.live_charts`` draws for this run, as of now (a comparison draws
+        only its history, so only a sweep pays for the summary)."""
+        frames = dict(mode=self.config.mode, history=self.history(), epochs=max((v.epochs for v in self.variants), default=None),
+                      norms=tuple(dict.fromkeys(v.norm for v in self.variants)),
+                      devices=tuple(dict.fromkeys(v.target.label for v in self.variants)))
+        if self.config.mode != "compare":
+            summary = self.summary()
+            frames |= dict(summary=summary, largest=largest_trainable_lr(summary, chance_accuracy(self.config)),
+                           paper=paper_group_norm_errors())
+        return frames
 
 
 def _summary_row(i: int, v: Variant, result: TrainResult | None, partial: pd.DataFrame | None = None) -> dict:
@@ -522,26 +528,29 @@ class DrawBudget:
     """When to redraw live charts: at most every ``LIVE_DRAW_EVERY_S``, and only while the
     time spent drawing stays under ``LIVE_DRAW_SHARE`` of the time elapsed, so a page's
     live view costs a bounded share of the training however fast the steps are. The final
-    state is always drawn."""
+    state is always drawn. Something cheap that should look live (a progress bar, which
+    also lets a page notice a Stop click) runs at most every ``PROGRESS_EVERY_S``."""
 
-    def __init__(self, every_s: float = LIVE_DRAW_EVERY_S, share: float = LIVE_DRAW_SHARE):
-        self.every_s, self.share = every_s, share
-        self.started = self.last = time.perf_counter()
+    def __init__(self, every_s: float = LIVE_DRAW_EVERY_S, share: float = LIVE_DRAW_SHARE,
+                 progress_every_s: float = PROGRESS_EVERY_S):
+        self.every_s, self.share, self.progress_every_s = every_s, share, progress_every_s
+        self.started = self.last = self.last_progress = time.perf_counter()
         self.spent = 0.0
 
     def draw(self, live: LiveRun, draw: Callable[[LiveRun], None], every_report: Callable[[LiveRun], None] | None = None) -> bool:
-        """Call ``draw`` if it is due; ``every_report`` (something cheap, such as a progress
-        bar, which also lets a page notice a Stop click promptly) runs at every report."""
-        if every_report is not None:
-            every_report(live)
+        """Call ``draw`` if it is due (True if it was called); else ``every_report``, if that is due."""
         now = time.perf_counter()
         due = now - self.last >= self.every_s and self.spent <= self.share * (now - self.started)
-        if not (due or not live.running):
-            return False
-        draw(live)
-        self.last = time.perf_counter()
-        self.spent += self.last - now
-        return True
+        if due or not live.running:
+            draw(live)
+            self.last = self.last_progress = time.perf_counter()
+            self.spent += self.last - now
+            return True
+        if every_report is not None and now - self.last_progress >= self.progress_every_s:
+            every_report(live)
+            self.last_progress = time.perf_counter()
+            self.spent += self.last_progress - now
+        return False
 
 
 # ---------------------------------------------------------------------------------------
