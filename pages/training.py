@@ -14,8 +14,7 @@ from normcore.training import OPTIMIZER_LABELS
 from normcore.viz import training as charts
 from pages.shared import controls
 
-LIVE, AUTORUN, UPLOAD_SEEN = "training_live", "training_autorun", "training_upload_seen"
-SHARED = ("batch_size", "momentum", "eps", "num_groups", "seed")
+LIVE, AUTORUN, UPLOAD_SEEN, URL_READ = "training_live", "training_autorun", "training_upload_seen", "training_url_read"
 
 
 @st.cache_resource
@@ -25,6 +24,12 @@ def finished_runs() -> T.ResultCache:
 
 def key(name: str) -> str:
     return f"training_{name}"
+
+
+def set_controls(values: dict) -> None:
+    """Put page-field values into their widgets' state (before the widgets are drawn)."""
+    for name, value in values.items():
+        st.session_state[key(name)] = list(value) if isinstance(value, tuple) else value
 
 
 st.title("🏋️ Training comparison")
@@ -41,19 +46,23 @@ if upload is not None and upload.file_id != st.session_state.get(UPLOAD_SEEN):
     except T.ConfigError as exc:
         st.error("This file cannot be loaded:\n\n" + "\n".join(f"- {m}" for m in exc.messages))
     else:
-        for name, value in loaded.values().items():
-            if name not in SHARED:
-                st.session_state[key(name)] = value
-        controls.update(**{name: getattr(loaded, name) for name in SHARED})
+        set_controls({name: getattr(loaded, name) for name in T.PAGE_FIELDS})
+        controls.update(**{name: getattr(loaded, name) for name in T.SHARED_FIELDS})
         st.session_state[AUTORUN] = True
         st.success("Configuration loaded: re-running that experiment.")
 
-s = controls.sidebar(SHARED)
-# Defaults go through session_state only (a loaded file writes there too; a widget given both warns).
-PAGE_FIELDS = [name for name in T.SPECS if name not in SHARED]
-for name, default in (T.RunConfig().values() | {"devices": [t.key for t in devices.default_targets()]}).items():
-    if name in PAGE_FIELDS:
-        st.session_state.setdefault(key(name), default)
+s = controls.sidebar(T.SHARED_FIELDS)
+# Defaults go through session_state only (a loaded file and a shared link write there too;
+# a widget given both a value and a key warns). A link is read once per session.
+DEFAULTS = T.page_defaults()
+if not st.session_state.get(URL_READ):
+    st.session_state[URL_READ] = True
+    from_url, url_messages = T.from_query(st.query_params.to_dict())
+    set_controls(from_url)
+    for message in url_messages:
+        st.warning(message)
+for name, default in DEFAULTS.items():
+    st.session_state.setdefault(key(name), default)
 
 mode = st.radio("Mode", T.MODES, format_func=T.MODE_LABELS.get, horizontal=True, key=key("mode"))
 c1, c2, c3, c4 = st.columns(4)
@@ -77,8 +86,10 @@ c4.multiselect("Devices", [t.key for t in devices.all_targets()], key=key("devic
 if note := devices.no_accelerator_message():
     st.info(f"🖥️ {note}")
 
+chosen = {name: st.session_state[key(name)] for name in T.PAGE_FIELDS}
+controls.sync_url(T.to_query(chosen, DEFAULTS), page_params=tuple(T.URL_NAMES.values()))  # a link to this comparison
 try:
-    config = T.from_dict({name: st.session_state[key(name)] for name in PAGE_FIELDS} | {name: getattr(s, name) for name in SHARED})
+    config = T.from_dict(chosen | {name: getattr(s, name) for name in T.SHARED_FIELDS})
     variants, problems = T.plan(config)
 except T.ConfigError as exc:
     config, variants, problems = None, [], [T.Problem("error", m) for m in exc.messages]

@@ -159,12 +159,34 @@ def page_url_value(field: str, parser) -> st.SearchStrategy[str]:
     return st.one_of(valid, valid, GARBAGE)
 
 
+def training_url_value(field: str) -> st.SearchStrategy[str]:
+    """Strings for one of the training page's own URL parameters (T.SPECS: types, choices, caps)."""
+    spec = T.SPECS[field]
+    if spec.kind is tuple:
+        names = list(RAW_OPTIONS["training_norms"]) if field == "norms" else [t.key for t in devices.all_targets()]
+        valid = st.lists(st.sampled_from(names + ["bogus"]), min_size=0, max_size=5).map(",".join)
+    elif spec.kind is str:
+        valid = st.sampled_from(list(spec.choices))
+    elif spec.kind is int:
+        lo, hi = int(spec.low), int(spec.high)
+        valid = (st.integers(lo, hi) | st.sampled_from([lo - 1, lo, hi, hi + 1])).map(str)
+    else:
+        valid = (st.floats(spec.low, spec.high) | st.sampled_from([spec.low, spec.high, spec.high * 2, -1.0])).map(repr)
+    return st.one_of(valid, valid, GARBAGE)
+
+
 def url_params(page) -> st.SearchStrategy[dict]:
     optional = {name: url_value(name) for name in S.FIELDS} | {"not_a_setting": st.text(max_size=5)}
     if page.url_path in PAGE_URL_OPTIONS:
         parser = PAGE_URL_OPTIONS[page.url_path][1]
         optional |= {url: page_url_value(field, parser) for field, url in parser.URL_NAMES.items()}
+    if page.url_path == "training":
+        optional |= {url: training_url_value(field) for field, url in T.URL_NAMES.items()}
     return st.fixed_dictionaries({}, optional=optional)
+
+
+def as_widget_values(values: dict) -> dict:
+    return {name: list(v) if isinstance(v, tuple) else v for name, v in values.items()}
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.url_path for p in PAGES])
@@ -186,6 +208,13 @@ def test_url_parameters(page):
             options, more = parser.from_query(params)
             assert at.session_state[store] == options, what
             messages += more
+        if page.url_path == "training":
+            chosen, more = T.from_query(params)
+            shown = {name: at.session_state[f"training_{name}"] for name in T.PAGE_FIELDS}
+            assert shown == T.page_defaults() | as_widget_values(chosen), what
+            messages += more
+            again, problems = T.from_query(dict(at.query_params))
+            assert not problems and T.page_defaults() | as_widget_values(again) == shown, f"{what}: the URL reads back differently"
         warnings = " ".join(texts(at.warning))
         for message in messages:
             assert message in warnings, f"{what}: not explained: {message}"

@@ -205,3 +205,35 @@ def test_no_exception_at_any_controls_extreme():
     assert not at.exception and "batch_size" in texts(at.error)
     at.slider(key="control_batch_size").set_value(limits.MAX_TRAIN_BATCH_SIZE).run()
     assert not at.exception
+
+
+def test_a_shared_link_sets_the_controls_and_the_url_follows_them():
+    cpu = devices.all_targets()[0].key
+    at = apptest_pages.open_page("pages/training.py", timeout=120, model="cnn", epochs="2", norms="batch,instance",
+                                 lr="0.05", devices=cpu, batch_size="16")
+    assert at.selectbox(key="training_model").value == "cnn" and at.slider(key="training_epochs").value == 2
+    assert at.multiselect(key="training_norms").value == ["batch", "instance"]
+    assert at.number_input(key="training_lr").value == 0.05 and at.multiselect(key="training_devices").value == [cpu]
+    assert at.slider(key="control_batch_size").value == 16  # a shared control, under its own name
+    assert not at.warning and not at.exception
+    # The URL holds exactly what differs from the defaults, so copying it shares this view.
+    at.slider(key="training_epochs").set_value(3).run()  # back to the default: gone from the URL
+    at.selectbox(key="training_optimizer").set_value("adam").run()
+    url = at.query_params
+    assert url["model"] == "cnn" and url["norms"] == "batch,instance" and url["optimizer"] == "adam"
+    assert "epochs" not in url and "mode" not in url and url["batch_size"] == "16"
+
+
+@pytest.mark.parametrize("param,value,words", [
+    ("epochs", "999", f"epochs='999': 999 is outside the allowed range 1 to {limits.MAX_EPOCHS}"),
+    ("norms", "batch,bogus", "unknown 'bogus'"),
+    ("lr", "fast", "expected a number"),
+    ("devices", "cpu,cuda:7", "Device 'cuda:7' is not available on this machine"),
+    ("model", "transformer", "expected one of mlp, cnn"),
+])
+def test_a_bad_link_value_is_ignored_with_a_message(param, value, words):
+    at = apptest_pages.open_page("pages/training.py", timeout=120, **{param: value})
+    assert not at.exception
+    warnings = texts(at.warning)
+    assert f"Ignored URL parameter {param}" in warnings and words in warnings, warnings
+    assert not button(at, "Run").disabled  # the defaults stand in; the page still works

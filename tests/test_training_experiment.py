@@ -6,8 +6,10 @@ import math
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from normcore import devices, limits
+from normcore import datasets, devices, limits, models
 from normcore.experiments import training as T
 from normcore.viz import training as charts
 
@@ -313,3 +315,40 @@ def test_draw_budget_bounds_the_share_spent_drawing(monkeypatch):
         now[0] += 0.1
         budget.draw(live, slow_draw)
     assert budget.spent <= 0.05 * now[0] + 0.1  # at most one draw over the 5 % share
+
+
+def test_progress_text_says_what_the_run_is_doing():
+    live = T.LiveRun(TINY, T.plan(TINY)[0])
+    assert live.progress_text().startswith("Starting · ")  # nothing reported yet
+    live.phase = "Warming up on CPU"
+    assert live.progress_text().startswith("Warming up on CPU · ")
+    seen = []
+    T.run(TINY, live, on_progress=lambda lv: seen.append(lv.progress_text()))
+    assert any(text.startswith("Training 1/2: BatchNorm · ") for text in seen)
+    assert any(text.startswith("Training 2/2: No norm · ") for text in seen)
+    assert live.progress_text().startswith("Finished · ") and seen[-1] == live.progress_text()
+
+
+PAGE_VALUES = st.fixed_dictionaries({
+    "mode": st.sampled_from(T.MODES), "dataset": st.sampled_from(datasets.DATASETS), "separation": st.floats(0, 20),
+    "model": st.sampled_from(models.MODEL_KINDS), "width": st.integers(1, limits.MAX_WIDTH),
+    "depth": st.integers(1, limits.MAX_DEPTH), "activation": st.sampled_from(list(models.ACTIVATIONS)),
+    "probe_layer": st.integers(1, limits.MAX_DEPTH),
+    "norms": st.lists(st.sampled_from(models.NORMS), min_size=1, max_size=limits.MAX_VARIANTS, unique=True),
+    "impl": st.sampled_from(models.IMPLS), "lr": st.floats(1e-6, 100), "epochs": st.integers(1, limits.MAX_EPOCHS),
+    "optimizer": st.sampled_from(list(T.OPTIMIZERS)),
+    "devices": st.lists(st.sampled_from([t.key for t in devices.all_targets()]), min_size=1, unique=True),
+})
+
+
+@settings(max_examples=80, deadline=None)
+@given(PAGE_VALUES)
+def test_url_round_trip_carries_every_page_field(values):
+    defaults = {name: T.RunConfig().values()[name] for name in T.URL_NAMES}  # (lists, as the widgets hold them)
+    query = T.to_query(values, defaults)
+    assert all(isinstance(v, str) for v in query.values())
+    parsed, messages = T.from_query(query)
+    assert messages == []
+    restored = defaults | {name: list(v) if isinstance(v, tuple) else v for name, v in parsed.items()}
+    assert restored == values
+    assert set(query) == {T.URL_NAMES[n] for n in values if values[n] != defaults[n]}  # only what differs

@@ -220,6 +220,63 @@ def from_dict(body) -> RunConfig:
     return RunConfig(**values)
 
 
+# The dashboard's shared controls (normcore.settings, in the sidebar and the URL under their
+# own names) set these fields; the training page's own controls set the rest.
+SHARED_FIELDS = ("batch_size", "momentum", "eps", "num_groups", "seed")
+PAGE_FIELDS = tuple(name for name in SPECS if name not in SHARED_FIELDS)
+
+
+def page_defaults() -> dict:
+    """The page's own fields at their defaults (lists, as widgets hold them); the devices are
+    this machine's default comparison."""
+    return {name: RunConfig().values()[name] for name in PAGE_FIELDS} | {"devices": [t.key for t in devices.default_targets()]}
+
+
+# Sharing a comparison by link: the page's own fields as URL parameters.
+URL_NAMES = {
+    "mode": "mode", "dataset": "data", "separation": "separation", "model": "model", "width": "width",
+    "depth": "depth", "activation": "activation", "probe_layer": "probe", "norms": "norms", "impl": "impl",
+    "lr": "lr", "epochs": "epochs", "optimizer": "optimizer", "devices": "devices",
+}
+
+
+def to_query(values: dict, defaults: dict) -> dict[str, str]:
+    """The fields of ``values`` that differ from ``defaults``, as URL parameters (lists
+    comma-separated): a short link that reproduces the page."""
+    out = {}
+    for name, url in URL_NAMES.items():
+        value = values[name]
+        if list(value) != list(defaults[name]) if isinstance(value, (list, tuple)) else value != defaults[name]:
+            out[url] = ",".join(value) if isinstance(value, (list, tuple)) else str(value)
+    return out
+
+
+def from_query(params: dict) -> tuple[dict, list[str]]:
+    """Fields from URL parameters, each checked as a loaded file's would be (types, choices,
+    this demo's caps). A bad value is left out, with a message saying which and why."""
+    values, messages = {}, []
+    for name, url in URL_NAMES.items():
+        if url not in params:
+            continue
+        raw = params[url]
+        raw = str(raw[-1] if isinstance(raw, (list, tuple)) else raw).strip()
+        spec = SPECS[name]
+        try:
+            if spec.kind is tuple:
+                value = [v.strip() for v in raw.split(",") if v.strip()]
+            elif spec.kind is str:
+                value = raw
+            else:
+                try:
+                    value = float(raw)
+                except ValueError:
+                    raise ValueError(f"expected a number, got {raw!r}"[:120]) from None
+            values[name] = _check_value(name, value, spec)
+        except ValueError as exc:
+            messages.append(f"Ignored URL parameter {url}={raw[:60]!r}: {str(exc).rstrip('.')}. Using the default.")
+    return values, messages
+
+
 def _refuse_constant(name: str):
     raise ValueError(f"{name} is not a number JSON allows")
 
@@ -367,6 +424,8 @@ class LiveRun:
         """One line for a progress bar: what is training now, or how the run ended."""
         if self.running and self.phase:
             text = self.phase
+        elif self.running and not self.rows:  # loading data, building models (one-time imports on a fresh server)
+            text = "Starting"
         elif self.running and self.variants:
             current = self.variants[min(self.current, len(self.variants) - 1)]
             text = f"Training {self.current + 1}/{len(self.variants)}: {current.label}"
@@ -487,7 +546,7 @@ def run(
         if (device, config.model) in _WARMED:
             continue
         first = next(v for v in variants if v.device == device)
-        live.phase = f"Warming up on {devices.parse_target(device).label}"
+        live.phase = f"Warming up on {devices.parse_target(device).label} (once per server process)"
         live.elapsed_s = time.perf_counter() - live.started
         if on_progress is not None:
             on_progress(live)
@@ -646,6 +705,6 @@ def with_settings(config: RunConfig, **changes) -> RunConfig:
 __all__ = [
     "BATCH_SWEEP_NORMS", "BATCH_SWEEP_SIZES", "ConfigError", "DrawBudget", "LR_SWEEP_NORMS", "LR_SWEEP_RATES", "LiveRun",
     "MODES", "MODE_LABELS", "MODE_NOTES", "largest_lr_table", "paper_table", "ResultCache", "RunConfig", "SPECS", "Variant", "chance_accuracy", "errors",
-    "from_dict", "from_json", "largest_trainable_lr", "paper_group_norm_errors", "plan", "results_table", "run", "summary_frame",
-    "trains", "with_settings",
+    "from_dict", "from_json", "from_query", "largest_trainable_lr", "paper_group_norm_errors", "plan", "results_table", "run", "summary_frame",
+    "PAGE_FIELDS", "SHARED_FIELDS", "page_defaults", "to_query", "trains", "with_settings", "URL_NAMES",
 ]

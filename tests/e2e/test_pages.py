@@ -146,6 +146,29 @@ def test_deep_link_opens_the_same_view(app, warm_server):
     assert_healthy(app)
 
 
+def test_training_link_opens_that_comparison_and_its_curves_grow_while_it_trains(app, warm_server):
+    training = by_path("training")
+    app.goto(page_url(warm_server, training, model="cnn", width=32, epochs=6, norms="none,batch"))
+    page, main = app.page, app.page.locator(MAIN)
+    assert page.locator('input[role="combobox"][aria-label="Model"]').input_value().startswith("CNN")
+    assert slider(page, "Epochs").input_value() == "6" and slider(page, "Width (units or channels)").input_value() == "32"
+    for param in ("model=cnn", "width=32", "epochs=6", "norms=none%2Cbatch"):
+        assert param in page.url, page.url
+    button(main, "Run").click()
+    # Live: both charts are on the page while the second variant trains (the first one's
+    # curves are complete by then), before the run has finished.
+    charts, progress = main.locator('[data-testid="stVegaLiteChart"]'), main.locator('[data-testid="stProgress"]')
+    deadline, seen_live = time.monotonic() + 120, False
+    while time.monotonic() < deadline and not seen_live:
+        seen_live = charts.count() >= 2 and "Training 2/2" in progress.inner_text()
+        page.wait_for_timeout(100)
+    assert seen_live, "the curves did not appear while the run was training"
+    page.screenshot(path=str(E2E_ARTIFACTS / "training-live.png"))
+    app.wait_for_rerun(timeout_ms=180_000, started_within_ms=0)
+    assert "Finished" in progress.inner_text()
+    assert_healthy(app)
+
+
 def test_bad_url_parameter_is_explained(app, warm_server):
     live = by_path("live_statistics")
     app.goto(page_url(warm_server, live, batch_size="lots", channels=4))
