@@ -229,15 +229,13 @@ PAGE_FIELDS = tuple(name for name in SPECS if name not in SHARED_FIELDS)
 def page_defaults() -> dict:
     """The page's own fields at their defaults (lists, as widgets hold them); the devices are
     this machine's default comparison."""
-    return {name: RunConfig().values()[name] for name in PAGE_FIELDS} | {"devices": [t.key for t in devices.default_targets()]}
+    values = RunConfig().values()
+    return {name: values[name] for name in PAGE_FIELDS} | {"devices": [t.key for t in devices.default_targets()]}
 
 
-# Sharing a comparison by link: the page's own fields as URL parameters.
-URL_NAMES = {
-    "mode": "mode", "dataset": "data", "separation": "separation", "model": "model", "width": "width",
-    "depth": "depth", "activation": "activation", "probe_layer": "probe", "norms": "norms", "impl": "impl",
-    "lr": "lr", "epochs": "epochs", "optimizer": "optimizer", "devices": "devices",
-}
+# Sharing a comparison by link: the page's own fields as URL parameters, by their field names
+# except these two (shorter, and clear of the shared controls' names).
+URL_NAMES = {name: {"dataset": "data", "probe_layer": "probe"}.get(name, name) for name in PAGE_FIELDS}
 
 
 def to_query(values: dict, defaults: dict) -> dict[str, str]:
@@ -245,9 +243,11 @@ def to_query(values: dict, defaults: dict) -> dict[str, str]:
     comma-separated): a short link that reproduces the page."""
     out = {}
     for name, url in URL_NAMES.items():
-        value = values[name]
-        if list(value) != list(defaults[name]) if isinstance(value, (list, tuple)) else value != defaults[name]:
-            out[url] = ",".join(value) if isinstance(value, (list, tuple)) else str(value)
+        value, default = values[name], defaults[name]
+        if isinstance(value, (list, tuple)):
+            value, default = list(value), list(default)
+        if value != default:
+            out[url] = ",".join(value) if isinstance(value, list) else str(value)
     return out
 
 
