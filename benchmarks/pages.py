@@ -7,8 +7,9 @@ Two measurements per setting, medians in milliseconds:
 
 * ``fragment``: the work the page's live fragment does on a Step click, called directly:
   ``LiveStream.step()`` (draw a batch, normcore layer + torch.nn twin, record), the history
-  window, the readouts, and both stream charts built and serialized as st.altair_chart does
-  (validated Vega-Lite dict, data as Arrow). In the browser only this fragment reruns on Step and on every Play tick.
+  window, the readouts, and both stream charts built and passed to ``st.vega_lite_chart``
+  (Streamlit in bare mode: the element is marshalled, data as Arrow, but not sent). In the
+  browser only this fragment reruns on Step and on every Play tick.
 * ``apptest``: ``AppTest`` clicking Step. AppTest reruns the *whole* page script (fragments
   are not isolated there), so this is an upper bound: it adds the sidebar, the diagram and the
   cached one-batch section, and Streamlit's own element handling.
@@ -27,16 +28,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import streamlit as st
+import streamlit.config
+import streamlit.logger
+
 from normcore import limits
 from normcore.experiments import live
 from normcore.settings import DEFAULTS, to_query
 from normcore.viz import live as charts
-
-try:  # what st.altair_chart does with a chart: validate, Vega-Lite dict, data as Arrow bytes
-    from streamlit.elements.vega_charts import _convert_altair_to_vega_lite_spec as serialize
-except ImportError:  # a private helper; should it move, plain to_dict() is the closest stand-in
-    def serialize(chart):
-        return chart.to_dict()
 
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -53,7 +52,7 @@ def fragment_step(stream: live.LiveStream) -> None:
     history = stream.history(last=live.CHART_WINDOW, max_units=live.CHART_UNITS)
     live.readouts(stream)
     for stat in ("mean", "var"):
-        serialize(charts.stream_chart(live.series_frame(history, stat), stat, stat))
+        st.vega_lite_chart(charts.stream_chart(live.series_frame(history, stat), stat, stat), width="stretch")
 
 
 def timed(action) -> tuple[float, float]:
@@ -98,6 +97,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     args = parser.parse_args()
+    # fragment_step uses Streamlit in bare mode, which otherwise warns at every element.
+    streamlit.config.set_option("global.showWarningOnDirectExecution", False)
+    streamlit.logger.set_log_level("error")
     repeats = 5 if args.quick else 25
     print(f"Live statistics, server-side time of one Step (median of {repeats}), load average {os.getloadavg()[0]:.1f}")
     print(f"{'':48s} {'fragment (ms)':>20s} {'AppTest rerun (ms)':>20s}")

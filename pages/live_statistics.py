@@ -135,7 +135,7 @@ def live_panel() -> None:
     left, right = st.columns(2)
     for column, stat, name in ((left, "mean", "Mean"), (right, "var", "Variance")):
         title = f"{name} per {live.UNIT_WORD[settings.norm]}, last {live.CHART_WINDOW} steps"
-        column.altair_chart(charts.stream_chart(live.series_frame(history, stat), stat, title), width="stretch")
+        column.vega_lite_chart(charts.stream_chart(live.series_frame(history, stat), stat, title), width="stretch")
     st.caption("Thin: this batch's statistic (for per-sample norms averaged over the batch). Thick: running "
                "estimate. Dashed: the true population value. Batch variance is the biased one the layer divides by.")
     st.badge(stream.parity.summary, color="green" if stream.parity.ok else "orange")

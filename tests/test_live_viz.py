@@ -10,12 +10,15 @@ import pytest
 from normcore.experiments import live
 from normcore.settings import DEFAULTS
 from normcore.viz import live as charts
+from tests.vega import validated
 
 
 def spec_and_rows(chart):
-    """The Vega-Lite spec, and every data row in it (Altair moves inline data to ``datasets``)."""
-    spec = chart.to_dict()
-    rows = [row for values in spec.get("datasets", {}).values() for row in values]
+    """The Vega-Lite spec, and every data row in it (Altair moves inline data to ``datasets``;
+    a live chart is already a spec, with frames there)."""
+    spec = chart if isinstance(chart, dict) else chart.to_dict()
+    rows = [row for values in spec.get("datasets", {}).values()
+            for row in (values.to_dict("records") if isinstance(values, pd.DataFrame) else values)]
     return spec, rows
 
 
@@ -68,6 +71,7 @@ def test_stream_chart_draws_every_unit_and_series():
     stream.step(3)
     series = live.series_frame(stream.history(max_units=2), "mean")
     spec, rows = spec_and_rows(charts.stream_chart(series, "mean", "Mean per channel"))
+    validated(spec)
     enc = spec["encoding"]
     assert spec["mark"]["type"] == "line" and spec["title"] == "Mean per channel"
     assert enc["x"]["field"] == "step" and enc["y"]["field"] == "value" and enc["color"]["field"] == "unit"
@@ -86,5 +90,6 @@ def test_stream_chart_without_running_stats_leaves_them_out_of_the_legend():
     stream = live.LiveStream(replace(DEFAULTS, norm="layer", batch_size=4, spatial=2))
     stream.step(2)
     spec, rows = spec_and_rows(charts.stream_chart(live.series_frame(stream.history(), "var"), "var", "Variance"))
+    validated(spec)
     assert spec["encoding"]["strokeDash"]["scale"] == {"domain": ["batch (noisy)", "true population"], "range": [[1, 0], [6, 4]]}
     assert spec["encoding"]["y"]["title"] == "variance" and {r["unit"] for r in rows} == {"all channels"}

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from normcore import datasets, devices, limits, models
 from normcore.experiments import training as T
 from normcore.viz import training as charts
+from tests.vega import validated
 
 CPU = devices.all_targets()[0].key  # 'cpu:1t' on a multi-core machine, else 'cpu'
 TINY = T.RunConfig(width=8, depth=2, epochs=1, batch_size=64, norms=("batch", "none"), devices=("cpu",), lr=0.1)
@@ -219,21 +220,6 @@ def test_paper_numbers_are_design_section_4():
 # -- charts ---------------------------------------------------------------------------
 
 
-def _validated(spec: dict) -> dict:
-    """``spec`` with its frames inlined as records, checked against the Vega-Lite schema by
-    Altair; every field it encodes must be a column of the dataset that layer draws."""
-    import altair as alt
-
-    datasets = {name: frame.to_dict("records") for name, frame in spec["datasets"].items()}
-    for part in spec.get("layer", [spec]):
-        columns = set(spec["datasets"][part["data"]["name"]].columns)
-        encoded = [e for enc in part["encoding"].values() for e in (enc if isinstance(enc, list) else [enc]) if "field" in e]
-        assert {e["field"] for e in encoded} <= columns, (part["data"]["name"], columns)
-    inline = json.loads(json.dumps(spec | {"datasets": datasets}))  # plain JSON: what the browser gets
-    (alt.LayerChart if "layer" in spec else alt.Chart).from_dict(inline, validate=True)
-    return inline
-
-
 def test_charts_from_a_real_run_and_from_nothing():
     live = T.run(TINY)
     history, summary = live.history(), live.summary()
@@ -241,21 +227,21 @@ def test_charts_from_a_real_run_and_from_nothing():
     for build in (charts.loss_chart, charts.accuracy_chart, lambda h: charts.percentile_chart(h, 2)):
         spec = build(history)
         assert any(len(frame) for frame in spec["datasets"].values())
-        _validated(spec)
-        _validated(build(empty))
-    spec = _validated(charts.percentile_chart(history, 2))
+        validated(spec)
+        validated(build(empty))
+    spec = validated(charts.percentile_chart(history, 2))
     values = spec["datasets"]["percentiles"]
     assert spec["encoding"]["y"]["field"] == "value" and len(values) == 3 * len(history[history["norm"].isin(["batch", "none"])])
     assert {v["normalization"] for v in values} == {"BatchNorm", "No norm"}
     assert {v["percentile"] for v in values} == {"15th", "50th (median)", "85th"}
-    _validated(charts.batch_sweep_chart(summary))
-    _validated(charts.lr_sweep_chart(summary, T.largest_trainable_lr(summary, 0.1)))
-    _validated(charts.paper_chart(T.paper_group_norm_errors()))
+    validated(charts.batch_sweep_chart(summary))
+    validated(charts.lr_sweep_chart(summary, T.largest_trainable_lr(summary, 0.1)))
+    validated(charts.paper_chart(T.paper_group_norm_errors()))
     assert charts.loss_chart(history)["encoding"]["color"]["field"] == "normalization"
     for mode in T.MODES:  # what the page draws live, in every mode (and before anything finished)
         for run in (live, T.LiveRun(T.with_settings(TINY, mode=mode), [])):
             frames = run.chart_frames() | {"mode": mode}
-            assert [_validated(c) for c in charts.live_charts(**frames)]
+            assert [validated(c) for c in charts.live_charts(**frames)]
 
 
 def test_live_charts_reuse_one_template_and_fix_the_legend_from_the_plan():
@@ -283,7 +269,7 @@ def test_live_charts_reuse_one_template_and_fix_the_legend_from_the_plan():
     for epochs in (3, 5):
         loss, accuracy = charts.loss_chart(grown, epochs, ("none",), ()), charts.accuracy_chart(grown, epochs, ("none",), ())
         assert [part["encoding"]["x"]["scale"] for part in [loss, *accuracy["layer"]]] == [{"domain": [0, epochs]}] * 3
-        _validated(loss), _validated(accuracy)
+        validated(loss), validated(accuracy)
     assert charts._accuracy_template.cache_info().misses <= before.misses + 1
     assert "scale" not in charts.loss_chart(grown, None, ("none",), ())["encoding"]["x"]  # no plan: the axis fits the data
 

@@ -15,6 +15,7 @@ import altair as alt
 import pandas as pd
 
 from normcore.experiments.live import Diagram
+from normcore.viz import specs
 
 BEFORE, AFTER = "#9a9a9a", "#1f77b4"
 STAGE_SCALE = alt.Scale(domain=["before", "after"], range=[BEFORE, AFTER])
@@ -98,26 +99,27 @@ def eps_chart(curve: pd.DataFrame, current_eps: float) -> alt.LayerChart:
     return alt.layer(theory, measured, rule).properties(height=230)
 
 
-def stream_chart(series: pd.DataFrame, statistic: str, title: str) -> alt.Chart:
+def stream_chart(series: pd.DataFrame, statistic: str, title: str) -> dict:
     """One statistic over the steps: per unit (colour) the batch value (thin, faint), the
-    running estimate (thick) and the truth (dashed)."""
+    running estimate (thick) and the truth (dashed). A Vega-Lite spec for ``st.vega_lite_chart``."""
     frame = series.assign(series=series["series"].map(SERIES_LABELS))
-    units = tuple(dict.fromkeys(frame["unit"]))
-    shown = tuple(SERIES_LABELS[s] for s in SERIES if s in set(series["series"]))  # no "running" without running stats
-    return _stream_template(statistic, title, units, shown).properties(data=frame)
+    units = tuple(frame["unit"].unique())  # (vectorised: these are Arrow-backed columns of thousands of rows)
+    present = set(series["series"].unique())
+    shown = tuple(SERIES_LABELS[s] for s in SERIES if s in present)  # no "running" without running stats
+    return specs.with_data(_stream_template(statistic, title, units, shown), stream=frame)
 
 
 @functools.lru_cache(maxsize=64)
-def _stream_template(statistic: str, title: str, units: tuple[str, ...], labels: tuple[str, ...]) -> alt.Chart:
-    """The stream chart without its data. Built once per (statistic, title, units): the page
-    redraws it on every Play tick, and building Altair encodings costs more than the rest of
-    a tick at the defaults."""
+def _stream_template(statistic: str, title: str, units: tuple[str, ...], labels: tuple[str, ...]) -> str:
+    """The stream chart without its data (:mod:`normcore.viz.specs`). Built once per
+    (statistic, title, units): the page redraws it on every Play tick, and building and
+    validating the Altair chart costs more than the rest of a tick."""
     labels = list(labels)
     styles = {  # (dash, width, opacity) per series
         SERIES_LABELS["batch"]: ([1, 0], 1, 0.45), SERIES_LABELS["running"]: ([1, 0], 3, 1), SERIES_LABELS["true"]: ([6, 4], 1.5, 0.9)}
     dash, width, opacity = ([styles[label][i] for label in labels] for i in range(3))
-    return (
-        alt.Chart()
+    return specs.template(
+        alt.Chart(specs.named("stream"))
         .mark_line(interpolate="linear", clip=True)
         .encode(
             x=alt.X("step:Q", title="step (batches seen)", axis=alt.Axis(format="d", tickMinStep=1)),
