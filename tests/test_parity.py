@@ -142,6 +142,17 @@ def _compare_modules(theirs: nn.Module, ours: nn.Module, shape, modes: list[bool
     assert ours.state_dict().keys() == theirs.state_dict().keys()
 
 
+def _draw_and_compare(data, device, cls_name: str, args: tuple, kwargs: dict, shape, max_steps: int) -> None:
+    """Draw what every module parity test varies alike (dtype, backward, a sequence of
+    train/eval steps, a seed), then run torch's module and ours side by side."""
+    dtype = data.draw(st.sampled_from(_dtypes(device)), label="dtype")
+    backward = data.draw(st.sampled_from(BACKWARDS), label="backward")
+    modes = data.draw(st.lists(st.booleans(), min_size=1, max_size=max_steps), label="train steps")
+    seed = data.draw(st.integers(0, 2**16))
+    theirs, ours = _make_pair(cls_name, args, kwargs, backward, device, dtype, seed)
+    _compare_modules(theirs, ours, shape, modes, seed, device, dtype)
+
+
 # --------------------------------------------------------------------------- modules
 
 
@@ -159,12 +170,7 @@ def test_batch_norm_modules_match_torch(device, data):
         "affine": data.draw(st.booleans(), label="affine"),
         "track_running_stats": data.draw(st.booleans(), label="track_running_stats"),
     }
-    dtype = data.draw(st.sampled_from(_dtypes(device)), label="dtype")
-    backward = data.draw(st.sampled_from(BACKWARDS), label="backward")
-    modes = data.draw(st.lists(st.booleans(), min_size=1, max_size=3), label="train steps")
-    seed = data.draw(st.integers(0, 2**16))
-    theirs, ours = _make_pair(cls_name, (c,), kwargs, backward, device, dtype, seed)
-    _compare_modules(theirs, ours, shape, modes, seed, device, dtype)
+    _draw_and_compare(data, device, cls_name, (c,), kwargs, shape, max_steps=3)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -182,12 +188,7 @@ def test_instance_norm_modules_match_torch(device, data):
         "affine": data.draw(st.booleans(), label="affine"),
         "track_running_stats": data.draw(st.booleans(), label="track_running_stats"),
     }
-    dtype = data.draw(st.sampled_from(_dtypes(device)), label="dtype")
-    backward = data.draw(st.sampled_from(BACKWARDS), label="backward")
-    modes = data.draw(st.lists(st.booleans(), min_size=1, max_size=3), label="train steps")
-    seed = data.draw(st.integers(0, 2**16))
-    theirs, ours = _make_pair(cls_name, (c,), kwargs, backward, device, dtype, seed)
-    _compare_modules(theirs, ours, shape, modes, seed, device, dtype)
+    _draw_and_compare(data, device, cls_name, (c,), kwargs, shape, max_steps=3)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -198,12 +199,7 @@ def test_layer_norm_module_matches_torch(device, data):
     normalized = _sizes(data.draw, data.draw(st.integers(1, 3)), high=4)
     affine = data.draw(st.booleans(), label="elementwise_affine")
     kwargs = {"eps": data.draw(st.sampled_from([1e-5, 1e-3])), "elementwise_affine": affine, "bias": data.draw(st.booleans(), label="bias")}
-    dtype = data.draw(st.sampled_from(_dtypes(device)), label="dtype")
-    backward = data.draw(st.sampled_from(BACKWARDS), label="backward")
-    modes = data.draw(st.lists(st.booleans(), min_size=1, max_size=2), label="train steps")
-    seed = data.draw(st.integers(0, 2**16))
-    theirs, ours = _make_pair("LayerNorm", (normalized,), kwargs, backward, device, dtype, seed)
-    _compare_modules(theirs, ours, lead + normalized, modes, seed, device, dtype)
+    _draw_and_compare(data, device, "LayerNorm", (normalized,), kwargs, lead + normalized, max_steps=2)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -215,12 +211,7 @@ def test_group_norm_module_matches_torch(device, data):
     n = data.draw(st.sampled_from([1, 2, 3]))
     shape = (n, channels) + _sizes(data.draw, data.draw(st.integers(0, 3)))
     kwargs = {"eps": data.draw(st.sampled_from([1e-5, 1e-3])), "affine": data.draw(st.booleans(), label="affine")}
-    dtype = data.draw(st.sampled_from(_dtypes(device)), label="dtype")
-    backward = data.draw(st.sampled_from(BACKWARDS), label="backward")
-    modes = data.draw(st.lists(st.booleans(), min_size=1, max_size=2), label="train steps")
-    seed = data.draw(st.integers(0, 2**16))
-    theirs, ours = _make_pair("GroupNorm", (num_groups, channels), kwargs, backward, device, dtype, seed)
-    _compare_modules(theirs, ours, shape, modes, seed, device, dtype)
+    _draw_and_compare(data, device, "GroupNorm", (num_groups, channels), kwargs, shape, max_steps=2)
 
 
 @pytest.mark.parametrize("device", DEVICES)
