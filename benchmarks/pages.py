@@ -29,9 +29,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import streamlit as st
-import streamlit.config
-import streamlit.logger
 
+from benchmarks import bare_streamlit
 from normcore import limits
 from normcore.experiments import live
 from normcore.settings import DEFAULTS, to_query
@@ -97,9 +96,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     args = parser.parse_args()
-    # fragment_step uses Streamlit in bare mode, which otherwise warns at every element.
-    streamlit.config.set_option("global.showWarningOnDirectExecution", False)
-    streamlit.logger.set_log_level("error")
+    bare_streamlit.quiet()  # fragment_step uses Streamlit in bare mode
     repeats = 5 if args.quick else 25
     print(f"Live statistics, server-side time of one Step (median of {repeats}), load average {os.getloadavg()[0]:.1f}")
     print(f"{'':48s} {'fragment (ms)':>20s} {'AppTest rerun (ms)':>20s}")

@@ -30,11 +30,10 @@ import statistics
 import time
 
 import streamlit as st
-import streamlit.config
-import streamlit.logger
 import torch
 from torch import nn
 
+from benchmarks import bare_streamlit
 from normcore import datasets, devices, models, training
 from normcore.experiments import training as T
 from normcore.viz import training as charts
@@ -172,9 +171,7 @@ def table_default(quick: bool) -> None:
 
 
 def main() -> None:
-    # page_loop uses Streamlit in bare mode, which otherwise warns at every element.
-    streamlit.config.set_option("global.showWarningOnDirectExecution", False)
-    streamlit.logger.set_log_level("error")
+    bare_streamlit.quiet()  # page_loop uses Streamlit in bare mode
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer steps and repeats")
     args = parser.parse_args()
