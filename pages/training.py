@@ -27,9 +27,9 @@ def key(name: str) -> str:
 
 
 def set_controls(values: dict) -> None:
-    """Put page-field values into their widgets' state (before the widgets are drawn)."""
+    """Put page-field values (widget form: lists) into their widgets' state, before they are drawn."""
     for name, value in values.items():
-        st.session_state[key(name)] = list(value) if isinstance(value, tuple) else value
+        st.session_state[key(name)] = value
 
 
 st.title("🏋️ Training comparison")
@@ -46,7 +46,7 @@ if upload is not None and upload.file_id != st.session_state.get(UPLOAD_SEEN):
     except T.ConfigError as exc:
         st.error("This file cannot be loaded:\n\n" + "\n".join(f"- {m}" for m in exc.messages))
     else:
-        set_controls({name: getattr(loaded, name) for name in T.PAGE_FIELDS})
+        set_controls({name: value for name, value in loaded.values().items() if name in T.PAGE_FIELDS})
         controls.update(**{name: getattr(loaded, name) for name in T.SHARED_FIELDS})
         st.session_state[AUTORUN] = True
         st.success("Configuration loaded: re-running that experiment.")

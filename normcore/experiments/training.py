@@ -253,7 +253,8 @@ def to_query(values: dict, defaults: dict) -> dict[str, str]:
 
 def from_query(params: dict) -> tuple[dict, list[str]]:
     """Fields from URL parameters, each checked as a loaded file's would be (types, choices,
-    this demo's caps). A bad value is left out, with a message saying which and why."""
+    this demo's caps), in widget form (lists, as :func:`page_defaults`). A bad value is left
+    out, with a message saying which and why."""
     values, messages = {}, []
     for name, url in URL_NAMES.items():
         if url not in params:
@@ -271,7 +272,8 @@ def from_query(params: dict) -> tuple[dict, list[str]]:
                     value = float(raw)
                 except ValueError:
                     raise ValueError(f"expected a number, got {raw!r}"[:120]) from None
-            values[name] = _check_value(name, value, spec)
+            checked = _check_value(name, value, spec)
+            values[name] = list(checked) if isinstance(checked, tuple) else checked
         except ValueError as exc:
             messages.append(f"Ignored URL parameter {url}={raw[:60]!r}: {str(exc).rstrip('.')}. Using the default.")
     return values, messages
