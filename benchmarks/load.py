@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from normcore.experiments.training import RunConfig
+from normcore.lab.experiments.training import RunConfig
 from tests.e2e import harness as H
 from tests.e2e.plans import by_path, page_url
 

@@ -31,10 +31,10 @@ from pathlib import Path
 import streamlit as st
 
 from benchmarks import bare_streamlit
-from normcore import limits
-from normcore.experiments import live
-from normcore.settings import DEFAULTS, to_query
-from normcore.viz import live as charts
+from normcore.lab import limits
+from normcore.lab.experiments import live
+from normcore.lab.settings import DEFAULTS, to_query
+from normcore.lab.viz import live_charts as charts
 
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")

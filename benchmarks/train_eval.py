@@ -28,8 +28,8 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from normcore.experiments import train_eval as te
-from normcore.settings import DEFAULTS
+from normcore.lab.experiments import train_eval as te
+from normcore.lab.settings import DEFAULTS
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGE = "pages/train_vs_eval.py"

@@ -18,16 +18,9 @@ from .modules import (
     InstanceNorm3d,
     LayerNorm,
 )
-from .stats import (
-    NormStats,
-    ReductionAxes,
-    batch_mean_standard_error,
-    ema_half_life,
-    keras_momentum_from_torch,
-    reduction_axes,
-    statistic_ids,
-    torch_momentum_from_keras,
-)
+from .moments import NormStats
+from .axes import ReductionAxes, reduction_axes, statistic_ids
+from .ema import batch_mean_standard_error, ema_half_life, keras_momentum_from_torch, torch_momentum_from_keras
 
 __all__ = [
     "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d",

@@ -1,4 +1,4 @@
-"""Closed-form backward passes (DESIGN.md §3), as ``torch.autograd.Function``s.
+"""Closed-form backward passes, as ``torch.autograd.Function``s.
 
 One derivation covers BatchNorm, LayerNorm, GroupNorm and InstanceNorm: they differ only in
 ``dims``, the axes a statistic is taken over, and in the shape of the affine parameters.
@@ -54,7 +54,7 @@ import string
 import torch
 from torch.autograd.function import once_differentiable
 
-from .stats import shifted_moments
+from normcore.moments import shifted_moments
 
 
 def _broadcast_shape(*shapes) -> tuple[int, ...]:

@@ -11,7 +11,6 @@ import math
 
 import torch
 
-from .stats import group_divisibility_message
 
 BACKWARD_MODES = ("closed_form", "autograd")
 
@@ -115,3 +114,12 @@ def check_groups(num_channels: int, num_groups: int) -> None:
 def check_affine_shape(t: torch.Tensor | None, shape: tuple[int, ...], name: str, who: str) -> None:
     if t is not None and tuple(t.shape) != tuple(shape):
         raise ValueError(f"{who}: {name} must have shape {tuple(shape)}, got {tuple(t.shape)}.")
+
+
+def group_divisibility_message(num_channels: int, num_groups: int) -> str:
+    """torch's message, plus the group counts that would work."""
+    valid = [d for d in range(1, num_channels + 1) if num_channels % d == 0]
+    return (
+        f"num_channels ({num_channels}) must be divisible by num_groups ({num_groups}). "
+        f"Valid group counts for {num_channels} channels: {', '.join(map(str, valid))}."
+    )

@@ -18,7 +18,7 @@ instance_norm  spatial dims                           (N, C)               chann
 
 ``backward="closed_form"`` (default) runs the hand-derived gradient in ``backward.py``;
 ``backward="autograd"`` lets torch differentiate these formulas itself.
-Pass ``return_stats=True`` to also get the :class:`~normcore.stats.NormStats` used.
+Pass ``return_stats=True`` to also get the :class:`~normcore.moments.NormStats` used.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch
 
 from . import checks
 from .backward import NormalizeWithBatchStats, NormalizeWithFixedStats
-from .stats import NormStats, standardize
+from normcore.moments import NormStats, standardize
 
 
 def _per_channel(t: torch.Tensor | None, ndim: int) -> torch.Tensor | None:

@@ -13,7 +13,7 @@ Two keyword-only extras on every layer:
   batch variance in ``running_var``; ``False`` stores the biased one, as d2l's from-scratch
   code does.
 
-After every forward pass ``layer.last_stats`` holds the :class:`~normcore.stats.NormStats`
+After every forward pass ``layer.last_stats`` holds the :class:`~normcore.moments.NormStats`
 the layer actually normalized with.
 """
 
@@ -26,7 +26,7 @@ from torch import nn
 
 from . import checks
 from . import functional as F
-from .stats import NormStats
+from normcore.moments import NormStats
 
 
 class _NormBase(nn.Module):

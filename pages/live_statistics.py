@@ -1,11 +1,11 @@
 """Live statistics: which values share a statistic, one batch before and after, and a live
-stream of batch vs running statistics. Widgets -> normcore.experiments.live -> charts."""
+stream of batch vs running statistics. Widgets -> normcore.lab.experiments.live -> charts."""
 
 import streamlit as st
 
-from normcore.data import DRIFT_LABELS, DRIFTS, QUIET_STD
-from normcore.experiments import live
-from normcore.viz import live as charts
+from normcore.lab.populations import DRIFT_LABELS, DRIFTS, QUIET_STD
+from normcore.lab.experiments import live
+from normcore.lab.viz import live_charts as charts
 from pages.shared import controls
 
 TICK_SECONDS = 0.5  # Play: one fragment rerun every half second

@@ -1,15 +1,15 @@
 """Train vs eval: where a normalization layer's two modes part ways, and how to close the gap.
 
-A thin loop over ``normcore.experiments.train_eval.SCENARIOS``: each tab draws its own
+A thin loop over ``normcore.lab.experiments.train_eval.SCENARIOS``: each tab draws its own
 controls, runs its experiment (cached per setting; only the open tab runs) and renders the
 headline, the messages and the charts that come back.
 """
 
 import streamlit as st
 
-from normcore.experiments import train_eval as te
-from normcore.settings import LabSettings, as_dict
-from normcore.viz.train_eval import charts_for
+from normcore.lab.experiments import train_eval as te
+from normcore.lab.settings import LabSettings, as_dict
+from normcore.lab.viz.train_eval_charts import charts_for
 from pages.shared import controls
 
 SHOW = {"error": st.error, "warning": st.warning, "info": st.info}

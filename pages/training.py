@@ -1,6 +1,6 @@
 """Training comparison: normalizations × devices, trained live, plus batch-size and learning-rate sweeps.
 
-Widgets -> a ``RunConfig`` -> ``normcore.experiments.training.run`` -> charts. The run records
+Widgets -> a ``RunConfig`` -> ``normcore.lab.experiments.training.run`` -> charts. The run records
 into a ``LiveRun`` kept in session_state, so when Stop (or any control) reruns the page
 mid-run, the partial results are still there to show. Finished runs are cached across
 sessions by configuration, so the same settings come back instantly.
@@ -8,10 +8,10 @@ sessions by configuration, so the same settings come back instantly.
 
 import streamlit as st
 
-from normcore import datasets, devices, limits, models
-from normcore.experiments import training as T
-from normcore.training import OPTIMIZER_LABELS
-from normcore.viz import training as charts
+from normcore.lab import datasets, devices, limits, models
+from normcore.lab.experiments import training as T
+from normcore.lab.loop import OPTIMIZER_LABELS
+from normcore.lab.viz import training_charts as charts
 from pages.shared import controls
 
 LIVE, AUTORUN, UPLOAD_SEEN, URL_READ = "training_live", "training_autorun", "training_upload_seen", "training_url_read"

@@ -9,7 +9,7 @@ from scipy.stats import norm as gaussian
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
-from normcore import datasets, devices
+from normcore.lab import datasets, devices
 
 
 def test_digits_split_sizes_shapes_and_range():

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from normcore import datasets, devices, models, training
+from normcore.lab import datasets, devices, models, loop
 
 
 def test_discovery_lists_the_cpu_first_and_only_usable_devices():
@@ -50,8 +50,8 @@ def test_placed_sets_and_restores_the_thread_count():
 
 def test_cpu_thread_comparison_trains_the_same_model():
     data = datasets.load_digits_split(seed=0)
-    cfg = training.TrainConfig(epochs=1, batch_size=64, log_every=7)
-    results = {t.key: training.train(models.make_model("mlp", "batch", width=16, seed=0), data, cfg,
+    cfg = loop.TrainConfig(epochs=1, batch_size=64, log_every=7)
+    results = {t.key: loop.train(models.make_model("mlp", "batch", width=16, seed=0), data, cfg,
                                      device=t.device, threads=t.threads) for t in devices.all_targets()}
     if "cpu:1t" in results:
         assert results["cpu:1t"].threads == 1 and results["cpu"].threads == devices.DEFAULT_THREADS

@@ -33,12 +33,12 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from streamlit.testing.v1 import AppTest
 
-from normcore import datasets, devices, models
-from normcore import settings as S
-from normcore.data import DRIFTS
-from normcore.experiments import training as T
-from normcore.experiments.live import LiveOptions
-from normcore.training import OPTIMIZER_LABELS
+from normcore.lab import datasets, devices, models
+from normcore.lab import settings as S
+from normcore.lab.populations import DRIFTS
+from normcore.lab.experiments import training as T
+from normcore.lab.experiments.live import LiveOptions
+from normcore.lab.loop import OPTIMIZER_LABELS
 from pages.shared import controls as C
 from pages.shared.navigation import PAGES, ROOT
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from normcore import limits
-from normcore.data import QUIET_STD, draw_batch, drift_offset, make_generator, population_stats
-from normcore.experiments import live
-from normcore.settings import DEFAULTS, EPS_CHOICES
+from normcore.lab import limits
+from normcore.lab.populations import QUIET_STD, draw_batch, drift_offset, make_generator, population_stats
+from normcore.lab.experiments import live
+from normcore.lab.settings import DEFAULTS, EPS_CHOICES
 
 SMALL = replace(DEFAULTS, batch_size=6, channels=4, spatial=3)
 

@@ -7,9 +7,9 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
-from normcore.experiments import live
-from normcore.settings import DEFAULTS
-from normcore.viz import live as charts
+from normcore.lab.experiments import live
+from normcore.lab.settings import DEFAULTS
+from normcore.lab.viz import live_charts as charts
 from tests.vega import validated
 
 

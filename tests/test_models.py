@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import normcore
-from normcore import devices, models
+from normcore.lab import devices, models
 
 VALID = [(k, n) for k in models.MODEL_KINDS for n in models.NORMS if not models.norm_problem(k, n, 8, 2)]
 EXPECTED_LAYER = {

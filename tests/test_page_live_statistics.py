@@ -13,8 +13,8 @@ from streamlit.testing.v1 import AppTest
 
 from tests import apptest_pages
 
-from normcore import limits
-from normcore.settings import EPS_CHOICES
+from normcore.lab import limits
+from normcore.lab.settings import EPS_CHOICES
 
 PAGE = "pages/live_statistics.py"
 

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests import apptest_pages
 
-from normcore.experiments.train_eval import SCENARIOS
+from normcore.lab.experiments.train_eval import SCENARIOS
 
 PAGE = "pages/train_vs_eval.py"
 LABELS = {sc.key: f"{sc.icon} {sc.title}" for sc in SCENARIOS}

@@ -8,8 +8,8 @@ from streamlit.testing.v1 import AppTest
 
 from tests import apptest_pages
 
-from normcore import devices, limits
-from normcore.experiments import training as T
+from normcore.lab import devices, limits
+from normcore.lab.experiments import training as T
 
 
 

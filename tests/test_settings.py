@@ -5,8 +5,8 @@ import math
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from normcore import limits
-from normcore import settings as S
+from normcore.lab import limits
+from normcore.lab import settings as S
 
 
 def test_defaults_are_torchs():

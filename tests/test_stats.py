@@ -9,18 +9,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from normcore import stats
-from normcore.stats import (
-    batch_mean_standard_error,
-    ema_half_life,
-    keras_momentum_from_torch,
-    reduction_axes,
-    shifted_moments,
-    standardize,
-    statistic_ids,
-    sum_of_squares,
-    torch_momentum_from_keras,
-)
+from normcore import axes, ema, moments
+from normcore.lab import norms
+from normcore.ema import batch_mean_standard_error, ema_half_life, keras_momentum_from_torch, torch_momentum_from_keras
+from normcore.axes import reduction_axes, statistic_ids
+from normcore.moments import shifted_moments, standardize, sum_of_squares
 
 # --------------------------------------------------------------------------- EMA half-life
 
@@ -136,7 +129,7 @@ def test_reduction_axes_by_hand(kind, shape, groups, reduced, stats_shape, per_s
 
 
 def test_reduction_axes_summary_reads_well():
-    summary = reduction_axes("batch", (8, 3, 4, 5)).summary
+    summary = norms.describe_axes(reduction_axes("batch", (8, 3, 4, 5)))
     assert summary == "BatchNorm computes 3 mean/variance pair(s), each over N × H × W = 160 values."
 
 
@@ -241,5 +234,5 @@ def test_infinite_first_value_gives_torchs_infinite_mean():
 
 
 def test_divisors_and_norm_labels():
-    assert stats.divisors(12) == [1, 2, 3, 4, 6, 12]
-    assert set(stats.NORM_LABELS) == set(stats.NORM_KINDS)
+    assert norms.divisors(12) == [1, 2, 3, 4, 6, 12]
+    assert set(norms.NORM_LABELS) == {'none', *axes.NORM_KINDS}

@@ -9,9 +9,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from normcore.data import draw_batch, make_generator, population_stats
-from normcore.experiments import train_eval as te
-from normcore.settings import DEFAULTS
+from normcore.lab.populations import draw_batch, make_generator, population_stats
+from normcore.lab.experiments import train_eval as te
+from normcore.lab.settings import DEFAULTS
 
 SMALL = replace(DEFAULTS, batch_size=16, channels=3, spatial=4, channel_spread=1.0)
 
@@ -302,7 +302,7 @@ def test_every_scenario_runs_with_extreme_settings_without_raising():
 # -- 7 and 8. the digits network -----------------------------------------------------------
 
 from normcore import models  # noqa: E402
-from normcore.training import TrainConfig, train  # noqa: E402
+from normcore.lab.loop import TrainConfig, train  # noqa: E402
 
 
 @pytest.fixture(scope="module")

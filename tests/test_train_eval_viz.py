@@ -8,9 +8,9 @@ from dataclasses import replace
 import altair as alt
 import pytest
 
-from normcore.experiments import train_eval as te
-from normcore.settings import DEFAULTS
-from normcore.viz.train_eval import CHARTS, HEIGHT, charts_for
+from normcore.lab.experiments import train_eval as te
+from normcore.lab.settings import DEFAULTS
+from normcore.lab.viz.train_eval_charts import CHARTS, HEIGHT, charts_for
 
 QUICK = {"steps": 30, "max_batches": 16, "probes": 4, "epochs": 2, "finetune_size": 40}
 

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from normcore import datasets, devices, limits, models
-from normcore.experiments import training as T
-from normcore.viz import training as charts
+from normcore.lab import datasets, devices, limits, models
+from normcore.lab.experiments import training as T
+from normcore.lab.viz import training_charts as charts
 from tests.vega import validated
 
 CPU = devices.all_targets()[0].key  # 'cpu:1t' on a multi-core machine, else 'cpu'

@@ -1,4 +1,4 @@
-"""The shared controls, defined once from ``normcore.settings.FIELDS``.
+"""The shared controls, defined once from ``normcore.lab.settings.FIELDS``.
 
 The settings live in ``st.session_state`` (so they survive page switches, even on pages that
 show only some of the controls) and are mirrored to ``st.query_params`` so a copied URL
@@ -11,8 +11,8 @@ from dataclasses import replace
 
 import streamlit as st
 
-from normcore import settings as S
-from normcore.stats import NORM_LABELS
+from normcore.lab import settings as S
+from normcore.lab.norms import NORM_LABELS
 
 _STORE = "lab_settings"
 _URL_MESSAGES = "lab_url_messages"

@@ -3,7 +3,7 @@
 * :class:`StreamlitServer` runs ``streamlit run app.py`` on a free loopback port and waits
   until ``/_stcore/health`` answers ``ok``; it stops the whole process group on exit.
 * :func:`launch_chromium` starts Debian's Chromium headless through Playwright (never a
-  Playwright-downloaded browser; see DESIGN.md §6).
+  Playwright-downloaded browser; see docs/design.md).
 * :class:`AppPage` wraps one Playwright page: it records console errors and uncaught page
   errors, and knows when a Streamlit rerun has finished.
 
@@ -43,7 +43,7 @@ CHROMIUM_ARGS = [
 ]
 VIEWPORT = {"width": 1400, "height": 2200}  # tall: Streamlit scrolls inside its own container
 
-# Streamlit's markers (DESIGN.md §6). The app root also carries the script state, which
+# Streamlit's markers. The app root also carries the script state, which
 # tells "a rerun has not started yet" apart from "it has finished".
 APP = '[data-testid="stApp"]'
 APP_IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
@@ -191,7 +191,7 @@ class StreamlitServer:
 
 
 def launch_chromium(playwright):
-    """Debian's Chromium, headless, with the flags DESIGN.md §6 asks for. Playwright gives
+    """Debian's Chromium, headless, with the flags a sandboxed CI machine needs. Playwright gives
     every launch a fresh temporary user-data-dir and deletes it on close."""
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
 

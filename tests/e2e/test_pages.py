@@ -100,7 +100,7 @@ def test_live_stream_plays_and_pauses(app, warm_server):
 
 
 def test_training_config_upload_runs_and_downloads(app, warm_server, tmp_path):
-    from normcore.experiments.training import RunConfig
+    from normcore.lab.experiments.training import RunConfig
 
     app.goto(page_url(warm_server, by_path("training")))
     page, main = app.page, app.page.locator(MAIN)

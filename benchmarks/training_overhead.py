@@ -34,9 +34,9 @@ import torch
 from torch import nn
 
 from benchmarks import bare_streamlit
-from normcore import datasets, devices, models, training
-from normcore.experiments import training as T
-from normcore.viz import training as charts
+from normcore.lab import datasets, devices, models, loop
+from normcore.lab.experiments import training as T
+from normcore.lab.viz import training_charts as charts
 
 
 def _load() -> str:
@@ -46,10 +46,10 @@ def _load() -> str:
 
 def _steps_per_s(kind: str, norm: str, impl: str, data, steps: int, device: str) -> float:
     model = models.make_model(kind, norm, impl, width=64 if kind == "mlp" else 16, depth=2, seed=0)
-    config = training.TrainConfig(epochs=max(1, -(-steps // (len(data.x_train) // 32))), batch_size=32, log_every=10**9)
+    config = loop.TrainConfig(epochs=max(1, -(-steps // (len(data.x_train) // 32))), batch_size=32, log_every=10**9)
     calls = itertools.count()  # stop() is asked once before every step
     threads = 1 if device == "cpu" else None  # one thread: least disturbed on a shared machine
-    result = training.train(model, data, config, device=device, threads=threads, stop=lambda: next(calls) >= steps)
+    result = loop.train(model, data, config, device=device, threads=threads, stop=lambda: next(calls) >= steps)
     return result.steps / result.train_time_s
 
 
@@ -77,7 +77,7 @@ def bare_loop(config: T.RunConfig, variants, data) -> float:
                                       num_groups=config.num_groups, momentum=config.momentum, eps=config.eps, seed=config.seed).to(dev)
             x, y, xt, yt = (t.to(dev) for t in (data.x_train, data.y_train, data.x_test, data.y_test))
             opt = torch.optim.SGD(model.parameters(), lr=v.lr, momentum=0.9)
-            order = training.batch_order(len(x), v.batch_size, v.epochs, config.seed).to(dev)
+            order = loop.batch_order(len(x), v.batch_size, v.epochs, config.seed).to(dev)
             for step, idx in enumerate(order, 1):
                 loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
                 opt.zero_grad(set_to_none=True)

@@ -10,10 +10,11 @@ import pandas as pd
 import torch
 
 from ... import limits
-from ...data import draw_batch, make_generator, population_stats
-from ...modules import BatchNorm1d
+from ...populations import draw_batch, make_generator, population_stats
+from normcore.modules import BatchNorm1d
 from ...settings import LabSettings, Problem, problems
-from ...stats import NORM_LABELS, keras_momentum_from_torch
+from normcore.lab.norms import NORM_LABELS
+from normcore.ema import keras_momentum_from_torch
 from .common import (
     PROBE_SEED, Headline, ScenarioResult, capped_steps, blocked, build_layer, closed_form_warmup, eval_output,
     has_running_stats, mean_abs_diff, momentum_label, normalize_with, probe_batch, stand_in, stream,

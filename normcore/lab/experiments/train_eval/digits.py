@@ -14,8 +14,8 @@ import torch
 from ...datasets import Split, load_digits_split
 from ...models import Classifier, make_model, norm_problem
 from ...settings import LabSettings, Problem
-from ...stats import NORM_LABELS
-from ...training import TrainConfig, TrainResult, evaluate, train
+from normcore.lab.norms import NORM_LABELS
+from ...loop import TrainConfig, TrainResult, evaluate, train
 from .common import Headline, ScenarioResult, blocked, has_running_stats, torch_single_sample_error
 
 

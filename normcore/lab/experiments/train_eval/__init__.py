@@ -2,7 +2,7 @@
 
 In training, BatchNorm normalizes with the statistics of the batch in front of it; in eval,
 with running estimates (an EMA of past batches). Every scenario measures how far those two
-outputs are apart, and why, on inputs with a known truth (``normcore.data``):
+outputs are apart, and why, on inputs with a known truth (``normcore.lab.populations``):
 
     train_eval_gap = mean |y_train − y_eval|     (in units of the output's std: γ = 1, β = 0)
 

@@ -32,7 +32,7 @@ import pandas as pd
 
 from .. import datasets, devices, limits, models
 from ..settings import EPS_CHOICES, Problem
-from ..training import OPTIMIZERS, PROGRESS_COLUMNS, Progress, TrainConfig, TrainResult, train
+from ..loop import OPTIMIZERS, PROGRESS_COLUMNS, Progress, TrainConfig, TrainResult, train
 
 MODES = ("compare", "batch_sweep", "lr_sweep")
 MODE_LABELS = {
@@ -220,7 +220,7 @@ def from_dict(body) -> RunConfig:
     return RunConfig(**values)
 
 
-# The dashboard's shared controls (normcore.settings, in the sidebar and the URL under their
+# The dashboard's shared controls (normcore.lab.settings, in the sidebar and the URL under their
 # own names) set these fields; the training page's own controls set the rest.
 SHARED_FIELDS = ("batch_size", "momentum", "eps", "num_groups", "seed")
 PAGE_FIELDS = tuple(name for name in SPECS if name not in SHARED_FIELDS)
@@ -656,7 +656,7 @@ def paper_table() -> pd.DataFrame:
 
 
 def paper_group_norm_errors() -> pd.DataFrame:
-    """Wu & He 2018, ImageNet ResNet-50 top-1 error (%) by images per GPU (DESIGN §4)."""
+    """Wu & He 2018, ImageNet ResNet-50 top-1 error (%) by images per GPU."""
     table = {"batch": (23.6, 23.7, 24.8, 27.3, 34.7), "group": (24.1, 24.2, 24.0, 24.2, 24.1)}
     rows = [dict(norm=n, normalization=models.NORM_LABELS[n], batch_size=b, top1_error=e)
             for n, errs in table.items() for b, e in zip((32, 16, 8, 4, 2), errs)]

@@ -9,7 +9,7 @@ import math
 import pandas as pd
 import torch
 
-from ...data import draw_batch, make_generator, population_stats
+from ...populations import draw_batch, make_generator, population_stats
 from ...settings import LabSettings, Problem
 from .common import (
     PROBE_SEED, Headline, ScenarioResult, capped_steps, blocked, build_layer, eval_output, mean_abs_diff,

@@ -11,7 +11,7 @@ What ``train`` guarantees:
 
 * **Same seed, same result** on the same device: batches are drawn from a CPU
   ``torch.Generator`` seeded with ``config.seed`` (the model's init has its own seed in
-  :func:`normcore.models.make_model`); the global RNG is never used.
+  :func:`normcore.lab.models.make_model`); the global RNG is never used.
 * **The data moves to the device once**; each step only indexes it.
 * **A callback** every ``config.log_every`` steps and at the end of every epoch gets a
   :class:`Progress`: mean loss and accuracy over the steps since the last call, wall time,

@@ -27,10 +27,11 @@ import torch
 
 import normcore
 from normcore import functional as F
-from normcore import limits
-from normcore.data import DRIFTS, draw_batch, drift_offset, make_generator, population_stats
-from normcore.settings import EPS_CHOICES, LabSettings
-from normcore.stats import batch_mean_standard_error, ema_half_life, statistic_ids
+from normcore.lab import limits
+from normcore.lab.populations import DRIFTS, draw_batch, drift_offset, make_generator, population_stats
+from normcore.lab.settings import EPS_CHOICES, LabSettings
+from normcore.ema import batch_mean_standard_error, ema_half_life
+from normcore.axes import statistic_ids
 
 # What the diagram draws at most: enough to see the pattern, few enough to read.
 DIAGRAM_SAMPLES, DIAGRAM_CHANNELS, DIAGRAM_POSITIONS = 4, 8, 6
@@ -102,7 +103,7 @@ class UnitTruth:
 
 
 def unit_truth(s: LabSettings, quiet_channel: bool = False, offset: float = 0.0) -> UnitTruth:
-    """Closed forms from :func:`normcore.data.population_stats`.
+    """Closed forms from :func:`normcore.lab.populations.population_stats`.
 
     A unit pooling channels with means μ_c and variances σ_c² (equal counts each) has mean
     μ̄ = avg μ_c and variance V = avg σ_c² + avg (μ_c − μ̄)². Its mean over M values, M/k
@@ -142,7 +143,7 @@ class Diagram:
 def diagram_frame(s: LabSettings) -> Diagram:
     """One row per drawn cell of the (N, C, H·W) block, coloured by the statistic it shares.
 
-    The ids come from ``normcore.stats.statistic_ids``; only the first few samples,
+    The ids come from ``normcore.axes.statistic_ids``; only the first few samples,
     channels and positions are drawn. All channels go into the ids (GroupNorm's groups
     depend on C), and the ids of the first samples and positions do not depend on how many
     follow, so the cut block has exactly the full block's ids.

@@ -1,4 +1,4 @@
-"""Charts for the training page, from the tidy frames of ``normcore.experiments.training``.
+"""Charts for the training page, from the tidy frames of ``normcore.lab.experiments.training``.
 
 Every normalization keeps one colour across all charts (BatchNorm is always blue), so a
 curve, a sweep point and the paper's reference line for the same norm read alike. When a
@@ -7,7 +7,7 @@ run spans several devices, the device is the line's dash pattern.
 Each chart is a Vega-Lite spec (a dict) with its data frames under ``"datasets"``, for
 ``st.vega_lite_chart``. The live curves are redrawn while a run trains, so every chart here
 is written with Altair once per *shape* (which normalizations and devices appear) and then
-only gets new frames (:mod:`normcore.viz.specs`): ~5 ms a redraw instead of ~40 ms.
+only gets new frames (:mod:`normcore.lab.viz.specs`): ~5 ms a redraw instead of ~40 ms.
 
 Layout note (checked in a browser): Streamlit fits the whole chart, legends included, into
 its height, so legends stay beside the plot (a legend underneath squeezes the plot flat).
@@ -23,7 +23,7 @@ import pandas as pd
 
 from . import specs
 from ..devices import parse_target
-from ..models import NORM_LABELS, NORMS
+from ..norms import NORM_LABELS, NORMS
 
 NORM_COLORS = {"none": "#7f7f7f", "batch": "#1f77b4", "layer": "#ff7f0e", "group": "#2ca02c", "instance": "#9467bd"}
 HEIGHT = 300

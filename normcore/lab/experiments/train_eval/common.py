@@ -11,9 +11,9 @@ import pandas as pd
 import torch
 
 from ... import limits
-from ...data import draw_batch, make_generator
-from ...functional import batch_norm
-from ...modules import BatchNorm2d, GroupNorm, InstanceNorm2d, LayerNorm
+from ...populations import draw_batch, make_generator
+from normcore.functional import batch_norm
+from normcore.modules import BatchNorm2d, GroupNorm, InstanceNorm2d, LayerNorm
 from ...settings import LabSettings, Problem, problems
 
 PROBE_SEED = 7919  # the probe batch has its own generator, so it never appears in the stream
@@ -37,7 +37,7 @@ class Headline:
 class ScenarioResult:
     """Tidy frames for the chart, one headline number, and messages to show above it.
 
-    ``messages`` use :class:`~normcore.settings.Problem` levels, plus ``"info"``. An empty
+    ``messages`` use :class:`~normcore.lab.settings.Problem` levels, plus ``"info"``. An empty
     ``frames`` means the scenario could not run with these settings (the messages say why).
     """
 

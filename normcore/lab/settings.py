@@ -11,7 +11,9 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 
 from . import limits
-from .stats import NORM_KINDS, NORM_LABELS, divisors, keras_momentum_from_torch
+from normcore.axes import NORM_KINDS
+from normcore.lab.norms import NORM_LABELS, divisors
+from normcore.ema import keras_momentum_from_torch
 
 # eps is chosen on a log scale: 1e-8, 3e-8, 1e-7, ..., 3e-1, 1.
 EPS_CHOICES = tuple(float(f"{m}e{k}") for k in range(-8, 0) for m in (1, 3)) + (1.0,)

@@ -1,4 +1,4 @@
-"""Charts for the Live statistics page: tidy frames from ``normcore.experiments.live`` in,
+"""Charts for the Live statistics page: tidy frames from ``normcore.lab.experiments.live`` in,
 Altair charts out. Colours mean the same thing everywhere on the page:
 
 * before normalizing: grey; after: blue (histograms, and the measured eps points);
@@ -14,8 +14,8 @@ import functools
 import altair as alt
 import pandas as pd
 
-from normcore.experiments.live import Diagram
-from normcore.viz import specs
+from normcore.lab.experiments.live import Diagram
+from normcore.lab.viz import specs
 
 BEFORE, AFTER = "#9a9a9a", "#1f77b4"
 STAGE_SCALE = alt.Scale(domain=["before", "after"], range=[BEFORE, AFTER])
@@ -111,7 +111,7 @@ def stream_chart(series: pd.DataFrame, statistic: str, title: str) -> dict:
 
 @functools.lru_cache(maxsize=64)
 def _stream_template(statistic: str, title: str, units: tuple[str, ...], labels: tuple[str, ...]) -> str:
-    """The stream chart without its data (:mod:`normcore.viz.specs`). Built once per
+    """The stream chart without its data (:mod:`normcore.lab.viz.specs`). Built once per
     (statistic, title, units): the page redraws it on every Play tick, and building and
     validating the Altair chart costs more than the rest of a tick."""
     labels = list(labels)

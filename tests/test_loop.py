@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from normcore import datasets, devices, models, training
+from normcore.lab import datasets, devices, models, loop
 
 DEVICES = devices.available()
 TIMING = ["wall_s", "samples_per_s"]
@@ -23,10 +23,10 @@ def digits():
 
 def run(data, kind="mlp", norm="batch", impl="normcore", device="cpu", width=16, **config):
     model = models.make_model(kind, norm, impl, width=width, depth=2, num_groups=4, seed=0)
-    cfg = training.TrainConfig(**({"epochs": 1, "batch_size": 64, "lr": 0.1, "log_every": 5} | config))
+    cfg = loop.TrainConfig(**({"epochs": 1, "batch_size": 64, "lr": 0.1, "log_every": 5} | config))
     # One CPU thread: identical results, and no thread-pool contention on a busy shared machine
     # (test_devices covers the all-threads path).
-    return training.train(model, data, cfg, device=device, threads=1 if device == "cpu" else None)
+    return loop.train(model, data, cfg, device=device, threads=1 if device == "cpu" else None)
 
 
 LEARNS = [("mlp", n) for n in ("none", "batch", "layer", "group")] + [("cnn", n) for n in ("batch", "instance")]
@@ -74,7 +74,7 @@ def test_divergence_is_detected_at_the_exact_step(digits, device):
     model = models.make_model("mlp", "batch", "torch", width=16, depth=2, num_groups=4, seed=0)
     opt = torch.optim.SGD(model.parameters(), lr=1e15, momentum=0.9)
     first_bad = None
-    for step, idx in enumerate(training.batch_order(1347, 64, 2, seed=0)):
+    for step, idx in enumerate(loop.batch_order(1347, 64, 2, seed=0)):
         loss = nn.functional.cross_entropy(model(digits.x_train[idx]), digits.y_train[idx])
         if not math.isfinite(loss.item()):
             first_bad = step
@@ -90,9 +90,9 @@ def test_divergence_is_detected_at_the_exact_step(digits, device):
 
 def test_stop_flag_ends_the_run_and_keeps_what_was_done(digits):
     seen = []
-    result = training.train(
+    result = loop.train(
         models.make_model("mlp", "batch", width=16, seed=0), digits,
-        training.TrainConfig(epochs=3, batch_size=32, log_every=4),
+        loop.TrainConfig(epochs=3, batch_size=32, log_every=4),
         callback=seen.append, stop=lambda: len(seen) >= 3,
     )
     assert result.status == "stopped" and result.steps == 12 and "Stopped" in result.message
@@ -101,8 +101,8 @@ def test_stop_flag_ends_the_run_and_keeps_what_was_done(digits):
 
 def test_callback_reports_every_n_steps_and_each_epoch_end(digits):
     seen = []
-    cfg = training.TrainConfig(epochs=2, batch_size=128, log_every=4)  # 10 steps per epoch
-    result = training.train(models.make_model("mlp", "layer", width=16), digits, cfg, callback=seen.append)
+    cfg = loop.TrainConfig(epochs=2, batch_size=128, log_every=4)  # 10 steps per epoch
+    result = loop.train(models.make_model("mlp", "layer", width=16), digits, cfg, callback=seen.append)
     assert [p.step for p in seen] == [4, 8, 10, 12, 16, 20]
     assert [p.step for p in seen if p.test_accuracy is not None] == [10, 20]
     assert list(result.epochs["epoch"]) == [1.0, 2.0]
@@ -114,20 +114,20 @@ def test_percentiles_are_the_tracked_units_pre_activation(digits):
     # With log_every=1 the first report covers exactly the first batch: its percentiles must be
     # those of unit 0 of the last block's BatchNorm output on that batch, with the initial weights.
     model = models.make_model("mlp", "batch", width=16, seed=0)
-    first = digits.x_train[training.batch_order(1347, 32, 1, seed=0)[0]]
+    first = digits.x_train[loop.batch_order(1347, 32, 1, seed=0)[0]]
     with torch.no_grad():
         hidden = model.body[0](first.flatten(1))
         z = model.body[1][0](hidden)[:, 0].double()
     expected = torch.quantile((z - z.mean()) / torch.sqrt(z.var(unbiased=False) + 1e-5), torch.tensor([0.15, 0.5, 0.85], dtype=torch.float64))
     seen = []
-    training.train(model, digits, training.TrainConfig(epochs=1, batch_size=32, log_every=1), callback=seen.append,
+    loop.train(model, digits, loop.TrainConfig(epochs=1, batch_size=32, log_every=1), callback=seen.append,
                    stop=lambda: len(seen) >= 1)
     torch.testing.assert_close(torch.tensor([seen[0].p15, seen[0].p50, seen[0].p85], dtype=torch.float64), expected, atol=1e-5, rtol=0)
 
 
 def test_evaluate_matches_a_manual_count(digits):
     model = models.make_model("mlp", "batch", width=16, seed=0).train()
-    loss, acc = training.evaluate(model, digits.x_test, digits.y_test)
+    loss, acc = loop.evaluate(model, digits.x_test, digits.y_test)
     assert model.training  # mode restored
     model.eval()
     with torch.no_grad():
@@ -138,12 +138,12 @@ def test_evaluate_matches_a_manual_count(digits):
 
 def test_bad_configs_are_explained(digits):
     model = models.make_model("mlp", "none", width=8)
-    for cfg, words in ((training.TrainConfig(optimizer="rmsprop"), "Unknown optimizer"),
-                       (training.TrainConfig(lr=0.0), "learning rate"),
-                       (training.TrainConfig(batch_size=1), "batch size"),
-                       (training.TrainConfig(batch_size=5000), "batch size")):
+    for cfg, words in ((loop.TrainConfig(optimizer="rmsprop"), "Unknown optimizer"),
+                       (loop.TrainConfig(lr=0.0), "learning rate"),
+                       (loop.TrainConfig(batch_size=1), "batch size"),
+                       (loop.TrainConfig(batch_size=5000), "batch size")):
         with pytest.raises(ValueError, match=words):
-            training.train(model, digits, cfg)
+            loop.train(model, digits, cfg)
 
 
 def test_adam_trains_too(digits):
@@ -156,7 +156,7 @@ def test_adam_trains_too(digits):
        st.lists(st.floats(0.0, 1.0), min_size=1, max_size=5))
 def test_quantiles_match_torch_quantile(values, qs):
     expected = torch.quantile(torch.tensor(values, dtype=torch.float64), torch.tensor(qs, dtype=torch.float64))
-    got = training.quantiles(np.array(values, dtype=np.float64), qs)
+    got = loop.quantiles(np.array(values, dtype=np.float64), qs)
     torch.testing.assert_close(torch.tensor(got, dtype=torch.float64), expected, rtol=1e-12, atol=1e-9)
 
 
@@ -179,8 +179,8 @@ def test_probe_records_training_forwards_only():
 
 def test_each_report_covers_exactly_its_training_batches(digits, monkeypatch):
     sizes = []
-    real = training.quantiles
+    real = loop.quantiles
     monkeypatch.setattr(training, "quantiles", lambda v, qs: sizes.append(v.size) or real(v, qs))
-    cfg = training.TrainConfig(epochs=2, batch_size=128, log_every=4)  # reports at steps 4, 8, 10, 12, 16, 20
-    training.train(models.make_model("mlp", "batch", width=16), digits, cfg)
+    cfg = loop.TrainConfig(epochs=2, batch_size=128, log_every=4)  # reports at steps 4, 8, 10, 12, 16, 20
+    loop.train(models.make_model("mlp", "batch", width=16), digits, cfg)
     assert sizes == [n * 128 for n in (4, 4, 2, 2, 4, 4)]  # no test-set values after an epoch's evaluation

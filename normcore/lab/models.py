@@ -22,13 +22,11 @@ import math
 import torch
 from torch import nn
 
-from . import modules as normcore_layers
-from .stats import divisors
+from normcore import modules as normcore_layers
+from normcore.lab.norms import NORM_LABELS, NORMS, divisors
 
 MODEL_KINDS = ("mlp", "cnn")
 MODEL_LABELS = {"mlp": "MLP (fully connected)", "cnn": "CNN (3×3 convolutions)"}
-NORMS = ("none", "batch", "layer", "group", "instance")
-NORM_LABELS = {"none": "No norm", "batch": "BatchNorm", "layer": "LayerNorm", "group": "GroupNorm", "instance": "InstanceNorm"}
 IMPLS = ("normcore", "torch")
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
 

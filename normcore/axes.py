@@ -1,0 +1,88 @@
+"""Which values share one mean and variance: the reduction axes of each normalization.
+
+``reduction_axes`` names the axes a statistic is taken over and how many values it pools;
+``statistic_ids`` labels every element of an ``(N, C, S)`` block with the statistic it
+shares (what the lab's "which values share one mean" diagram colours).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .checks import group_divisibility_message
+
+NORM_KINDS = ("batch", "layer", "group", "instance")
+
+
+@dataclass(frozen=True)
+class ReductionAxes:
+    """Which elements of an ``(N, C, *spatial)`` input share one mean and variance."""
+
+    kind: str
+    input_shape: tuple[int, ...]
+    num_groups: int
+    reduced_dims: tuple[str, ...]  # axis names the statistic is taken over, e.g. ("N", "H", "W")
+    stats_shape: tuple[int, ...]  # one statistic per entry
+    values_per_stat: int
+
+    @property
+    def num_stats(self) -> int:
+        return math.prod(self.stats_shape)
+
+
+def _axis_names(ndim: int) -> tuple[str, ...]:
+    spatial = {0: (), 1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}[ndim - 2]
+    return ("N", "C") + spatial
+
+
+def reduction_axes(kind: str, input_shape, num_groups: int = 1) -> ReductionAxes:
+    """Describe what ``kind`` of normalization reduces over for an ``(N, C, *spatial)`` input.
+
+    LayerNorm is taken over ``(C, *spatial)``, the usual choice for images; GroupNorm
+    with ``num_groups=1`` gives the same groups, and with ``num_groups=C`` the same as
+    InstanceNorm.
+    """
+    shape = tuple(int(s) for s in input_shape)
+    if kind not in NORM_KINDS:
+        raise ValueError(f"Unknown normalization {kind!r}; choose one of {', '.join(NORM_KINDS)}.")
+    if len(shape) < 2 or len(shape) > 5:
+        raise ValueError(f"Expected an input shape (N, C, *spatial) with 0 to 3 spatial dims, got {shape}.")
+    n, c, spatial = shape[0], shape[1], math.prod(shape[2:])
+    names = _axis_names(len(shape))
+    if kind == "batch":
+        reduced, stats_shape, per_stat = ("N",) + names[2:], (c,), n * spatial
+    elif kind == "layer":
+        reduced, stats_shape, per_stat = names[1:], (n,), c * spatial
+    elif kind == "instance":
+        reduced, stats_shape, per_stat = names[2:] or ("(nothing)",), (n, c), spatial
+    else:
+        if num_groups < 1 or c % num_groups:
+            raise ValueError(group_divisibility_message(c, num_groups))
+        reduced = (f"C/{num_groups}",) + names[2:]
+        stats_shape, per_stat = (n, num_groups), (c // num_groups) * spatial
+    return ReductionAxes(kind, shape, num_groups if kind == "group" else 1, reduced, stats_shape, per_stat)
+
+
+def statistic_ids(kind: str, input_shape, num_groups: int = 1) -> torch.Tensor:
+    """For every element of an ``(N, C, S)`` block, the index of the statistic it shares.
+
+    ``S`` is the product of the spatial dims. Elements with the same id are averaged
+    together; this is what the "which values share one mean" diagram colours.
+    """
+    axes = reduction_axes(kind, input_shape, num_groups)
+    n, c = axes.input_shape[:2]
+    s = math.prod(axes.input_shape[2:])
+    ni = torch.arange(n).view(n, 1, 1).expand(n, c, s)
+    ci = torch.arange(c).view(1, c, 1).expand(n, c, s)
+    if kind == "batch":
+        ids = ci
+    elif kind == "layer":
+        ids = ni
+    elif kind == "instance":
+        ids = ni * c + ci
+    else:
+        ids = ni * num_groups + ci // (c // num_groups)
+    return ids.contiguous()

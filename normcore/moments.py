@@ -1,0 +1,94 @@
+"""The statistics themselves: mean and biased variance on shifted values, and what a layer used.
+
+Kept apart from the formulas in ``functional.py`` so the numerical care (why the shift) is
+in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class NormStats:
+    """The mean and (biased) variance a layer normalized with in its last forward pass.
+
+    ``source`` is ``"batch"`` when they were computed from the input and ``"running"``
+    when they were the stored running estimates (BatchNorm/InstanceNorm in eval mode).
+    Shapes are one entry per statistic group: ``(C,)`` for BatchNorm, ``(N, G)`` for
+    GroupNorm, ``(N, C)`` for InstanceNorm (``(C,)`` when it used running statistics), and
+    the leading dims of the input for LayerNorm.
+    """
+
+    mean: torch.Tensor
+    var: torch.Tensor
+    source: str
+    values_per_stat: int
+
+
+def shifted_moments(x: torch.Tensor, dims: tuple[int, ...], *, return_shift: bool = False):
+    """Mean and biased variance of ``x`` over ``dims``, computed on shifted values.
+
+    Why the shift: in float32 the *mean* of an input offset by 1e4 with a std of 1e-2
+    cannot be held finely enough. Neighbouring float32 numbers near 1e4 are 2**-10 ≈ 1e-3
+    apart, a tenth of the std, so a rounded μ is off by up to ~5% of σ, and so is every
+    ``x - μ``, however carefully the sums are taken (torch's own kernels normalize this
+    input 4e-2 to 1.4e-1 off; ``E[x²] - E[x]²`` even returns a variance of 0).
+    Subtracting one sample's value per statistic group first is exact here (x and the
+    shift are within a factor 2 of each other, Sterbenz's lemma), does not change the
+    variance, and leaves small numbers whose mean float32 holds to ~1e-7 relative.
+    ``x - μ`` is then computed as ``(x - shift) - mean(x - shift)``, never through the
+    large μ itself. The μ returned (``shift + mean(x - shift)``) is rounded like any
+    float32 number; it only reports the statistic and feeds the running mean.
+
+    The variance is then a second pass, ``mean((x - μ)²)`` over the centered values.
+
+    Returns ``(centered, mean, var)``: ``centered = x - μ`` (a new tensor) and mean/var
+    with ``keepdim=True``. ``return_shift=True`` appends ``(shift, shifted_mean)``, from
+    which ``x - μ`` can be recomputed later, exactly as here.
+    """
+    shift = x
+    for d in dims:  # one value per statistic group: index 0 along every reduced dim
+        shift = shift.narrow(d, 0, 1)
+    # An infinite shift would turn the group's mean into inf - inf = NaN; torch's is ±inf.
+    shift = shift.nan_to_num(0.0, posinf=0.0, neginf=0.0)
+    centered = x - shift  # exact: the shift is one of the values it is subtracted from
+    shifted_mean = centered.mean(dims, keepdim=True)  # mean(x - shift): small, so precise
+    centered -= shifted_mean  # x - μ, in place on our own buffer (one temporary in all)
+    count = x.numel() // max(shifted_mean.numel(), 1)
+    var = sum_of_squares(centered, dims) / count  # σ² = mean((x - μ)²), biased
+    mean = shift + shifted_mean
+    return (centered, mean, var, shift, shifted_mean) if return_shift else (centered, mean, var)
+
+
+def sum_of_squares(t: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """Σ t² over ``dims``, with ``keepdim=True``.
+
+    Speed, not maths: without autograd this uses ``‖t‖²`` from the fused norm kernel, which
+    never materializes ``t²``. That kernel is fast along the contiguous trailing dims and
+    slow across others (10x slower than ``t.square().sum()`` there), so it reduces the
+    trailing run of ``dims`` first and sums the few partial results; with no trailing dim
+    reduced (BatchNorm1d on (N, C)), it is the plain ``t.square().sum()``. So it is under
+    autograd: the norm's gradient ``t / ‖t‖`` is 0/0 for a constant group, where Σ t² has
+    gradient 2t = 0.
+    """
+    dims = tuple(sorted(d % t.dim() for d in dims))
+    trailing = []
+    for d in range(t.dim() - 1, -1, -1):  # the run of reduced dims that ends at the last dim
+        if d not in dims:
+            break
+        trailing.insert(0, d)
+    if not trailing or (torch.is_grad_enabled() and t.requires_grad):
+        return t.square().sum(dims, keepdim=True)
+    partial = torch.linalg.vector_norm(t, dim=trailing, keepdim=True).square_()
+    rest = tuple(d for d in dims if d not in trailing)
+    return partial.sum(rest, keepdim=True) if rest else partial
+
+
+def standardize(x: torch.Tensor, dims: tuple[int, ...], eps: float):
+    """x̂ = (x - μ) / sqrt(σ² + ε) over ``dims``. Returns ``(x_hat, mean, var, inv_std)``."""
+    centered, mean, var = shifted_moments(x, dims)
+    inv_std = torch.rsqrt(var + eps)  # 1 / sqrt(σ² + ε): eps sits inside the square root
+    return centered * inv_std, mean, var, inv_std
