@@ -301,7 +301,7 @@ def test_every_scenario_runs_with_extreme_settings_without_raising():
 
 # -- 7 and 8. the digits network -----------------------------------------------------------
 
-from normcore import models  # noqa: E402
+from normcore.lab import models  # noqa: E402
 from normcore.lab.loop import TrainConfig, train  # noqa: E402
 
 

@@ -1,9 +1,9 @@
 """A device-agnostic training loop with progress callbacks, a stop flag and divergence detection.
 
->>> from normcore import datasets, models, training
+>>> from normcore.lab import datasets, models, loop
 >>> data = datasets.load_digits_split(seed=0)
 >>> model = models.make_model("mlp", norm="batch", width=32, depth=2, seed=0)
->>> result = training.train(model, data, training.TrainConfig(epochs=2, batch_size=32, lr=0.05))
+>>> result = loop.train(model, data, loop.TrainConfig(epochs=2, batch_size=32, lr=0.05))
 >>> result.status, round(result.final_test_accuracy, 2)  # doctest: +SKIP
 ('finished', 0.95)
 
