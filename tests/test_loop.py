@@ -180,7 +180,7 @@ def test_probe_records_training_forwards_only():
 def test_each_report_covers_exactly_its_training_batches(digits, monkeypatch):
     sizes = []
     real = loop.quantiles
-    monkeypatch.setattr(training, "quantiles", lambda v, qs: sizes.append(v.size) or real(v, qs))
+    monkeypatch.setattr(loop, "quantiles", lambda v, qs: sizes.append(v.size) or real(v, qs))
     cfg = loop.TrainConfig(epochs=2, batch_size=128, log_every=4)  # reports at steps 4, 8, 10, 12, 16, 20
     loop.train(models.make_model("mlp", "batch", width=16), digits, cfg)
     assert sizes == [n * 128 for n in (4, 4, 2, 2, 4, 4)]  # no test-set values after an epoch's evaluation

@@ -77,13 +77,14 @@ def test_to_query_keeps_only_non_defaults():
 @pytest.mark.parametrize(
     "name, raw, why",
     [
-        ("batch_size", "0", "from 1"),
-        ("batch_size", "abc", "invalid literal"),
+        ("batch_size", "0", "allowed range 1 to 512"),
+        ("batch_size", "abc", "expected a number"),
         ("norm", "bogus", "expected one of"),
         ("eps", "-1", "eps must be > 0"),
-        ("momentum", "1.5", "from 0 to 1"),
+        ("momentum", "1.5", "allowed range 0 to 1"),
         ("affine", "maybe", "true or false"),
         ("scale", "nan", "finite"),
+        ("batch_size", "2.5", "whole number"),
     ],
 )
 def test_bad_url_values_fall_back_to_the_default_with_a_message(name, raw, why):
@@ -143,3 +144,8 @@ def test_problems_are_errors_exactly_when_torch_would_refuse_or_a_cap_is_hit(s):
     assert len(errors) == expected
     assert all(isinstance(m, str) and len(m) > 40 for m in errors)
     assert math.prod(s.input_shape) == s.num_elements
+
+
+def test_the_schema_and_the_settings_agree_on_every_default():
+    assert S.FIELDS.defaults() == S.as_dict(S.DEFAULTS)
+    assert set(S.FIELDS) == set(S.as_dict(S.DEFAULTS))

@@ -1,19 +1,35 @@
 """Every cap on expensive input, in one place.
 
-The dashboard is also a public hosted demo on small CPU machines, so each control that
-can make work grow has a ceiling here. Controls take their ranges from these numbers and
-``settings.problems`` explains, in words, when a combination goes over one.
+The dashboard is also a public hosted demo on small CPU machines, so each control that can
+make work grow has a ceiling here. Two kinds:
+
+* **single caps** (``MAX_*``): a field's ``high`` in the control schema refers to one, so the
+  widget, the URL parser and the JSON validation all stop at it;
+* **combined caps**: work that grows with several fields at once (values per batch,
+  optimizer steps, multiply-accumulates). Each is a named check below that returns the
+  message a person reads, saying what to change, or ``None``. Fields name the checks they take
+  part in (``Field.caps``), and the experiments call them.
 """
 
-# Live statistics and train-vs-eval: one (N, C, H, W) tensor per step.
+from __future__ import annotations
+
+# -- Live statistics and train-vs-eval: one (N, C, H, W) tensor per step -----------------
 MAX_BATCH_SIZE = 512
 MAX_CHANNELS = 64
 MAX_SPATIAL = 32  # H = W
 MAX_ELEMENTS = 1 << 21  # N·C·H·W per batch (2,097,152 float32 values = 8 MiB)
 MAX_STREAM_STEPS = 2000  # steps kept in a live stream's history
-MAX_TRAIN_EVAL_VALUES = 30_000_000  # values one train-vs-eval scenario pushes through its layers
+MAX_STEPS_PER_TICK = 50  # batches one Play tick streams
+MAX_DRIFT_PERIOD = 1000  # steps of one drift cycle
 
-# Training comparisons: bound the total work of one run.
+# -- Train vs eval: each scenario's own controls, and the work behind one scenario -------
+MAX_TRAIN_EVAL_VALUES = 30_000_000  # values one train-vs-eval scenario pushes through its layers
+MAX_WARMUP = 300  # warm-up steps before a measurement (enough for the EMA to forget its start)
+MAX_SCENARIO_STEPS = 1000  # training / warm-up steps a scenario control offers
+MAX_PROBES = 64  # probe batches per batch size
+MAX_PRECISE_BN_BATCHES = 1024  # batches PreciseBN may average
+
+# -- Training comparisons: bound the total work of one run --------------------------------
 MAX_EPOCHS = 30
 MAX_WIDTH = 256  # hidden units (MLP) or channels (CNN)
 MAX_DEPTH = 6
@@ -26,3 +42,54 @@ MAX_CONFIG_BYTES = 16_384  # an uploaded run configuration (JSON)
 # also capped in optimizer steps and in multiply-accumulates (3 × forward, for the backward).
 MAX_TRAIN_STEPS = 40_000  # Σ over variants of optimizer steps (~1 minute at worst here)
 MAX_TRAIN_MACS = 3e12  # Σ over variants of 3 × forward MACs per sample × samples (~1 minute)
+
+
+# -- Combined caps: named checks ----------------------------------------------------------
+
+
+def elements_per_batch(batch_size: int, channels: int, spatial: int) -> str | None:
+    """One batch of N×C×H×W values (fields batch_size, channels, spatial)."""
+    n = batch_size * channels * spatial * spatial
+    if n <= MAX_ELEMENTS:
+        return None
+    return (f"N×C×H×W = {batch_size}×{channels}×{spatial}×{spatial} = {n:,} values is over this demo's cap of "
+            f"{MAX_ELEMENTS:,} per batch. Lower the batch size, channels or spatial size.")
+
+
+def variants_per_run(variants: int) -> str | None:
+    """Normalizations × devices compared in one run (fields norms, devices)."""
+    if variants <= MAX_VARIANTS:
+        return None
+    return (f"{variants} normalization × device combinations is over this demo's cap of {MAX_VARIANTS} per run. "
+            "Pick fewer normalizations or devices.")
+
+
+def training_work(steps: int, macs: float, samples: int) -> list[str]:
+    """The total work of a training run (fields epochs, batch_size, width, depth, model, norms,
+    devices): optimizer steps, multiply-accumulates and samples, each with what to change."""
+    out = []
+    for amount, cap, what, fix in (
+        (steps, MAX_TRAIN_STEPS, "optimizer steps", "Use fewer epochs, fewer variants or a larger batch size."),
+        (macs, MAX_TRAIN_MACS, "multiply-accumulates", "Use a narrower or shallower model, fewer epochs or fewer variants."),
+        (samples, MAX_SAMPLE_STEPS, "training samples", "Use fewer epochs or fewer variants."),
+    ):
+        if amount > cap:
+            out.append(f"This run needs about {amount:,.0f} {what}, over this demo's cap of {cap:,.0f}. {fix}")
+    return out
+
+
+def scenario_steps(steps: int, values_per_step: int, what: str = "steps") -> tuple[int, str | None]:
+    """Steps a train-vs-eval scenario may take at ``values_per_step`` (fields batch_size,
+    channels, spatial and the scenario's steps): ``steps`` or fewer, with a warning if fewer."""
+    cap = max(1, MAX_TRAIN_EVAL_VALUES // max(values_per_step, 1))
+    if steps <= cap:
+        return steps, None
+    return cap, (f"{what[0].upper() + what[1:]}: {cap} instead of {steps}, to keep this demo responsive at "
+                 f"{values_per_step:,} values per step; smaller batches or maps allow more.")
+
+
+def config_size(size: int) -> str | None:
+    """An uploaded run configuration's size in bytes."""
+    if size <= MAX_CONFIG_BYTES:
+        return None
+    return f"The file is {size:,} bytes; a run configuration is at most {MAX_CONFIG_BYTES:,} bytes."

@@ -8,12 +8,14 @@ UI-free. The dashboard's widgets are generated from :data:`FIELDS`, experiments 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 
 from . import limits
+from .fields import Field, Schema
 from normcore.axes import NORM_KINDS
-from normcore.lab.norms import NORM_LABELS, divisors
 from normcore.ema import keras_momentum_from_torch
+
+from .norms import NORM_LABELS, divisors
 
 # eps is chosen on a log scale: 1e-8, 3e-8, 1e-7, ..., 3e-1, 1.
 EPS_CHOICES = tuple(float(f"{m}e{k}") for k in range(-8, 0) for m in (1, 3)) + (1.0,)
@@ -64,37 +66,37 @@ class LabSettings:
         return f"PyTorch {self.momentum:g} = Keras/d2l {keras_momentum_from_torch(self.momentum):g}"
 
 
-@dataclass(frozen=True)
-class Field:
-    """One shared control: its range and how it is shown."""
-
-    name: str
-    label: str
-    help: str
-    low: float | None = None
-    high: float | None = None
-    choices: tuple | None = None
+def _momentum_label(m) -> str:
+    return "None (cumulative average)" if m is None else f"{m:g}"
 
 
-FIELDS: dict[str, Field] = {
-    f.name: f
-    for f in (
-        Field("norm", "Normalization", "Which values share one mean and variance.", choices=NORM_KINDS),
-        Field("batch_size", "Batch size N", "Samples per batch.", 1, limits.MAX_BATCH_SIZE),
-        Field("channels", "Channels C", "Feature maps per sample.", 1, limits.MAX_CHANNELS),
-        Field("spatial", "Spatial size H = W", "Height and width of each feature map.", 1, limits.MAX_SPATIAL),
-        Field("momentum", "Momentum", "Weight of the EMA update (convention shown below).", 0.0, 1.0),
-        Field("momentum_convention", "Momentum convention", "Which framework's meaning of momentum.", choices=MOMENTUM_CONVENTIONS),
-        Field("eps", "eps", "Added to the variance inside the square root.", choices=EPS_CHOICES),
-        Field("num_groups", "Groups G (GroupNorm)", "GroupNorm splits the channels into G groups.", 1, limits.MAX_CHANNELS),
-        Field("affine", "Affine (γ, β)", "Learnable per-channel scale and shift after normalizing."),
-        Field("seed", "Seed", "Random seed for the input batches.", 0, 2**31 - 1),
-        Field("mean_offset", "Mean offset", "Mean of every channel.", -100.0, 100.0),
-        Field("scale", "Scale (std)", "Standard deviation of every channel.", 0.01, 100.0),
-        Field("channel_spread", "Channel-to-channel spread", "How much channel means and stds differ.", 0.0, 10.0),
-        Field("outlier_fraction", "Outlier fraction", "Share of values replaced by large outliers.", 0.0, 0.5),
-    )
-}
+FIELDS = Schema((
+    Field("norm", "Normalization", "batch", "choice", "Which values share one mean and variance.",
+          choices=NORM_KINDS, labels=NORM_LABELS),
+    Field("batch_size", "Batch size N", 32, "int", "Samples per batch.", 1, limits.MAX_BATCH_SIZE, 1,
+          caps=("elements_per_batch",)),
+    Field("channels", "Channels C", 4, "int", "Feature maps per sample.", 1, limits.MAX_CHANNELS, 1,
+          caps=("elements_per_batch",)),
+    Field("spatial", "Spatial size H = W", 8, "int", "Height and width of each feature map.", 1, limits.MAX_SPATIAL, 1,
+          caps=("elements_per_batch",)),
+    Field("momentum", "Momentum", 0.1, "float", "Weight of the EMA update (convention shown below).", 0.0, 1.0, 0.01,
+          nullable=True, resolution=4, labels=_momentum_label),
+    Field("momentum_convention", "Momentum convention", "pytorch", "choice", "Which framework's meaning of momentum.",
+          choices=MOMENTUM_CONVENTIONS, labels=CONVENTION_LABELS, widget="radio"),
+    Field("eps", "eps", 1e-5, "float", "Added to the variance inside the square root.", choices=EPS_CHOICES,
+          labels=lambda v: f"{v:.0e}", snap=True),
+    Field("num_groups", "Groups G (GroupNorm)", 2, "int", "GroupNorm splits the channels into G groups.",
+          1, limits.MAX_CHANNELS, 1),
+    Field("affine", "Affine (γ, β)", True, "bool", "Learnable per-channel scale and shift after normalizing."),
+    Field("seed", "Seed", 0, "int", "Random seed for the input batches.", 0, 2**31 - 1, 1, widget="number_input"),
+    Field("mean_offset", "Mean offset", 0.0, "float", "Mean of every channel.", -100.0, 100.0, 0.1, widget="number_input"),
+    Field("scale", "Scale (std)", 1.0, "float", "Standard deviation of every channel.", 0.01, 100.0, 0.1,
+          widget="number_input"),
+    Field("channel_spread", "Channel-to-channel spread", 0.0, "float", "How much channel means and stds differ.",
+          0.0, 10.0, 0.1),
+    Field("outlier_fraction", "Outlier fraction", 0.0, "float", "Share of values replaced by large outliers.",
+          0.0, 0.5, 0.01),
+))
 
 DEFAULTS = LabSettings()
 
@@ -111,11 +113,8 @@ class Problem:
 def problems(s: LabSettings, training: bool = True) -> list[Problem]:
     """Every reason the current settings cannot run (or deserve a warning), in words."""
     out: list[Problem] = []
-    if s.num_elements > limits.MAX_ELEMENTS:
-        out.append(Problem("error", (
-            f"N×C×H×W = {s.batch_size}×{s.channels}×{s.spatial}×{s.spatial} = {s.num_elements:,} values is over "
-            f"this demo's cap of {limits.MAX_ELEMENTS:,} per batch. Lower the batch size, channels or spatial size."
-        )))
+    if too_many := limits.elements_per_batch(s.batch_size, s.channels, s.spatial):
+        out.append(Problem("error", too_many))
     if s.norm == "group" and s.channels % s.num_groups:
         ok = ", ".join(str(d) for d in divisors(s.channels))
         out.append(Problem("error", (
@@ -151,60 +150,19 @@ def errors(s: LabSettings, training: bool = True) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------
-# Sharing a view by link: settings <-> URL query parameters
+# Sharing a view by link: settings <-> URL query parameters (the schema does the work)
 # ---------------------------------------------------------------------------------------
 
 
 def to_query(s: LabSettings) -> dict[str, str]:
     """Only the settings that differ from the defaults, as strings (a short URL)."""
-    out = {}
-    for f in fields(LabSettings):
-        value, default = getattr(s, f.name), getattr(DEFAULTS, f.name)
-        if value != default:
-            out[f.name] = "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
-    return out
-
-
-def _parse(name: str, text: str):
-    field, default = FIELDS[name], getattr(DEFAULTS, name)
-    text = text.strip()
-    if name == "momentum" and text.lower() in ("none", "null", ""):
-        return None
-    if isinstance(default, bool):
-        if text.lower() not in ("true", "false", "1", "0"):
-            raise ValueError("expected true or false")
-        return text.lower() in ("true", "1")
-    if field.choices is not None and isinstance(default, str):
-        if text not in field.choices:
-            raise ValueError(f"expected one of {', '.join(field.choices)}")
-        return text
-    value = int(text) if isinstance(default, int) else float(text)
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError("expected a finite number")
-    if field.choices is not None:  # eps: snap to the nearest offered value on the log scale
-        if value <= 0:
-            raise ValueError("eps must be > 0")
-        return min(field.choices, key=lambda c: abs(math.log10(c) - math.log10(value)))
-    if not field.low <= value <= field.high:
-        raise ValueError(f"expected a value from {field.low:g} to {field.high:g}")
-    if name == "momentum":  # the same resolution the momentum control offers (no 5e-324)
-        value = round(value, 4)
-    return value
+    return FIELDS.to_query(asdict(s))
 
 
 def from_query(params: dict) -> tuple[LabSettings, list[str]]:
     """Settings from URL parameters. Unknown names are ignored; a bad value falls back to
     its default and yields a message saying which parameter was wrong and why."""
-    values, messages = {}, []
-    for name in FIELDS:
-        if name not in params:
-            continue
-        raw = params[name]
-        raw = raw[-1] if isinstance(raw, (list, tuple)) else raw
-        try:
-            values[name] = _parse(name, str(raw))
-        except ValueError as exc:
-            messages.append(f"Ignored URL parameter {name}={raw!r}: {exc}. Using the default {getattr(DEFAULTS, name)!r}.")
+    values, messages = FIELDS.from_query(params)
     return replace(DEFAULTS, **values), messages
 
 

@@ -12,7 +12,7 @@ from dataclasses import replace
 import streamlit as st
 
 from normcore.lab import settings as S
-from normcore.lab.norms import NORM_LABELS
+from pages.shared import widgets
 
 _STORE = "lab_settings"
 _URL_MESSAGES = "lab_url_messages"
@@ -63,11 +63,7 @@ def bind(store: str, name: str, key: str, to_widget=lambda v: v, to_store=lambda
 
 
 def _momentum_widgets(s: S.LabSettings) -> None:
-    st.radio(
-        "Momentum convention", S.MOMENTUM_CONVENTIONS, **bind(_STORE, "momentum_convention", _key("momentum_convention")),
-        format_func=lambda c: S.CONVENTION_LABELS[c],
-        help="PyTorch's momentum weights the new batch; Keras/TF and d2l's weights the old value.",
-    )
+    widgets.draw(S.FIELDS["momentum_convention"], **bind(_STORE, "momentum_convention", _key("momentum_convention")))
     st.session_state[_key("momentum_none")] = s.momentum is None
     st.checkbox(
         "None: cumulative average", key=_key("momentum_none"),
@@ -77,32 +73,15 @@ def _momentum_widgets(s: S.LabSettings) -> None:
     keras = s.momentum_convention == "keras"
     if s.momentum is not None:
         in_convention = lambda m: round(1 - m if keras else m, 4)  # noqa: E731 (its own inverse)
-        st.slider(
-            f"Momentum ({'Keras/d2l' if keras else 'PyTorch'} convention)", 0.0, 1.0, step=0.01,
-            **bind(_STORE, "momentum", _key("momentum"), in_convention, in_convention),
-            help=S.FIELDS["momentum"].help,
-        )
+        widgets.draw(S.FIELDS["momentum"], label=f"Momentum ({'Keras/d2l' if keras else 'PyTorch'} convention)",
+                     **bind(_STORE, "momentum", _key("momentum"), in_convention, in_convention))
     st.caption(f"Momentum: {s.momentum_text()}")
 
 
 def _widget(name: str, s: S.LabSettings) -> None:
-    f, key = S.FIELDS[name], _key(name)
     if name == "momentum":
         return _momentum_widgets(s)
-    common = dict(**bind(_STORE, name, key), help=f.help)
-    if name == "norm":
-        st.selectbox(f.label, f.choices, format_func=NORM_LABELS.get, **common)
-    elif name == "eps":
-        st.select_slider(f.label, options=f.choices, format_func=lambda v: f"{v:.0e}", **common)
-    elif name == "affine":
-        st.toggle(f.label, **common)
-    elif name in ("seed", "scale", "mean_offset"):
-        step = 1 if name == "seed" else 0.1
-        st.number_input(f.label, min_value=type(step)(f.low), max_value=type(step)(f.high), step=step, **common)
-    elif isinstance(getattr(S.DEFAULTS, name), int):
-        st.slider(f.label, int(f.low), int(f.high), step=1, **common)
-    else:
-        st.slider(f.label, float(f.low), float(f.high), step=0.01 if f.high <= 1 else 0.1, **common)
+    widgets.draw(S.FIELDS[name], **bind(_STORE, name, _key(name)))
 
 
 def sidebar(names=ALL_CONTROLS) -> S.LabSettings:
@@ -132,7 +111,7 @@ def sync_url(extra: dict[str, str] | None = None, page_params: tuple[str, ...] =
     from ``extra``) is removed from the URL too.
     """
     wanted = S.to_query(current()) | (extra or {})
-    for name in (*S.FIELDS, *page_params):
+    for name in (*S.FIELDS.url_names, *page_params):
         if name not in wanted and name in st.query_params:
             del st.query_params[name]
     for name, value in wanted.items():
