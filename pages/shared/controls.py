@@ -12,7 +12,7 @@ from dataclasses import replace
 import streamlit as st
 
 from normcore.lab import settings as S
-from pages.shared import widgets
+from pages.shared import url, widgets
 
 _STORE = "lab_settings"
 _URL_MESSAGES = "lab_url_messages"
@@ -105,18 +105,8 @@ def sidebar(names=ALL_CONTROLS) -> S.LabSettings:
 
 
 def sync_url(extra: dict[str, str] | None = None, page_params: tuple[str, ...] = ()) -> None:
-    """Mirror the shared settings (non-defaults only) and a page's ``extra`` params to the URL.
-
-    ``page_params`` names every param the page may set, so one back at its default (absent
-    from ``extra``) is removed from the URL too.
-    """
-    wanted = S.to_query(current()) | (extra or {})
-    for name in (*S.FIELDS.url_names, *page_params):
-        if name not in wanted and name in st.query_params:
-            del st.query_params[name]
-    for name, value in wanted.items():
-        if st.query_params.get(name) != value:
-            st.query_params[name] = value
+    """The shared settings and a page's own ``extra`` URL parameters, mirrored to the URL."""
+    url.sync(current(), extra, page_params)
 
 
 def show_problems(s: S.LabSettings, training: bool = True) -> bool:
