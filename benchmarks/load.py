@@ -2,6 +2,7 @@
 
     python -m benchmarks.load                       # 2 rounds of 10 sessions (about 4 minutes)
     python -m benchmarks.load --sessions 4 --steps 3 --rounds 1
+    python -m benchmarks.load --quick               # 1 round of 2 sessions, 2 Steps (a smoke test)
 
 Each session is its own headless Chromium context (its own Streamlit session and
 websocket), all in one browser, driven concurrently with Playwright's async API. Every
@@ -221,7 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="batches of sessions, one after the other")
     parser.add_argument("--ttl", type=int, default=5, help="server.disconnectedSessionTTL (s) for this run")
     parser.add_argument("--malloc-arena-max", type=int, help="MALLOC_ARENA_MAX for the server (glibc: fewer per-thread arenas)")
+    parser.add_argument("--quick", action="store_true", help="1 round of 2 sessions, 2 Steps each, TTL 1 s (a smoke test)")
     args = parser.parse_args(argv)
+    settle = 10  # seconds past the TTL before "after close" is measured
+    if args.quick:
+        args.sessions, args.steps, args.rounds, args.ttl, settle = 2, 2, 1, 1, 2
     if not (1 <= args.sessions <= 50 and 1 <= args.steps <= 50 and 1 <= args.rounds <= 5):
         parser.error("--sessions and --steps must be 1..50, --rounds 1..5")
     problem = H.browser_problem()
@@ -233,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     env = {"MALLOC_ARENA_MAX": str(args.malloc_arena_max)} if args.malloc_arena_max else {}
     with H.StreamlitServer(extra_args=("--server.disconnectedSessionTTL", str(args.ttl)), env=env) as server:
         warm_up(server)
-        time.sleep(args.ttl + 3)  # the warm-up session is dropped too
+        time.sleep(args.ttl + (1 if args.quick else 3))  # the warm-up session is dropped too
         baseline = rss_mb(server.pid)
         for r in range(args.rounds):
             sampler = RssSampler(server.pid)
@@ -242,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             results, browser_cpu = asyncio.run(drive(server, args.sessions, args.steps, first_seed=r * args.sessions))
             wall, server_cpu = time.monotonic() - started, cpu_seconds(tree(server.pid)) - cpu_before
             peak = sampler.stop()
-            time.sleep(args.ttl + 10)  # the server drops the closed sessions after the TTL
+            time.sleep(args.ttl + settle)  # the server drops the closed sessions after the TTL
             rounds.append(dict(results=results, wall=wall, server_cpu=server_cpu, browser_cpu=browser_cpu,
                                peak=peak, after=rss_mb(server.pid), load=os.getloadavg()))
         log_tail = server.log_tail(2000)
@@ -265,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         if trainings:
             print(f"  tiny training run: n={len(trainings)}  p50 {statistics.median(trainings):.2f} s  max {max(trainings):.2f} s")
         print(f"  server RSS: peak {r['peak']:.0f} MB (+{(r['peak'] - baseline) / args.sessions:.1f} MB per session over "
-              f"the baseline); {args.ttl + 10} s after the sessions closed {r['after']:.0f} MB "
+              f"the baseline); {args.ttl + settle} s after the sessions closed {r['after']:.0f} MB "
               f"({r['after'] - baseline:+.0f} MB vs baseline)")
     print(f"errors: {len(errors)}")
     for e in errors[:20]:
