@@ -10,7 +10,10 @@
 * ``options``: the page's own controls (:data:`FIELDS`, :class:`LiveOptions`).
 """
 
-from .one_batch import HISTOGRAM_BINS, HISTOGRAM_UNITS, BatchView, channel0_spread, eps_curve, eps_theory, one_batch
+from .one_batch import (
+    EXAMPLE_INPUT, HISTOGRAM_BINS, HISTOGRAM_UNITS, BatchView, channel0_spread, eps_curve, eps_theory, is_standard_normal,
+    one_batch,
+)
 from .options import DRIFT_SHAPE, FIELDS, STREAM_OPTIONS, LiveOptions
 from .parity import PARITY_TOLERANCE, Parity, compare
 from .readouts import RUNNING_STATS, readouts
@@ -23,10 +26,10 @@ from .units import (
 )
 
 __all__ = [
-    "CHART_UNITS", "CHART_WINDOW", "DIAGRAM_CHANNELS", "DIAGRAM_POSITIONS", "DIAGRAM_SAMPLES", "DRIFT_SHAPE", "FIELDS",
+    "CHART_UNITS", "CHART_WINDOW", "DIAGRAM_CHANNELS", "DIAGRAM_POSITIONS", "DIAGRAM_SAMPLES", "DRIFT_SHAPE", "EXAMPLE_INPUT", "FIELDS",
     "HISTOGRAM_BINS", "HISTOGRAM_UNITS", "HISTORY_COLUMNS", "PARITY_TOLERANCE", "RUNNING_STATS", "SHARING",
     "STREAM_OPTIONS", "TICK_ELEMENTS", "UNIT_WORD", "BatchView", "Diagram", "LiveOptions", "LiveStream", "Parity",
-    "UnitTruth", "channel0_spread", "compare", "diagram_frame", "eps_curve", "eps_theory", "one_batch", "per_unit",
+    "UnitTruth", "channel0_spread", "compare", "diagram_frame", "eps_curve", "eps_theory", "is_standard_normal", "one_batch", "per_unit",
     "readouts", "restart_reason", "series_frame", "steps_per_tick", "unit_channels", "unit_labels", "unit_truth",
     "values_per_stat",
 ]

@@ -19,6 +19,7 @@ from .units import unit_channels, unit_labels, unit_truth
 
 HISTOGRAM_UNITS = 6  # histograms drawn for the first units only
 HISTOGRAM_BINS = 40
+EXAMPLE_INPUT = {"mean_offset": 3.0, "scale": 2.0, "channel_spread": 1.0}  # an offset, spread-out input to try
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,19 @@ class BatchView:
     eps_curve: pd.DataFrame  # eps, measured, theory: channel 0's output std
     units_shown: int
     units_total: int
+    shape: tuple[int, int, int, int]  # (N, C, H, W) of the batch
+
+    @property
+    def caption(self) -> str:
+        shown = f"The first {self.units_shown} of {self.units_total} are shown. " if self.units_shown < self.units_total else ""
+        return (f"{shown}The first batch of the stream below, {'×'.join(map(str, self.shape))}, "
+                "through a fresh layer in training mode (γ = 1, β = 0).")
+
+
+def is_standard_normal(s: LabSettings) -> bool:
+    """Every channel's input is N(0, 1) already (no offset, unit scale, no spread): normalizing
+    it shows little, so the page offers :data:`EXAMPLE_INPUT`."""
+    return (s.mean_offset, s.scale, s.channel_spread) == (0.0, 1.0, 0.0)
 
 
 def _histogram_rows(values: np.ndarray, unit: str, stage: str) -> pd.DataFrame:
@@ -125,4 +139,5 @@ def one_batch(s: LabSettings, quiet_channel: bool = False) -> BatchView:
         for u in range(shown) for t, stage in ((xd, "before"), (yd, "after"))
     ], ignore_index=True)
     unit_of = {c: labels[u] for u, m in enumerate(members) for c in m}
-    return BatchView(histogram, _moments(xd, yd, unit_of), eps_curve(x, s, quiet_channel), shown, len(labels))
+    return BatchView(histogram, _moments(xd, yd, unit_of), eps_curve(x, s, quiet_channel), shown, len(labels),
+                     tuple(x.shape))

@@ -105,17 +105,21 @@ class Diagram:
         (n, c, p), (fn, fc, fp) = self.shown, self.full
         cut = (n, c, p) != (fn, fc, fp)
         what = f"{n} of {fn} samples, {c} of {fc} channels, {p} of {fp} positions" if cut else "the whole batch"
-        return f"Drawn: {what}. Cells with the same colour and number share one mean and variance."
+        return (f"Drawn: {what}. Cells with the same colour and number share one mean and variance. "
+                f"Each statistic here is taken over {int(self.frame['shares'].iloc[0]):,} values of the batch.")
 
 
-def diagram_frame(s: LabSettings) -> Diagram:
-    """One row per drawn cell of the (N, C, H·W) block, coloured by the statistic it shares.
+def diagram_frame(s: LabSettings) -> Diagram | None:
+    """One row per drawn cell of the (N, C, H·W) block, coloured by the statistic it shares;
+    None while GroupNorm's group count does not divide the channel count (no groups to draw).
 
     The ids come from ``normcore.axes.statistic_ids``; only the first few samples,
     channels and positions are drawn. All channels go into the ids (GroupNorm's groups
     depend on C), and the ids of the first samples and positions do not depend on how many
     follow, so the cut block has exactly the full block's ids.
     """
+    if s.norm == "group" and s.channels % s.num_groups:
+        return None
     n, c, p = min(s.batch_size, DIAGRAM_SAMPLES), min(s.channels, DIAGRAM_CHANNELS), min(s.spatial**2, DIAGRAM_POSITIONS)
     ids = statistic_ids(s.norm, (n, s.channels, p), s.num_groups)[:, :c, :]
     sample, channel, position = np.meshgrid(np.arange(n), np.arange(c), np.arange(p), indexing="ij")
