@@ -3,10 +3,9 @@ stream of batch vs running statistics. Widgets -> normcore.lab.experiments.live 
 
 import streamlit as st
 
-from normcore.lab.populations import DRIFT_LABELS, DRIFTS, QUIET_STD
 from normcore.lab.experiments import live
 from normcore.lab.viz import live_charts as charts
-from pages.shared import controls
+from pages.shared import controls, widgets
 
 TICK_SECONDS = 0.5  # Play: one fragment rerun every half second
 NOTE_STEPS = 20  # a "stream restarted" note stays this many steps
@@ -23,9 +22,9 @@ def options() -> live.LiveOptions:
     return st.session_state[OPTIONS]
 
 
-def option(widget, label: str, name: str, **kwargs):
-    """A page control bound to one LiveOptions field (the store stays the source of truth)."""
-    return widget(label, **controls.bind(OPTIONS, name, f"live_{name}"), **kwargs)
+def option(name: str, where=st, **extra):
+    """A page control drawn from its field, bound to LiveOptions (the store stays the source of truth)."""
+    return widgets.draw(live.FIELDS[name], where=where, **controls.bind(OPTIONS, name, f"live_{name}"), **extra)
 
 
 @st.cache_data(max_entries=16, show_spinner="Normalizing one batch…")
@@ -43,15 +42,15 @@ blocked = controls.show_problems(s, training=True)
 
 st.header("1 · Which values share one mean and variance")
 st.markdown(live.SHARING[s.norm])
-if s.norm == "group" and s.channels % s.num_groups:
+diagram = live.diagram_frame(s)
+if diagram is None:
     st.info("No diagram while the group count does not divide the channel count (see the message above).")
 else:
-    diagram = live.diagram_frame(s)
     st.altair_chart(charts.statistic_diagram(diagram, f"{s.norm_label}: the input as N × C × (H·W)"), width="content")
-    st.caption(f"{diagram.caption} Each statistic here is taken over {live.values_per_stat(s):,} values of the batch.")
+    st.caption(diagram.caption)
 
 st.header("2 · One batch, before and after")
-option(st.toggle, f"Add a quiet channel (channel 0 gets std {QUIET_STD:g}, variance {QUIET_STD**2:g})", "quiet_channel")
+option("quiet_channel")
 quiet = options().quiet_channel
 if blocked:
     st.info("Fix the settings above to see a batch.")
@@ -59,12 +58,10 @@ else:
     view = batch_view(s, quiet)
     title = f"Values per {live.UNIT_WORD[s.norm]}, before and after {s.norm_label} (count per bin)"
     st.altair_chart(charts.histograms(view.histogram, title), width="content")
-    shown = f"The first {view.units_shown} of {view.units_total} are shown. " if view.units_shown < view.units_total else ""
-    st.caption(f"{shown}The first batch of the stream below, {s.batch_size}×{s.channels}×{s.spatial}×{s.spatial}, "
-               "through a fresh layer in training mode (γ = 1, β = 0).")
-    if (s.mean_offset, s.scale, s.channel_spread) == (0.0, 1.0, 0.0):
+    st.caption(view.caption)
+    if live.is_standard_normal(s):
         st.button("🎲 At the defaults the input is N(0, 1) already. Try an offset, spread-out input",
-                  on_click=controls.update, kwargs=dict(mean_offset=3.0, scale=2.0, channel_spread=1.0))
+                  on_click=controls.update, kwargs=live.EXAMPLE_INPUT)
     left, right = st.columns([3, 2])
     with left:
         st.markdown("**Mean and variance per channel** (biased, computed in float64 from this batch)")
@@ -86,18 +83,12 @@ st.markdown("Each step draws a new batch from the same distribution and runs it 
             "training mode, next to torch.nn's twin fed the same batch.")
 st.caption("With a drift, compare momentum values: a small momentum averages more batches (less noise) "
            "but its running mean lags behind a moving population mean.")
-cols, no_drift = st.columns(4), options().drift == "none"
-with cols[0]:
-    option(st.selectbox, "Drift of the population mean", "drift", options=DRIFTS, format_func=DRIFT_LABELS.get)
-with cols[1]:
-    option(st.slider, "Drift size (× input std)", "drift_size", min_value=0.0, max_value=10.0, step=0.5, disabled=no_drift)
-with cols[2]:
-    option(st.slider, "Drift period (steps)", "drift_period", min_value=20, max_value=1000, step=10, disabled=no_drift)
-with cols[3]:
-    option(st.slider, "Batches per Play tick", "steps_per_tick", min_value=1, max_value=50)
+no_drift = options().drift == "none"
+for column, name in zip(st.columns(len(live.STREAM_OPTIONS)), live.STREAM_OPTIONS):
+    option(name, column, disabled=no_drift and name in live.DRIFT_SHAPE)
 if s.norm == "instance":
-    option(st.toggle, "InstanceNorm: track_running_stats", "track_running_stats")
-controls.sync_url(options().to_query(), page_params=tuple(live.LiveOptions.URL_NAMES.values()))
+    option("track_running_stats")
+controls.sync_url(options().to_query(), page_params=live.FIELDS.url_names)
 playing = st.session_state.get(PLAYING, False) and not blocked
 
 

@@ -37,7 +37,7 @@ from normcore.lab import datasets, devices, models
 from normcore.lab import settings as S
 from normcore.lab.populations import DRIFTS
 from normcore.lab.experiments import training as T
-from normcore.lab.experiments.live import LiveOptions
+from normcore.lab.experiments import live
 from normcore.lab.loop import OPTIMIZER_LABELS
 from pages.shared import controls as C
 from pages.shared.navigation import PAGES, ROOT
@@ -58,7 +58,7 @@ FUZZ = settings(
 FUZZ_SESSION = settings(FUZZ, phases=[Phase.explicit, Phase.generate])
 
 # What this module must know about particular pages.
-PAGE_URL_OPTIONS = {"live_statistics": ("live_options", LiveOptions)}  # session key, parser
+PAGE_URL_OPTIONS = {"live_statistics": ("live_options", live.LiveOptions, live.FIELDS)}  # session key, parser, schema
 TAB_KEYS = {"train_vs_eval": "scenario"}  # st.tabs(key=...): the open tab is session state
 SKIP_BUTTONS = {"training": {"▶️ Run"}}  # long work: fuzzed separately with tiny configs
 RAW_OPTIONS = {  # widgets whose format_func hides the options from AppTest
@@ -145,17 +145,15 @@ def url_value(name: str) -> st.SearchStrategy[str]:
     return st.one_of(valid, valid, valid, GARBAGE, st.text(max_size=8))
 
 
-def page_url_value(field: str, parser) -> st.SearchStrategy[str]:
-    default = getattr(parser(), field)
-    if isinstance(default, bool):
+def page_url_value(f) -> st.SearchStrategy[str]:
+    """Strings for one of a page's own URL parameters (its schema field: kind, choices, range)."""
+    if f.kind == "bool":
         valid = st.sampled_from(["true", "false", "1", "0"])
-    elif isinstance(default, str):
-        valid = st.sampled_from(list(RAW_OPTIONS.get("live_drift", ())) or [default])
-    elif field in getattr(parser, "RANGES", {}):
-        lo, hi = parser.RANGES[field]
-        valid = (st.integers(int(lo) - 1, int(hi) + 1) if isinstance(default, int) else st.floats(lo - 1, hi + 1)).map(str)
+    elif f.kind == "choice":
+        valid = st.sampled_from(list(f.options))
     else:
-        valid = st.just(str(default))
+        lo, hi = f.low, f.high
+        valid = (st.integers(int(lo) - 1, int(hi) + 1) if f.kind == "int" else st.floats(lo - 1, hi + 1)).map(str)
     return st.one_of(valid, valid, GARBAGE)
 
 
@@ -178,8 +176,8 @@ def training_url_value(field: str) -> st.SearchStrategy[str]:
 def url_params(page) -> st.SearchStrategy[dict]:
     optional = {name: url_value(name) for name in S.FIELDS} | {"not_a_setting": st.text(max_size=5)}
     if page.url_path in PAGE_URL_OPTIONS:
-        parser = PAGE_URL_OPTIONS[page.url_path][1]
-        optional |= {url: page_url_value(field, parser) for field, url in parser.URL_NAMES.items()}
+        schema = PAGE_URL_OPTIONS[page.url_path][2]
+        optional |= {f.url_name: page_url_value(f) for f in schema.fields}
     if page.url_path == "training":
         optional |= {url: training_url_value(field) for field, url in T.URL_NAMES.items()}
     return st.fixed_dictionaries({}, optional=optional)
@@ -204,7 +202,7 @@ def test_url_parameters(page):
         expected, messages = S.from_query(params)
         assert at.session_state[C._STORE] == expected, what
         if page.url_path in PAGE_URL_OPTIONS:
-            store, parser = PAGE_URL_OPTIONS[page.url_path]
+            store, parser, _ = PAGE_URL_OPTIONS[page.url_path]
             options, more = parser.from_query(params)
             assert at.session_state[store] == options, what
             messages += more

@@ -4,7 +4,7 @@ batches, float64 hand computations and closed forms of the input distribution.""
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -64,6 +64,12 @@ def test_diagram_is_cut_to_a_readable_block_with_the_full_blocks_ids():
     np.testing.assert_array_equal(ids.ravel(), renumbered)
     assert f"{n} of 100 samples" in d.caption and f"{c} of 16 channels" in d.caption
     assert (d.frame["shares"] == 4 * 100).all()  # C/G · H·W values per statistic
+    assert "taken over 400 values of the batch" in d.caption
+
+
+def test_no_diagram_while_the_groups_do_not_divide_the_channels():
+    assert live.diagram_frame(settings(norm="group", channels=4, num_groups=3)) is None
+    assert live.diagram_frame(settings(norm="batch", channels=4, num_groups=3)) is not None  # groups only matter for GN
 
 
 def test_diagrams_of_the_four_norms_differ():
@@ -149,8 +155,10 @@ def test_one_batch_histograms_count_every_value_of_each_unit():
 
 
 def test_histograms_are_capped_and_layernorm_has_one_unit():
-    view = live.one_batch(replace(DEFAULTS, channels=10, batch_size=2, spatial=2))
+    view = live.one_batch(replace(DEFAULTS, channels=10, batch_size=2, spatial=3))
     assert view.units_shown == live.HISTOGRAM_UNITS and view.units_total == 10
+    assert view.caption.startswith(f"The first {live.HISTOGRAM_UNITS} of 10 are shown. The first batch of the stream below, 2×10×3×3,")
+    assert live.one_batch(SMALL).caption.startswith("The first batch of the stream below, 6×4×3×3,")
     assert view.histogram["unit"].nunique() == live.HISTOGRAM_UNITS
     assert live.one_batch(replace(DEFAULTS, norm="layer")).histogram["unit"].unique().tolist() == ["all channels"]
 
@@ -351,6 +359,32 @@ def test_parity_flags_a_mismatch():
 # -- page options --------------------------------------------------------------------------
 
 
+def test_the_example_input_is_offered_only_on_standard_normal_input():
+    assert live.is_standard_normal(DEFAULTS)
+    moved = replace(DEFAULTS, **live.EXAMPLE_INPUT)
+    assert not live.is_standard_normal(moved) and (moved.mean_offset, moved.scale, moved.channel_spread) == (3.0, 2.0, 1.0)
+    assert not live.is_standard_normal(replace(DEFAULTS, channel_spread=0.5))
+
+
+def test_live_options_schema_defaults_are_the_dataclass_defaults():
+    assert live.FIELDS.defaults() == {
+        "quiet_channel": False, "drift": "none", "drift_size": 2.0, "drift_period": 200,
+        "track_running_stats": False, "steps_per_tick": 1,
+    } == asdict(live.LiveOptions())
+    assert live.FIELDS.url_names == ("quiet", "drift", "drift_size", "drift_period", "in_running", "speed")
+
+
+def test_live_options_ranges_stop_at_the_caps():
+    f = live.FIELDS
+    assert (f["steps_per_tick"].low, f["steps_per_tick"].high) == (1, limits.MAX_STEPS_PER_TICK) == (1, 50)
+    assert (f["drift_period"].low, f["drift_period"].high, f["drift_period"].step) == (20, limits.MAX_DRIFT_PERIOD, 10)
+    assert (f["drift_size"].low, f["drift_size"].high, f["drift_size"].step) == (0.0, 10.0, 0.5)
+    assert f["drift"].options == ("none", "step", "wave") and f["drift"].label_of("wave") == "Slow wave (sine)"
+    assert live.LiveOptions.from_query({"speed": "50", "drift_period": "1000"})[0] == live.LiveOptions(steps_per_tick=50, drift_period=1000)
+    for params in ({"speed": "51"}, {"drift_period": "1001"}, {"speed": "0"}, {"drift_period": "19"}, {"drift_size": "-0.5"}):
+        assert len(live.LiveOptions.from_query(params)[1]) == 1, params
+
+
 def test_live_options_url_round_trip():
     o = live.LiveOptions(quiet_channel=True, drift="wave", drift_size=3.5, drift_period=50, track_running_stats=True, steps_per_tick=7)
     q = o.to_query()
@@ -366,7 +400,8 @@ def test_live_options_url_round_trip():
 def test_live_options_bad_url_values_fall_back_with_a_message(params, field):
     options, messages = live.LiveOptions.from_query(params)
     assert options == live.LiveOptions()
-    assert len(messages) == 1 and f"{field}=" in messages[0]
+    assert len(messages) == 1 and messages[0].startswith(f"Ignored URL parameter {field}=")
+    assert "Using the default" in messages[0]
 
 
 def test_readouts_explain_the_three_numbers():

@@ -218,6 +218,16 @@ def test_url_round_trip_of_shared_and_page_controls():
     assert at.query_params["norm"] == "group" and at.query_params["speed"] == "5"
 
 
+def test_drift_shape_controls_are_disabled_without_a_drift():
+    at = open_page()
+    assert at.slider(key="live_drift_size").disabled and at.slider(key="live_drift_period").disabled
+    assert not at.slider(key="live_steps_per_tick").disabled
+    at.selectbox(key="live_drift").set_value("wave").run()
+    assert not at.slider(key="live_drift_size").disabled and not at.slider(key="live_drift_period").disabled
+    assert at.selectbox(key="live_drift").label == "Drift of the population mean"
+    assert at.slider(key="live_steps_per_tick").max == limits.MAX_STEPS_PER_TICK
+
+
 def test_a_bad_url_value_is_ignored_with_a_warning():
     at = open_page(drift="sideways", speed="500")
     texts = " ".join(w.value for w in at.warning)

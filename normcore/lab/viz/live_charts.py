@@ -14,7 +14,7 @@ import functools
 import altair as alt
 import pandas as pd
 
-from normcore.lab.experiments.live import Diagram
+from normcore.lab.experiments.live.units import Diagram
 from normcore.lab.viz import specs
 
 BEFORE, AFTER = "#9a9a9a", "#1f77b4"

@@ -1,0 +1,35 @@
+"""The experiments behind the Live statistics page. UI-free: settings in, tidy frames out.
+
+* ``units``: which values share one mean and variance (:func:`diagram_frame`), and the
+  true statistics of each unit (a channel, a group, or all channels);
+* ``one_batch``: one batch before and after normalizing: histograms, a per-channel table
+  of moments, and the output std of channel 0 as eps grows (measured vs theory);
+* ``stream``: :class:`LiveStream`, batches streaming through a normcore layer in training
+  mode next to its torch.nn twin (``parity``), with a bounded history; ``readouts``: its
+  three numbers;
+* ``options``: the page's own controls (:data:`FIELDS`, :class:`LiveOptions`).
+"""
+
+from .one_batch import (
+    EXAMPLE_INPUT, HISTOGRAM_BINS, HISTOGRAM_UNITS, BatchView, channel0_spread, eps_curve, eps_theory, is_standard_normal,
+    one_batch,
+)
+from .options import DRIFT_SHAPE, FIELDS, STREAM_OPTIONS, LiveOptions
+from .parity import PARITY_TOLERANCE, Parity, compare
+from .readouts import RUNNING_STATS, readouts
+from .stream import (
+    CHART_UNITS, CHART_WINDOW, HISTORY_COLUMNS, TICK_ELEMENTS, LiveStream, restart_reason, series_frame, steps_per_tick,
+)
+from .units import (
+    DIAGRAM_CHANNELS, DIAGRAM_POSITIONS, DIAGRAM_SAMPLES, SHARING, UNIT_WORD, Diagram, UnitTruth, diagram_frame,
+    per_unit, unit_channels, unit_labels, unit_truth, values_per_stat,
+)
+
+__all__ = [
+    "CHART_UNITS", "CHART_WINDOW", "DIAGRAM_CHANNELS", "DIAGRAM_POSITIONS", "DIAGRAM_SAMPLES", "DRIFT_SHAPE", "EXAMPLE_INPUT", "FIELDS",
+    "HISTOGRAM_BINS", "HISTOGRAM_UNITS", "HISTORY_COLUMNS", "PARITY_TOLERANCE", "RUNNING_STATS", "SHARING",
+    "STREAM_OPTIONS", "TICK_ELEMENTS", "UNIT_WORD", "BatchView", "Diagram", "LiveOptions", "LiveStream", "Parity",
+    "UnitTruth", "channel0_spread", "compare", "diagram_frame", "eps_curve", "eps_theory", "is_standard_normal", "one_batch", "per_unit",
+    "readouts", "restart_reason", "series_frame", "steps_per_tick", "unit_channels", "unit_labels", "unit_truth",
+    "values_per_stat",
+]

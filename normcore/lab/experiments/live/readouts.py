@@ -1,0 +1,44 @@
+"""What the page says about a stream: its three numbers, and why a layer keeps running
+statistics or not."""
+
+from __future__ import annotations
+
+import math
+
+from normcore.ema import ema_half_life
+
+from .stream import LiveStream
+from .units import unit_labels, unit_truth, values_per_stat
+
+RUNNING_STATS = {
+    "batch": "BatchNorm normalizes with the batch's statistics in training, so evaluation (one image at a "
+    "time, no batch) needs estimates of them: it keeps running averages and uses those after model.eval().",
+    "layer": "LayerNorm keeps no running statistics: each sample is normalized with its own mean and variance, "
+    "which exist at evaluation time too, so training and evaluation do exactly the same thing.",
+    "group": "GroupNorm keeps no running statistics: each sample's groups are normalized with their own mean "
+    "and variance, available at evaluation time too, so training and evaluation do the same thing.",
+    "instance": "InstanceNorm is per sample, so it needs no running statistics, and torch keeps none by default "
+    "(track_running_stats=False). Turn them on to see them; eval then uses them instead of each sample's own.",
+}
+
+
+def readouts(stream: LiveStream) -> list[tuple[str, str, str]]:
+    """The stream's three numbers, each (label, value, one-line explanation)."""
+    s, o = stream.settings, stream.options
+    tracked, half_life = stream.num_batches_tracked, ema_half_life(s.momentum)
+    if tracked is None:
+        counted = "No running statistics are kept, so there is nothing to count."
+    elif s.norm == "instance":
+        counted = "torch's InstanceNorm updates its running statistics but never counts its batches."
+    else:
+        counted = "Batches averaged into the running statistics so far."
+    labels, errors = unit_labels(s, o.quiet_channel), unit_truth(s, o.quiet_channel).standard_error
+    u = 1 if o.quiet_channel and len(labels) > 1 else 0  # a typical unit, not the quiet one
+    return [
+        ("num_batches_tracked", "—" if tracked is None else str(tracked), counted),
+        ("EMA half-life", "∞" if math.isinf(half_life) else f"{half_life:.1f} steps",
+         f"After this many batches an old batch's weight in the running average has halved ({s.momentum_text()})."),
+        ("Std error of a batch mean", f"{errors[u]:.3g}",
+         f"σ/√M for {labels[u]}, M = {values_per_stat(s):,} values per statistic: how far one batch's mean "
+         "typically lands from the true mean."),
+    ]
