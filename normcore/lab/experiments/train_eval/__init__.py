@@ -8,7 +8,9 @@ outputs are apart, and why, on inputs with a known truth (``normcore.lab.populat
 
 Each scenario is a plain function ``(LabSettings, **params) -> ScenarioResult`` with tidy
 pandas frames. :data:`SCENARIOS` below lists them with their title, explanation and own
-controls, so a page renders them in a loop; :func:`run_scenario` runs one by key.
+controls (a :class:`~normcore.lab.fields.Schema` whose fields are the keyword arguments, with
+work-related bounds from ``normcore.lab.limits``), so a page renders them in a loop;
+:func:`run_scenario` checks the parameters against that schema and runs one by key.
 
 * ``common``: the result types, the layer under test, the two modes, seeded batches, caps.
 * ``single_layer``: 1 warm-up gap, 2 batch size, 3 which norms.
