@@ -24,14 +24,13 @@ import argparse
 import os
 import statistics
 import time
-from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
 from normcore.lab.experiments import train_eval as te
 from normcore.lab.settings import DEFAULTS
+from tests import apptest_pages
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGE = "pages/train_vs_eval.py"
 TARGET_CACHED_MS, TARGET_FIRST_S = 300, 10
 
@@ -55,8 +54,7 @@ def open_tab(at: AppTest, sc: te.Scenario) -> float:
 
 
 def page_times(repeats: int) -> tuple[dict, dict]:
-    at = AppTest.from_file(APP, default_timeout=600)
-    at.run()
+    at = apptest_pages.open_app(timeout=600)
     at.switch_page(PAGE)
     cold = {te.SCENARIOS[0].key: timed_run(at)}  # the default tab, as a visitor first sees it
     for sc in te.SCENARIOS[1:]:

@@ -10,7 +10,7 @@ import streamlit as st
 from normcore.lab.experiments import train_eval as te
 from normcore.lab.settings import LabSettings, as_dict
 from normcore.lab.viz.train_eval_charts import charts_for
-from pages.shared import controls
+from pages.shared import controls, widgets
 
 SHOW = {"error": st.error, "warning": st.warning, "info": st.info}
 
@@ -33,13 +33,13 @@ def result(key: str, settings: dict, params: dict, _resource=None) -> te.Scenari
 
 
 def scenario_params(sc: te.Scenario) -> dict:
+    """The scenario's own controls, drawn from its schema, side by side."""
     columns = st.columns(max(len(sc.params), 1))
     values = {}
-    for column, p in zip(columns, sc.params):
-        cast = int if isinstance(p.default, int) else float
-        values[p.name] = column.slider(
-            p.label, cast(p.low), cast(p.high), cast(p.default), cast(p.step), key=f"{sc.key}.{p.name}", help=p.help or None
-        )
+    for column, f in zip(columns, sc.params.fields):
+        key = f"{sc.key}.{f.name}"
+        st.session_state.setdefault(key, f.default)
+        values[f.name] = widgets.draw(f, key, column)
     return values
 
 

@@ -1,4 +1,4 @@
-"""Open a page in AppTest the way a user reaches it: the router first, then the page."""
+"""Open the app in AppTest the way a user reaches it: the router first, then (optionally) a page."""
 
 from pathlib import Path
 
@@ -7,12 +7,19 @@ from streamlit.testing.v1 import AppTest
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
-def open_page(page: str, timeout: float = 60, **query) -> AppTest:
-    """``page`` is a script path such as "pages/training.py"; ``query`` becomes URL parameters."""
+def open_app(timeout: float = 60, **query) -> AppTest:
+    """The router (app.py) run once, on its default page; ``query`` becomes URL parameters."""
     at = AppTest.from_file(APP, default_timeout=timeout)
     for name, value in query.items():
         at.query_params[name] = str(value)
     at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def open_page(page: str, timeout: float = 60, **query) -> AppTest:
+    """``page`` is a script path such as "pages/training.py"; ``query`` becomes URL parameters."""
+    at = open_app(timeout, **query)
     at.switch_page(page)
     at.run()
     assert not at.exception, at.exception

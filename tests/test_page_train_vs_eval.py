@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests import apptest_pages
 
+from normcore.lab.experiments import train_eval as te
 from normcore.lab.experiments.train_eval import SCENARIOS
 
 PAGE = "pages/train_vs_eval.py"
@@ -49,6 +50,9 @@ def test_each_scenario_renders_its_headline_and_charts(key):
         spec = json.loads(chart.proto.spec)
         assert ("mark" in spec or "layer" in spec) and len(chart.proto.datasets) > 0
     assert not at.error
+    for f in te.scenario(key).params.fields:  # the controls come from the schema, at their defaults
+        slider = at.slider(key=f"{key}.{f.name}")
+        assert (slider.label, slider.min, slider.max, slider.step, slider.value) == (f.label, f.low, f.high, f.step, f.default)
     if key == "batch_size":  # the ±1 table at batch size 2
         assert at.dataframe and "closed form" in " ".join(at.dataframe[0].value.columns)
 

@@ -6,18 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from pages.shared.navigation import OVERVIEW, PAGES, ROOT
-
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
-
-
-def run_app() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    assert not at.exception
-    return at
+from tests.apptest_pages import open_app, open_page
 
 
 def test_every_listed_page_has_its_script():
@@ -27,7 +18,7 @@ def test_every_listed_page_has_its_script():
 
 
 def test_overview_is_the_default_page_and_links_every_page():
-    at = run_app()
+    at = open_app()
     assert at.title[0].value == "🧪 normcore lab"
     links = at.get("page_link")
     assert [(link.proto.label, link.proto.page) for link in links] == [(f"Open {p.title}", p.url_path) for p in PAGES]
@@ -37,28 +28,19 @@ def test_overview_is_the_default_page_and_links_every_page():
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.url_path for p in PAGES])
 def test_each_page_opens_from_the_router(page):
-    at = run_app()
-    at.switch_page(page.script)
-    at.run()
-    assert not at.exception
+    at = open_page(page.script)  # asserts that nothing raised
     assert at.title, "every page opens with a title"
 
 
 def test_every_url_path_is_its_scripts_file_stem():
     """Streamlit's pages/ scan routes a cold server's first session by file stem."""
-    from pathlib import Path
-
-    from pages.shared.navigation import PAGES
-
     for page in PAGES:
         assert page.url_path == Path(page.script).stem, page
 
 
 def test_coming_back_to_pages_overview_py_shows_a_picture_per_page():
     """pages/overview.py reached again from another page: one screenshot and link per page."""
-    at = run_app()
-    at.switch_page(PAGES[0].script)
-    at.run()
+    at = open_page(PAGES[0].script)
     at.switch_page("pages/overview.py")
     at.run()
     assert not at.exception

@@ -3,12 +3,14 @@ batches, and closed forms (EMA decay, ±1 at batch size 2, zero gaps, EMA lag)."
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import replace
 
 import pytest
 import torch
 
+from normcore.lab import limits
 from normcore.lab.populations import draw_batch, make_generator, population_stats
 from normcore.lab.experiments import train_eval as te
 from normcore.lab.settings import DEFAULTS
@@ -38,6 +40,12 @@ def torch_gap(layer, probe) -> float:
     y_train = layer.train()(probe)
     layer.load_state_dict(saved)
     return float((y_train.double() - layer.eval()(probe).double()).abs().mean())
+
+
+def warmup(momentum: float) -> int:
+    """The warm-up the experiments use, from its definition: the first k with (1 − m)^k < 1%,
+    at most 300 steps (limits.MAX_WARMUP)."""
+    return min(math.ceil(math.log(0.01) / math.log(1 - momentum)), 300)
 
 
 def messages(r, level=None):
@@ -110,13 +118,13 @@ def test_warmup_markers_slow_momentum_never_gets_there_fast_one_does():
 def test_layernorm_warmup_reports_exact_zero_and_shows_batchnorm():
     r = te.warmup_gap(replace(SMALL, norm="layer"), steps=10)
     assert any("exactly" in m and "LayerNorm" in m for m in messages(r, "info"))
-    assert len(r.frames["gap"]) > 0
+    assert r.frames["gap"].train_eval_gap.max() > 0.1  # BatchNorm's gap: LayerNorm's is 0
 
 
 def test_invalid_groups_in_warmup_say_why_and_still_chart_batchnorm():
     r = te.warmup_gap(replace(SMALL, norm="group", channels=4, num_groups=3), steps=10)
     assert any("must be divisible by num_groups (3)" in m for m in messages(r, "error"))
-    assert len(r.frames["gap"]) > 0
+    assert r.frames["gap"].train_eval_gap.max() > 0.1  # BatchNorm's gap
 
 
 # -- 2. batch size ---------------------------------------------------------------------
@@ -160,7 +168,7 @@ def test_batch_size_gap_matches_torch_for_one_size():
     frame = te.batch_size_gap(s, probes=probes).frames["sizes"].set_index("batch_size")
     ks = replace(s, batch_size=n)
     layer = torch_bn(ks)
-    for x in te.stream(ks, te.warmup_steps(s.momentum)):
+    for x in te.stream(ks, warmup(s.momentum)):
         layer.train()(x)
     gen = make_generator(s.seed + te.PROBE_SEED)
     x0 = draw_batch(ks, gen, batch_size=1)
@@ -178,7 +186,7 @@ def test_only_layers_with_running_stats_have_a_gap_and_batchnorm_matches_torch()
         assert f.train_eval_gap[name] == 0.0 and f.exactly_equal[name], name
     assert f.train_eval_gap["InstanceNorm, track_running_stats=True"] > 0
     layer = torch_bn(s)
-    for x in te.stream(s, te.warmup_steps(s.momentum)):
+    for x in te.stream(s, warmup(s.momentum)):
         layer.train()(x)
     assert f.train_eval_gap["BatchNorm"] == pytest.approx(torch_gap(layer, te.probe_batch(s)), rel=1e-5)
     assert f.train_eval_gap["BatchNorm"] > 0
@@ -234,7 +242,7 @@ def test_shift_eval_carries_the_shift_and_tta_removes_it():
     assert tta.output_mean == pytest.approx(0.0, abs=1e-5) and tta.output_std == pytest.approx(1.0, rel=0.02)
     assert ev.error_if_signal < 0.2 < ev.error_if_nuisance and tta.error_if_nuisance < 0.2 < tta.error_if_signal
     layer = torch_bn(s)
-    for x in te.stream(s, te.warmup_steps(s.momentum)):
+    for x in te.stream(s, warmup(s.momentum)):
         layer.train()(x)
     with torch.no_grad():
         y = layer.eval()(te.probe_batch(s, 2.0 * s.scale, 2.0))
@@ -297,6 +305,52 @@ def test_every_scenario_runs_with_extreme_settings_without_raising():
             params = {k: v for k, v in quick.items() if k in sc.defaults()}
             r = te.run_scenario(sc.key, s, params)
             assert r.frames or any(m.level == "error" for m in r.messages), (sc.key, s)
+            if s.num_elements > limits.MAX_ELEMENTS:  # every scenario says so
+                assert any("over this demo's cap" in m for m in messages(r, "error")), sc.key
+
+
+# -- the scenarios' own controls: schema fields --------------------------------------------
+
+
+def test_each_control_is_a_keyword_of_its_experiment_with_the_same_default():
+    for sc in te.SCENARIOS:
+        signature = inspect.signature(sc.run).parameters
+        keywords = {n: p.default for n, p in signature.items() if p.default is not inspect.Parameter.empty}
+        assert sc.defaults() == keywords, sc.key
+        for f in sc.params.fields:
+            assert f.kind == ("int" if type(keywords[f.name]) is int else "float"), (sc.key, f.name)
+            assert f.low <= f.default <= f.high, (sc.key, f.name)
+            assert math.isclose(round((f.default - f.low) / f.step) * f.step + f.low, f.default), (sc.key, f.name)
+
+
+@pytest.mark.parametrize("key, name, cap", [
+    ("warmup", "steps", 1000), ("non_iid", "steps", 1000), ("precise_bn", "steps", 1000),
+    ("batch_size", "probes", 64), ("precise_bn", "max_batches", 1024),
+    ("frozen_bn", "finetune_size", 1000), ("frozen_bn", "epochs", 30),
+])
+def test_controls_that_cost_work_stop_at_their_cap(key, name, cap):
+    f = te.scenario(key).params[name]
+    assert f.high == cap
+    with pytest.raises(ValueError, match=f"{name}: {cap + 1} is outside the allowed range"):
+        te.run_scenario(key, DEFAULTS, {name: cap + 1})
+
+
+def test_run_scenario_refuses_a_control_the_scenario_does_not_have():
+    with pytest.raises(ValueError, match="probes: not a control of 'Warm-up'"):
+        te.run_scenario("warmup", DEFAULTS, {"probes": 4})
+    with pytest.raises(ValueError, match="steps: expected a whole number, got 20.5"):
+        te.run_scenario("warmup", DEFAULTS, {"steps": 20.5})
+
+
+def test_warmup_and_steps_follow_the_caps_in_limits(monkeypatch):
+    assert te.warmup_steps(0.1) == 44 and te.warmup_steps(0.01) == 300  # 459 steps, capped
+    monkeypatch.setattr(limits, "MAX_WARMUP", 5)
+    assert te.warmup_steps(0.1) == 5
+    # 16×3×4×4 = 768 values per batch, 6 passes per step in the warm-up: room for 7 steps.
+    monkeypatch.setattr(limits, "MAX_TRAIN_EVAL_VALUES", 768 * 6 * 7)
+    r = te.warmup_gap(SMALL, steps=100)
+    assert r.frames["gap"].step.max() == 7
+    assert "Warm-up steps: 7 instead of 100" in " ".join(messages(r, "warning"))
 
 
 # -- 7 and 8. the digits network -----------------------------------------------------------

@@ -28,6 +28,8 @@ MAX_WARMUP = 300  # warm-up steps before a measurement (enough for the EMA to fo
 MAX_SCENARIO_STEPS = 1000  # training / warm-up steps a scenario control offers
 MAX_PROBES = 64  # probe batches per batch size
 MAX_PRECISE_BN_BATCHES = 1024  # batches PreciseBN may average
+MAX_FINETUNE_SAMPLES = 1000  # shifted digits the frozen-BN scenario fine-tunes on
+MAX_FINETUNE_EPOCHS = 30  # epochs of that fine-tuning
 
 # -- Training comparisons: bound the total work of one run --------------------------------
 MAX_EPOCHS = 30

@@ -8,7 +8,9 @@ outputs are apart, and why, on inputs with a known truth (``normcore.lab.populat
 
 Each scenario is a plain function ``(LabSettings, **params) -> ScenarioResult`` with tidy
 pandas frames. :data:`SCENARIOS` below lists them with their title, explanation and own
-controls, so a page renders them in a loop; :func:`run_scenario` runs one by key.
+controls (a :class:`~normcore.lab.fields.Schema` whose fields are the keyword arguments, with
+work-related bounds from ``normcore.lab.limits``), so a page renders them in a loop;
+:func:`run_scenario` checks the parameters against that schema and runs one by key.
 
 * ``common``: the result types, the layer under test, the two modes, seeded batches, caps.
 * ``single_layer``: 1 warm-up gap, 2 batch size, 3 which norms.
@@ -20,12 +22,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from ... import limits
 from ...devices import Target, placed
+from ...fields import Schema
 from ...settings import LabSettings
 from .common import (
-    PROBE_SEED, SAME, Headline, Param, Resource, Scenario, ScenarioResult, blocked, build_layer,
-    closed_form_warmup, eval_output, has_running_stats, mean_abs_diff, probe_batch, stream, train_output,
-    train_step, warmup_steps,
+    PROBE_SEED, SAME, Headline, Resource, Scenario, ScenarioResult, blocked, build_layer,
+    closed_form_warmup, eval_output, has_running_stats, mean_abs_diff, number_field, probe_batch, stream,
+    train_output, train_step, warmup_steps,
 )
 from .data_shifts import (
     ORDERS, SHIFT_MODES, cluster_batches, drift_batches, frozen_batches, mixture_stats, non_iid_batches,
@@ -37,6 +41,7 @@ from .digits import (
 )
 from .single_layer import batch_size_gap, momentum_variants, norms_side_by_side, two_sample_table, warmup_gap
 
+STEPS_CAP = ("scenario_steps",)  # the combined check (limits.scenario_steps) these steps go through
 RESOURCES = {
     "digits_model": Resource(digits_config, train_digits_model, "Training the digits network (once per setting)…"),
 }
@@ -56,9 +61,11 @@ SCENARIOS: list[Scenario] = [
         "Momentum means opposite things in PyTorch and Keras: typing Keras's 0.99 into PyTorch as-is "
         "makes the running statistics follow the last batch alone.",
         warmup_gap,
-        (Param("steps", "Warm-up steps", 150, 10, 1000, 10),
-         Param("stream_shift", "Stream mean shift", 2.0, -10.0, 10.0, 0.5, "Added to every channel's mean."),
-         Param("stream_scale", "Stream std ×", 3.0, 0.1, 10.0, 0.1, "Multiplies every channel's std.")),
+        Schema((
+            number_field("steps", "Warm-up steps", 150, 10, limits.MAX_SCENARIO_STEPS, 10, caps=STEPS_CAP),
+            number_field("stream_shift", "Stream mean shift", 2.0, -10.0, 10.0, 0.5, "Added to every channel's mean."),
+            number_field("stream_scale", "Stream std ×", 3.0, 0.1, 10.0, 0.1, "Multiplies every channel's std."),
+        )),
     ),
     Scenario(
         "batch_size", "Batch size", "📦",
@@ -67,7 +74,7 @@ SCENARIOS: list[Scenario] = [
         "from eval mode by about as much. Both shrink like 1/√(N·H·W). LayerNorm and GroupNorm use one "
         "sample at a time: no noise and no gap at any batch size.",
         batch_size_gap,
-        (Param("probes", "Probe batches per size", 16, 4, 64, 4),),
+        Schema((number_field("probes", "Probe batches per size", 16, 4, limits.MAX_PROBES, 4),)),
     ),
     Scenario(
         "norms", "Which norms", "🔍",
@@ -85,10 +92,13 @@ SCENARIOS: list[Scenario] = [
         "statistics swing with the last cluster seen and miss the between-cluster variance, so eval mode "
         "is wrong on mixed test data. Shuffle your training data.",
         non_iid_batches,
-        (Param("clusters", "Clusters", 4, 2, 10, 1),
-         Param("cluster_spread", "Cluster spread (σ)", 2.0, 0.0, 10.0, 0.5, "Distance of the outer clusters from the centre."),
-         Param("run_length", "Batches in a row per cluster", 10, 1, 50, 1),
-         Param("steps", "Training steps", 200, 20, 1000, 10)),
+        Schema((
+            number_field("clusters", "Clusters", 4, 2, 10, 1),
+            number_field("cluster_spread", "Cluster spread (σ)", 2.0, 0.0, 10.0, 0.5,
+                         "Distance of the outer clusters from the centre."),
+            number_field("run_length", "Batches in a row per cluster", 10, 1, 50, 1),
+            number_field("steps", "Training steps", 200, 20, limits.MAX_SCENARIO_STEPS, 10, caps=STEPS_CAP),
+        )),
     ),
     Scenario(
         "shift", "Test shift", "🌊",
@@ -98,8 +108,10 @@ SCENARIOS: list[Scenario] = [
         "test batch (test-time adaptation), so the shift is removed: right when it is a nuisance, such "
         "as a recalibrated sensor, and only with large enough test batches.",
         shifted_test_inputs,
-        (Param("shift", "Test shift (σ)", 1.5, -4.0, 4.0, 0.5),
-         Param("scale_factor", "Test std ×", 1.0, 0.25, 4.0, 0.25)),
+        Schema((
+            number_field("shift", "Test shift (σ)", 1.5, -4.0, 4.0, 0.5),
+            number_field("scale_factor", "Test std ×", 1.0, 0.25, 4.0, 0.25),
+        )),
     ),
     Scenario(
         "precise_bn", "PreciseBN", "🎯",
@@ -108,9 +120,12 @@ SCENARIOS: list[Scenario] = [
         "training and recomputes the statistics as a plain average over K fresh batches; a few thousand "
         "samples remove most of the train/eval inconsistency.",
         precise_bn,
-        (Param("drift", "Input drift during training (σ)", 3.0, 0.0, 10.0, 0.5),
-         Param("steps", "Training steps", 200, 20, 1000, 10),
-         Param("max_batches", "PreciseBN batches K (max)", 256, 8, 1024, 8)),
+        Schema((
+            number_field("drift", "Input drift during training (σ)", 3.0, 0.0, 10.0, 0.5),
+            number_field("steps", "Training steps", 200, 20, limits.MAX_SCENARIO_STEPS, 10, caps=STEPS_CAP),
+            number_field("max_batches", "PreciseBN batches K (max)", 256, 8, limits.MAX_PRECISE_BN_BATCHES, 8,
+                         caps=STEPS_CAP),
+        )),
     ),
     Scenario(
         "forgot_eval", "Forgot .eval()", "🙈",
@@ -130,10 +145,12 @@ SCENARIOS: list[Scenario] = [
         "absorbs a shift of the inputs at once, at the price of noisy statistics from small batches, and "
         "of the original data (dashed lines), which the statistics no longer describe.",
         frozen_bn_finetune,
-        (Param("finetune_size", "Fine-tuning set size", 100, 20, 1000, 10),
-         Param("brightness", "Brightness added", 0.5, -1.0, 2.0, 0.1),
-         Param("contrast", "Contrast ×", 1.0, 0.2, 3.0, 0.1),
-         Param("epochs", "Fine-tuning epochs", 10, 1, 30, 1)),
+        Schema((
+            number_field("finetune_size", "Fine-tuning set size", 100, 20, limits.MAX_FINETUNE_SAMPLES, 10),
+            number_field("brightness", "Brightness added", 0.5, -1.0, 2.0, 0.1),
+            number_field("contrast", "Contrast ×", 1.0, 0.2, 3.0, 0.1),
+            number_field("epochs", "Fine-tuning epochs", 10, 1, limits.MAX_FINETUNE_EPOCHS, 1),
+        )),
         resource="digits_model",
     ),
 ]
@@ -143,11 +160,21 @@ def scenario(key: str) -> Scenario:
     return next(sc for sc in SCENARIOS if sc.key == key)
 
 
+def checked_params(sc: Scenario, params: dict) -> dict:
+    """``params`` checked against the scenario's fields (type and range), or a ValueError that
+    names each wrong one."""
+    values, errors = sc.params.check(params)
+    errors += [f"{name}: not a control of {sc.title!r}." for name in params if name not in sc.params]
+    if errors:
+        raise ValueError(" ".join(errors))
+    return values
+
+
 def run_scenario(key: str, s: LabSettings, params: dict | None = None, resource: Any = None) -> ScenarioResult:
     """Run one scenario with its defaults overridden by ``params``. A scenario that needs a
     resource builds it here unless the caller passes a cached one."""
     sc = scenario(key)
-    kwargs = sc.defaults() | (params or {})
+    kwargs = sc.defaults() | checked_params(sc, params or {})
     # One CPU thread: these tensors are small, and on a busy shared machine torch's worker
     # threads waiting for each other cost far more than they save (seen: 0.4 s -> 12 s).
     with placed(Target("cpu", 1)):
@@ -161,11 +188,11 @@ def run_scenario(key: str, s: LabSettings, params: dict | None = None, resource:
 
 __all__ = [
     "DIGITS_DEPTH", "DIGITS_WIDTH", "EVAL_MODES", "FINETUNE_LR", "FINETUNE_MODES", "FINETUNE_SETS", "ORDERS",
-    "PROBE_SEED", "RESOURCES", "SAME", "SCENARIOS", "SHIFT_MODES", "DigitsModel", "Headline", "Param", "Resource",
-    "Scenario", "ScenarioResult", "batch_size_gap", "blocked", "build_layer", "closed_form_warmup", "cluster_batches",
-    "digits_config", "drift_batches", "eval_output", "forgot_eval", "freeze_norm_statistics", "frozen_batches",
-    "frozen_bn_finetune", "has_running_stats", "mean_abs_diff", "mixture_stats", "momentum_variants",
-    "non_iid_batches", "norms_side_by_side", "precise_bn", "probe_batch", "run_scenario", "scenario",
-    "shifted_digits", "shifted_test_inputs", "stream", "train_digits_model", "train_output", "train_step",
-    "two_sample_table", "warmup_gap", "warmup_steps",
+    "PROBE_SEED", "RESOURCES", "SAME", "SCENARIOS", "SHIFT_MODES", "DigitsModel", "Headline", "Resource",
+    "Scenario", "ScenarioResult", "batch_size_gap", "blocked", "build_layer", "checked_params",
+    "closed_form_warmup", "cluster_batches", "digits_config", "drift_batches", "eval_output", "forgot_eval",
+    "freeze_norm_statistics", "frozen_batches", "frozen_bn_finetune", "has_running_stats", "mean_abs_diff",
+    "mixture_stats", "momentum_variants", "non_iid_batches", "norms_side_by_side", "number_field", "precise_bn",
+    "probe_batch", "run_scenario", "scenario", "shifted_digits", "shifted_test_inputs", "stream",
+    "train_digits_model", "train_output", "train_step", "two_sample_table", "warmup_gap", "warmup_steps",
 ]

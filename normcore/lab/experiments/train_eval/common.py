@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 
 from ... import limits
+from ...fields import Field, Schema
 from ...populations import draw_batch, make_generator
 from normcore.functional import batch_norm
 from normcore.modules import BatchNorm2d, GroupNorm, InstanceNorm2d, LayerNorm
@@ -18,7 +19,7 @@ from ...settings import LabSettings, Problem, problems
 
 PROBE_SEED = 7919  # the probe batch has its own generator, so it never appears in the stream
 SAME = object()  # "take the momentum from the settings" (None is a valid momentum)
-MAX_WARMUP = 300  # warm-up steps before a measurement, at most (see warmup_steps)
+NO_PARAMS = Schema(())
 
 
 # ---------------------------------------------------------------------------------------
@@ -49,32 +50,27 @@ class ScenarioResult:
 
 
 @dataclass(frozen=True)
-class Param:
-    """A scenario's own control (the shared ones come from the sidebar)."""
-
-    name: str
-    label: str
-    default: float
-    low: float
-    high: float
-    step: float
-    help: str = ""
-
-
-@dataclass(frozen=True)
 class Scenario:
     key: str
     title: str
     icon: str
     explanation: str  # markdown
     run: Callable[..., ScenarioResult]
-    params: tuple[Param, ...] = ()
+    # The scenario's own controls (the shared ones come from the sidebar): one field each,
+    # named like run's keyword arguments.
+    params: Schema = NO_PARAMS
     # The name of an expensive part in RESOURCES (the trained digits model), built once per
     # setting and shared by every scenario that names it; then run(s, resource, **params).
     resource: str | None = None
 
     def defaults(self) -> dict:
-        return {p.name: p.default for p in self.params}
+        return self.params.defaults()
+
+
+def number_field(name: str, label: str, default: int | float, low, high, step, help: str = "", caps=()) -> Field:
+    """A scenario's numeric control: a whole number if the default is an int, else a float."""
+    kind = "int" if isinstance(default, int) else "float"
+    return Field(name, label, default, kind, help, low=low, high=high, step=step, caps=caps)
 
 
 def blocked(messages: list[Problem]) -> ScenarioResult:
@@ -143,12 +139,12 @@ def normalize_with(layer, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor
 
 def warmup_steps(momentum: float | None) -> int:
     """Warm-up before a measurement: until the initial running values weigh < 1%, i.e.
-    (1 − m)^k < 0.01, capped at MAX_WARMUP. A cumulative average (None) forgets them at once
+    (1 − m)^k < 0.01, capped at limits.MAX_WARMUP. A cumulative average (None) forgets them at once
     but averages 50 batches; momentum 0 never moves, so warming up would change nothing."""
     if momentum is None:
         return 50
     k = closed_form_warmup(momentum)
-    return 0 if k is None else min(k, MAX_WARMUP)
+    return 0 if k is None else min(k, limits.MAX_WARMUP)
 
 
 def closed_form_warmup(momentum: float | None) -> int | None:
@@ -203,13 +199,10 @@ def momentum_label(m: float | None) -> str:
 
 def capped_steps(steps: int, values_per_step: int, messages: list[Problem], what: str = "steps") -> int:
     """``steps``, or fewer (with a warning) if they would push more than the work cap through."""
-    cap = max(1, limits.MAX_TRAIN_EVAL_VALUES // max(values_per_step, 1))
-    if steps > cap:
-        messages.append(Problem("warning", (
-            f"{what[0].upper() + what[1:]}: {cap} instead of {steps}, to keep this demo responsive at "
-            f"{values_per_step:,} values per step; smaller batches or maps allow more."
-        )))
-    return min(steps, cap)
+    allowed, warning = limits.scenario_steps(steps, values_per_step, what)
+    if warning:
+        messages.append(Problem("warning", warning))
+    return allowed
 
 
 def torch_single_sample_error(channels: int) -> str:
