@@ -14,11 +14,10 @@ from ... import limits
 from ...fields import Field, Schema
 from ...populations import draw_batch, make_generator
 from normcore.functional import batch_norm
-from normcore.modules import BatchNorm2d, GroupNorm, InstanceNorm2d, LayerNorm
+from ...layers import SAME, build_layer
 from ...settings import LabSettings, Problem, problems
 
 PROBE_SEED = 7919  # the probe batch has its own generator, so it never appears in the stream
-SAME = object()  # "take the momentum from the settings" (None is a valid momentum)
 NO_PARAMS = Schema(())
 
 
@@ -80,25 +79,6 @@ def blocked(messages: list[Problem]) -> ScenarioResult:
 # ---------------------------------------------------------------------------------------
 # Layers and the two modes
 # ---------------------------------------------------------------------------------------
-
-
-def build_layer(s: LabSettings, kind: str | None = None, *, momentum=SAME, track_running_stats: bool = True, affine: bool | None = None):
-    """The normcore layer for ``kind`` (default: the chosen norm) on (N, C, H, W) input.
-
-    InstanceNorm keeps running statistics here (``track_running_stats=True``) unless told
-    otherwise: without them it has no eval mode of its own, and nothing to compare.
-    """
-    kind = kind or s.norm
-    m = s.momentum if momentum is SAME else momentum
-    affine = s.affine if affine is None else affine
-    c = s.channels
-    if kind == "batch":
-        return BatchNorm2d(c, s.eps, m, affine)
-    if kind == "instance":
-        return InstanceNorm2d(c, s.eps, m, affine, track_running_stats)
-    if kind == "layer":
-        return LayerNorm((c, s.spatial, s.spatial), s.eps, elementwise_affine=affine)
-    return GroupNorm(s.num_groups, c, s.eps, affine)
 
 
 def has_running_stats(layer) -> bool:
@@ -184,7 +164,7 @@ def stand_in(s: LabSettings, what: str) -> tuple[LabSettings, list[Problem]]:
     if errors:
         note = Problem("info", f"The chart shows BatchNorm with your other settings ({s.norm_label} cannot run, see above).")
         return replace(s, norm="batch"), errors + [note]
-    layer = build_layer(s)
+    layer = build_layer(s, track_running_stats=True)
     probe = probe_batch(s)
     gap = mean_abs_diff(train_output(layer, probe), eval_output(layer, probe))
     return replace(s, norm="batch"), [Problem("info", (

@@ -67,7 +67,7 @@ def non_iid_batches(s: LabSettings, clusters: int = 4, cluster_spread: float = 2
     test = draw_batch(s, test_gen) + o[torch.randint(clusters, (s.batch_size,), generator=test_gen)].float().view(-1, 1, 1, 1)
     rows = []
     for order in ORDERS:
-        layer = build_layer(s)
+        layer = build_layer(s, track_running_stats=True)
         ideal_test = normalize_with(layer, test, true_mean, true_var)
         for step, x in enumerate(cluster_batches(s, steps, clusters, cluster_spread, run_length, order), start=1):
             y_train = train_step(layer, x)
@@ -109,7 +109,7 @@ def shifted_test_inputs(s: LabSettings, shift: float = 1.5, scale_factor: float 
     if error:
         return blocked(messages + found)
     messages += found
-    layer = build_layer(s)
+    layer = build_layer(s, track_running_stats=True)
     for x in stream(s, capped_steps(warmup_steps(s.momentum), s.num_elements, messages, "warm-up steps")):
         train_step(layer, x)
     train_mean, train_var = population_stats(s)
@@ -174,7 +174,7 @@ def precise_bn(s: LabSettings, drift: float = 3.0, steps: int = 200, max_batches
     messages += found
     steps = capped_steps(int(steps), s.num_elements * 2, messages, "training steps")
     max_batches = capped_steps(int(max_batches), s.num_elements * 2, messages, "PreciseBN batches")
-    layer = build_layer(s)
+    layer = build_layer(s, track_running_stats=True)
     for x in drift_batches(s, steps, drift):
         train_step(layer, x)
     final_offset = drift * s.scale
@@ -182,7 +182,7 @@ def precise_bn(s: LabSettings, drift: float = 3.0, steps: int = 200, max_batches
     test = probe_batch(s, final_offset)
     ideal = normalize_with(layer, test, true_mean, true_var)
     ema_error = mean_abs_diff(eval_output(layer, test), ideal)
-    precise = build_layer(s)
+    precise = build_layer(s, track_running_stats=True)
     precise.load_state_dict(layer.state_dict())  # same weights; only the statistics are redone
     rows, grid = [], {min(2**k, max_batches) for k in range(12)} | {max_batches}
     for k, x in enumerate(frozen_batches(s, max_batches, drift), start=1):

@@ -61,7 +61,7 @@ def warmup_gap(s: LabSettings, steps: int = 150, stream_shift: float = 2.0, stre
         return blocked(messages + problems(s))
     steps = capped_steps(int(steps), s.num_elements * 6, messages, "warm-up steps")
     variants = momentum_variants(s)
-    layers = [build_layer(s, momentum=m) for _, m in variants]
+    layers = [build_layer(s, momentum=m, track_running_stats=True) for _, m in variants]
     probe = probe_batch(s, stream_shift, stream_scale)
     y_train = train_output(layers[0], probe)  # batch statistics: the same for every variant
     probe_mean = probe.double().mean(dim=(0, 2, 3))
@@ -179,7 +179,7 @@ def batch_size_gap(s: LabSettings, probes: int = 16) -> ScenarioResult:
                 skipped.append(n)
                 continue
             ks = replace(s, norm=kind, batch_size=n)
-            layer = build_layer(ks)
+            layer = build_layer(ks, track_running_stats=True)
             if has_running_stats(layer):
                 for x in stream(ks, warmup):
                     train_step(layer, x)
