@@ -65,9 +65,9 @@ def _broadcast_shape(*shapes) -> tuple[int, ...]:
     return tuple(max(sizes) for sizes in zip(*padded))
 
 
-def _cell_shape(inv_std: torch.Tensor, weight: torch.Tensor | None) -> tuple[int, ...]:
-    """One entry per cell: per statistic (istd's shape) and per γ entry (weight's shape)."""
-    return tuple(inv_std.shape) if weight is None else _broadcast_shape(inv_std.shape, weight.shape)
+def _cell_shape(inv_std: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None = None) -> tuple[int, ...]:
+    """One entry per cell: per statistic (istd's shape) and per γ and β entry."""
+    return _broadcast_shape(*(t.shape for t in (inv_std, weight, bias) if t is not None))
 
 
 def _sum_of_product(a: torch.Tensor, b: torch.Tensor, shape, large: bool) -> torch.Tensor:
@@ -106,7 +106,7 @@ class NormalizeWithBatchStats(torch.autograd.Function):
         y = centered
         if weight is None:
             y.mul_(inv_std)
-        elif math.prod(_cell_shape(inv_std, weight)) < x.numel():
+        elif math.prod(_cell_shape(inv_std, weight, bias)) < x.numel():
             y.mul_(weight * inv_std)
         else:
             y.mul_(inv_std).mul_(weight)
@@ -120,7 +120,7 @@ class NormalizeWithBatchStats(torch.autograd.Function):
         _y, mean, var, shift, shifted_mean, inv_std = output
         ctx.mark_non_differentiable(mean, var, shift, shifted_mean, inv_std)
         ctx.save_for_backward(x, shift, shifted_mean, inv_std, weight)
-        ctx.dims, ctx.cell = dims, _cell_shape(inv_std, weight)
+        ctx.dims, ctx.cell = dims, _cell_shape(inv_std, weight, bias)
         ctx.small_cells = math.prod(ctx.cell) < x.numel()  # False for LayerNorm (and empty x)
         ctx.bias_shape = None if bias is None else bias.shape
         ctx.nan_weight_grad_if_empty = bool(flag and flag[0])

@@ -97,6 +97,8 @@ def check_batch_eps(eps: float, training: bool) -> float:
 
 def check_more_than_one_value(x: torch.Tensor, per: str = "channel") -> None:
     """torch's ``_verify_batch_size``: training needs > 1 value per statistic (0 values is fine)."""
+    if x.dim() == 0:
+        raise NormcoreIndexError(f"Expected an input (N, C, *spatial), got a 0-dim tensor. Add the batch and channel dims.")
     if math.prod(x.shape[:1] + x.shape[2:]) == 1:
         raise NormcoreError(
             f"Expected more than 1 value per {per} when training, got input size {x.shape}. "
@@ -127,23 +129,57 @@ def check_running_pair(running_mean, running_var, needed: bool, who: str, flag: 
         raise NormcoreError(f"{who}: pass running_mean and running_var together, or neither.")
 
 
-def check_per_channel(tensors: dict, channels: int, who: str, *, vectors: bool = False, cells: int | None = None) -> None:
-    """One entry per channel in each of γ, β, running_mean and running_var.
+def check_batch_norm_call(input, running_mean, running_var, weight, bias, training: bool, eps: float) -> None:
+    """torch's checks for ``batch_norm``, in torch's order (its kernel skips most of them, and
+    every per-channel one, for an input with no values)."""
+    check_floating(input, "batch_norm")
+    if training:
+        check_more_than_one_value(input)
+    check_batch_eps(eps, training)
+    affine = {"weight": weight, "bias": bias}
+    if input.numel() == 0:
+        check_per_channel(affine, 0, "batch_norm", sizes=False)
+        return
+    check_has_channels(input, "batch_norm")
+    check_running_pair(running_mean, running_var, not training, "batch_norm", "training")
+    check_per_channel({**affine, "running_mean": running_mean, "running_var": running_var}, input.shape[1], "batch_norm")
 
-    As torch: running statistics must be 1-D; γ and β may have any shape with C entries
-    (``vectors=True``: 1-D as well, for instance_norm). torch's kernel reads the first entry
-    of γ or β per cell (``cells``: C, or N·C for instance_norm), so with no cells at all a
-    given γ or β raises IndexError there.
+
+def check_instance_norm_call(input, running_mean, running_var, weight, bias, use_input_stats: bool) -> None:
+    """torch's checks for ``instance_norm``: batch_norm's on (1, N·C, *S), with γ, β and the
+    running statistics repeated N times (and averaged back over N to update them)."""
+    check_floating(input, "instance_norm")
+    if use_input_stats:
+        check_more_than_one_spatial(input)
+    else:
+        check_running_pair(running_mean, running_var, True, "instance_norm", "use_input_stats")
+    check_has_channels(input, "instance_norm")
+    n, channels, empty = input.shape[0], input.shape[1], input.numel() == 0
+    check_per_channel({"weight": weight, "bias": bias}, channels, "instance_norm", vectors=True, repeats=n, sizes=not empty)
+    running = {"running_mean": running_mean, "running_var": running_var}
+    check_per_channel(running, channels, "instance_norm", sizes=not empty or use_input_stats)
+    if not empty:
+        check_running_pair(running_mean, running_var, False, "instance_norm", "use_input_stats")
+
+
+def check_per_channel(tensors: dict, channels: int, who: str, *, vectors: bool = False, repeats: int = 1, sizes: bool = True) -> None:
+    """One entry per channel in each of γ, β, running_mean and running_var, as torch checks it.
+
+    Running statistics must be 1-D; γ and β may have any shape with C entries (``vectors``:
+    1-D too, as instance_norm needs). torch's kernel reads the first entry of γ and β (each
+    repeated ``repeats`` times: N for instance_norm) before anything else, so an empty one
+    raises IndexError. ``sizes=False``: the entry counts are not checked (torch skips its
+    kernel, and with it those checks, for an input with no values).
     """
     for name, t in tensors.items():
         if t is None:
             continue
-        wrong_rank = (vectors or name.startswith("running")) and t.dim() != 1
-        if t.numel() != channels or wrong_rank:
-            kind = "a 1-D tensor" if vectors or name.startswith("running") else "a tensor"
+        running = name.startswith("running")
+        if not running and repeats * t.numel() == 0:
+            raise NormcoreIndexError(f"{who}: {name} has no entries to apply (shape {tuple(t.shape)}); pass None.")
+        if sizes and (t.numel() != channels or ((vectors or running) and t.dim() != 1)):
+            kind = "a 1-D tensor" if vectors or running else "a tensor"
             raise NormcoreError(f"{who}: {name} must be {kind} with {channels} entries (one per channel), got shape {tuple(t.shape)}.")
-        if (channels if cells is None else cells) == 0 and not name.startswith("running"):
-            raise NormcoreIndexError(f"{who}: an input with no (sample, channel) pairs cannot take a {name}; pass None.")
 
 
 def check_group_sizes(x: torch.Tensor, num_groups: int) -> None:

@@ -83,6 +83,26 @@ def _update_running(running_mean, running_var, mean, var, momentum, count, unbia
         running_var.mul_(1 - momentum).add_(var.to(running_var.dtype), alpha=momentum)
 
 
+def _no_values(input, weight, bias, stats: NormStats, return_stats: bool):
+    """An input with no values: torch returns it (empty) without running its kernel.
+
+    γ and β still get gradients, zeros (sums over nothing), whatever their sizes.
+    """
+    y = input.clone()
+    for p in (weight, bias):
+        if p is not None:
+            y = y + 0 * p.sum()  # d/dp = 0 · Σ dy = 0
+    return (y, stats) if return_stats else y
+
+
+def _stats_of_nothing(input, shape, running_mean, running_var) -> NormStats:
+    """The statistics an empty input was (not) normalized with: NaN, or the running ones."""
+    if running_mean is None or running_var is None:
+        nan = input.new_full(shape, float("nan"))
+        return NormStats(nan, nan.clone(), "batch", 0)
+    return NormStats(running_mean.detach().clone(), running_var.detach().clone(), "running", 0)
+
+
 def _fixed(x, running_mean, running_var, w, b, eps, backward):
     """Normalize with the running statistics, broadcast per channel."""
     rm, rv = _per_channel(running_mean, x.dim()), _per_channel(running_var, x.dim())
@@ -109,16 +129,11 @@ def batch_norm(
     place (left as they are for an input with no values, as torch); otherwise the running
     statistics are used (they must then be given). ε must be > 0 in training, ≥ 0 otherwise.
     """
-    checks.check_floating(input, "batch_norm")
-    if training:
-        checks.check_more_than_one_value(input)
-    checks.check_has_channels(input, "batch_norm")
-    eps = checks.check_batch_eps(eps, training)
-    checks.check_running_pair(running_mean, running_var, not training, "batch_norm", "training")
-    channels = input.shape[1]
-    checks.check_per_channel(
-        {"weight": weight, "bias": bias, "running_mean": running_mean, "running_var": running_var}, channels, "batch_norm"
-    )
+    checks.check_batch_norm_call(input, running_mean, running_var, weight, bias, training, eps)
+    channels = input.shape[1] if input.dim() > 1 else 0
+    if input.numel() == 0:  # nothing to normalize; the running statistics stay as they are
+        stats = _stats_of_nothing(input, (channels,), *((None, None) if training else (running_mean, running_var)))
+        return _no_values(input, weight, bias, stats, return_stats)
     x = input.to(_compute_dtype(input))
     w, b = _per_channel(weight, x.dim()), _per_channel(bias, x.dim())
     dims = (0,) + tuple(range(2, x.dim()))  # every axis but C
@@ -127,8 +142,7 @@ def batch_norm(
     if training:
         y, mean, var = _normalize(x, w, b, dims, eps, backward)
         mean, var = mean.reshape(channels), var.reshape(channels)
-        if x.numel() > 0:
-            _update_running(running_mean, running_var, mean, var, momentum, count, unbiased_running_var)
+        _update_running(running_mean, running_var, mean, var, momentum, count, unbiased_running_var)
         stats = NormStats(mean.detach(), var.detach(), "batch", count)
     else:
         y = _fixed(x, running_mean, running_var, w, b, eps, backward)
@@ -157,16 +171,11 @@ def instance_norm(
     means and (unbiased) variances, exactly as torch does (so a batch of 0 samples makes them
     NaN, an average over nothing, while 0 spatial positions leave them as they are).
     """
-    checks.check_floating(input, "instance_norm")
-    if use_input_stats:
-        checks.check_more_than_one_spatial(input)
-    checks.check_running_pair(running_mean, running_var, not use_input_stats, "instance_norm", "use_input_stats")
-    checks.check_has_channels(input, "instance_norm")
+    checks.check_instance_norm_call(input, running_mean, running_var, weight, bias, use_input_stats)
     n, channels = input.shape[:2]
-    checks.check_per_channel(
-        {"weight": weight, "bias": bias, "running_mean": running_mean, "running_var": running_var},
-        channels, "instance_norm", vectors=True, cells=n * channels,
-    )
+    if input.numel() == 0 and not (use_input_stats and n == 0 and running_mean is not None):
+        stats = _stats_of_nothing(input, (n, channels), *((None, None) if use_input_stats else (running_mean, running_var)))
+        return _no_values(input, weight, bias, stats, return_stats)
     x = input.to(_compute_dtype(input))
     w, b = _per_channel(weight, x.dim()), _per_channel(bias, x.dim())
     count = math.prod(x.shape[2:])  # values per statistic
@@ -174,7 +183,7 @@ def instance_norm(
     if use_input_stats:
         y, mean, var = _normalize(x, w, b, tuple(range(2, x.dim())), eps, backward)
         mean, var = mean.reshape(n, channels), var.reshape(n, channels)
-        if running_mean is not None and (count > 0 or n == 0):
+        if running_mean is not None:  # (x is empty here only for N = 0: NaN, as torch)
             unbiased = var * (count / (count - 1)) if unbiased_running_var else var
             # The batch average of per-instance statistics is what enters the EMA.
             _update_running(running_mean, running_var, mean.mean(0), unbiased.mean(0), momentum, count, False)

@@ -128,7 +128,7 @@ class _BatchNorm(_NormBase):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         self._check_input(input)
-        if self.affine or self.track_running_stats:  # per-channel state; else any C will do
+        if input.numel() > 0 and (self.affine or self.track_running_stats):  # per-channel state; else any C will do
             checks.check_channels(input, self.num_features, type(self).__name__)
         # Batch statistics in training, and in eval too when no running statistics are kept.
         use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
