@@ -20,7 +20,7 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as TF
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -113,17 +113,38 @@ def test_modules_accept_and_reject_like_torch(backward, data):
         kwargs = {key: data.draw(st.booleans(), label=key) for key in ("affine", "bias", "track_running_stats")}
         kwargs["momentum"] = data.draw(st.sampled_from(MOMENTA + [None]), label="momentum")
         shape = data.draw(_shapes(MODULE_RANKS[name], channels), label="shape")
-    kwargs["eps"] = data.draw(st.sampled_from(EPS), label="eps")
-    kwargs["dtype"] = torch.float64
-    seed = data.draw(st.integers(0, 2**16))
+    kwargs["eps"], kwargs["dtype"] = data.draw(st.sampled_from(EPS), label="eps"), torch.float64
+    steps = data.draw(st.lists(st.booleans(), min_size=1, max_size=2), label="train steps")
+    _compare_modules(name, args, kwargs, shape, steps, backward, data.draw(st.integers(0, 2**16)))
 
+
+# The quirks the issue lists, always run (the draws above reach them only now and then).
+ZERO_SIZE_MODULES = [
+    ("BatchNorm2d", (5,), {"momentum": 0.1}, (0, 5, 2, 2)),  # empty batch: counted, statistics kept
+    ("BatchNorm1d", (5,), {"momentum": None}, (3, 5, 0)),
+    ("InstanceNorm1d", (3,), {"affine": True, "track_running_stats": True}, (2, 3, 0)),
+    ("InstanceNorm1d", (3,), {"track_running_stats": True}, (0, 3, 4)),  # running statistics become NaN
+    ("LayerNorm", (5,), {}, (0, 5)),  # dγ, dβ = 0
+    ("GroupNorm", (2, 4), {}, (2, 4, 0)),  # dγ = NaN
+    ("GroupNorm", (1, 2), {}, (0, 2)),
+]
+
+
+@pytest.mark.parametrize("backward", ["closed_form", "autograd"])
+@pytest.mark.parametrize("name,args,kwargs,shape", ZERO_SIZE_MODULES)
+def test_zero_size_quirks_match_torch(name, args, kwargs, shape, backward):
+    _compare_modules(name, args, {**kwargs, "dtype": torch.float64}, shape, [True, True, False], backward, seed=0)
+
+
+def _compare_modules(name, args, kwargs, shape, steps, backward, seed) -> None:
+    """Build torch's layer and normcore's, run both through ``steps`` (True: train), compare."""
     built = _run(lambda: getattr(nn, name)(*args, **kwargs)), _run(lambda: getattr(normcore, name)(*args, **kwargs, backward=backward))
     if not _expect_same_outcome(*built, f"{name}{args} {kwargs}"):
         return
     theirs, ours = built[0][0], built[1][0]
     _randomize(theirs, seed)
     ours.load_state_dict(theirs.state_dict())
-    for step, training in enumerate(data.draw(st.lists(st.booleans(), min_size=1, max_size=2), label="train steps")):
+    for step, training in enumerate(steps):
         theirs.train(training), ours.train(training)
         x = torch.randn(shape, generator=torch.Generator().manual_seed(seed + step), dtype=torch.float64)
         x_t, x_o = x.clone().requires_grad_(), x.clone().requires_grad_()
@@ -170,6 +191,11 @@ def _functional_call(draw):
 @pytest.mark.parametrize("backward", ["closed_form", "autograd"])
 @SETTINGS
 @given(call=_functional_call(), seed=st.integers(0, 2**16))
+@example(call=("batch_norm", (0, 5, 2, 2), 1e-5, {"training": True, "momentum": 0.1}, (5,), (5,), True), seed=0)
+@example(call=("layer_norm", (0, 5), 1e-5, {"normalized_shape": (5,)}, (5,), (5,), False), seed=0)
+@example(call=("group_norm", (0, 2), 1e-5, {"num_groups": 1}, (2,), (2,), False), seed=0)
+@example(call=("group_norm", (2, 4, 0), 1e-5, {"num_groups": 2}, (4,), (4,), False), seed=0)
+@example(call=("instance_norm", (0, 3, 4), 1e-5, {"use_input_stats": True, "momentum": 0.1}, None, None, True), seed=0)
 def test_functionals_accept_and_reject_like_torch(backward, call, seed):
     kind, shape, eps, extra, weight_shape, bias_shape, with_running = call
     x = _tensor(shape, seed)
