@@ -152,15 +152,25 @@ def _batch_stats_backward(ctx, dy, x, shift, shifted_mean, inv_std, weight, want
     want_x, want_weight, want_bias = want
     cell, large = ctx.cell, not ctx.small_cells
 
+    count = math.prod(x.shape[d] for d in ctx.dims)  # M, values per statistic
     sum_dy = dy.sum_to_size(cell)  # Σ dy per cell (dy itself when a cell is one value)
     # `buf` is the one full-size buffer: x − μ = (x − shift) − shifted_mean (never through the
     # rounded μ), then dy·(x − μ), or dy·x̂ where cells are single values; it holds dx later.
     buf = torch.sub(x, shift).sub_(shifted_mean)
     if large:  # per-row istd cannot be applied after the sums over rows: take x̂ itself
         buf.mul_(inv_std)
+    else:
+        # shifted_mean is rounded to float32, by δ ~ 1e-7·|μ − shift|, and Σ dy·(x − μ) would be
+        # off by δ·Σ dy: for BatchNorm's few statistics of many values, more than torch's dγ
+        # is. mean(buf) = −δ (a sum that float32 holds well: buf's values have mean ≈ 0), and
+        # it is taken back out of the sums below. (LayerNorm's rows each have their own δ, so
+        # their errors do not add up the same way.)
+        residual = buf.sum_to_size(inv_std.shape).div_(count)  # mean(x − μ) as computed: −δ
+        shifted_mean = shifted_mean + residual  # shift + shifted_mean = μ, now to within float32's last bit
     sum_dy_centered = buf.mul_(dy).sum_to_size(cell)  # Σ dy·(x − μ) per cell (Σ dy·x̂ if large)
     if not large:
-        sum_dy_centered = sum_dy_centered * inv_std  # Σ dy·x̂ per cell: istd is constant in a cell
+        # Σ dy·x̂ per cell: (Σ dy·buf − residual·Σ dy)·istd, istd being constant in a cell
+        sum_dy_centered = (sum_dy_centered - residual * sum_dy) * inv_std
 
     d_bias = sum_dy.sum_to_size(ctx.bias_shape) if want_bias else None  # dβ = Σ dy
     d_weight = sum_dy_centered.sum_to_size(weight.shape) if want_weight else None  # dγ = Σ dy·x̂
@@ -169,7 +179,6 @@ def _batch_stats_backward(ctx, dy, x, shift, shifted_mean, inv_std, weight, want
     if not want_x:
         return None, d_weight, d_bias
 
-    count = math.prod(x.shape[d] for d in ctx.dims)  # M, values per statistic
     if weight is None:  # dx̂ = dy
         sum_d_xhat = sum_dy.sum_to_size(inv_std.shape)
         sum_d_xhat_xhat = sum_dy_centered.sum_to_size(inv_std.shape)

@@ -58,10 +58,11 @@ def shifted_moments(x: torch.Tensor, dims: tuple[int, ...], *, return_shift: boo
         shift = x.new_zeros([1 if d in dims else size for d, size in enumerate(x.shape)])
     # An infinite shift would turn the group's mean into inf - inf = NaN; torch's is ±inf.
     shift = shift.nan_to_num(0.0, posinf=0.0, neginf=0.0)
-    centered = x - shift  # exact: the shift is one of the values it is subtracted from
-    shifted_mean = centered.mean(dims, keepdim=True)  # mean(x - shift): small, so precise
-    centered -= shifted_mean  # x - μ, in place on our own buffer (one temporary in all)
     count = math.prod(x.shape[d] for d in dims)  # M, values per statistic
+    centered = x - shift  # exact: the shift is one of the values it is subtracted from
+    # mean(x - shift): small, so precise. (Σ / M: torch's sum kernel is ~3x faster than its mean.)
+    shifted_mean = centered.sum(dims, keepdim=True) / count
+    centered -= shifted_mean  # x - μ, in place on our own buffer (one temporary in all)
     var = sum_of_squares(centered, dims) / count  # σ² = mean((x - μ)²), biased (0/0 = NaN if M = 0)
     mean = shift + shifted_mean
     return (centered, mean, var, shift, shifted_mean) if return_shift else (centered, mean, var)
