@@ -87,7 +87,7 @@ def sum_of_squares(t: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
         trailing.insert(0, d)
     if not trailing or (torch.is_grad_enabled() and t.requires_grad):
         return t.square().sum(dims, keepdim=True)
-    partial = torch.linalg.vector_norm(t, dim=trailing, keepdim=True).square_()
+    partial = torch.linalg.vector_norm(t, dim=trailing, keepdim=True).square()  # (small; square_ has no vmap rule)
     rest = tuple(d for d in dims if d not in trailing)
     return partial.sum(rest, keepdim=True) if rest else partial
 
