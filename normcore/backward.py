@@ -32,8 +32,9 @@ their cost is the number of passes over full-size tensors and the fresh full-siz
 * Nothing full-size is saved for backward except ``x``, which is alive anyway. The small
   per-statistic ``shift`` and ``mean(x − shift)`` are kept instead, so backward recomputes
   ``x − μ = (x − shift) − mean(x − shift)`` exactly as the forward did (see
-  ``stats.shifted_moments`` for why it never goes through the rounded μ).
-* Backward needs only two sums over full-size tensors, ``Σ dy`` and ``Σ dy·(x − μ)``, taken
+  ``moments.shifted_moments`` for why it never goes through the rounded μ).
+* Backward needs three sums over full-size tensors, ``Σ dy``, ``Σ dy·(x − μ)`` and the
+  rounding check ``Σ (x − μ)`` (see below), taken
   per *cell*: the values that share one statistic and one γ/β entry. A cell is a channel
   for BatchNorm and a (sample, channel) for GroupNorm and InstanceNorm; LayerNorm's γ is
   per element, so there a cell is a single value. Everything else comes from the cell sums::
@@ -44,6 +45,17 @@ their cost is the number of passes over full-size tensors and the fresh full-siz
       mean(dx̂ · x̂)  = (istd/M) Σ_red γ · Σ dy·(x − μ)
 
   and dx is §3's bracket, one pass per term.
+
+Accuracy. ``Σ dy·(x − μ)`` is summed as it stands, never as ``Σ dy·(x − shift) − mean(x −
+shift)·Σ dy``, a difference of two large sums that loses float32 digits. The rounding of
+``mean(x − shift)`` itself would still put ``δ·Σ dy`` into dγ (δ ~ 1e-7·|μ − shift|); the
+computed ``mean(x − μ)`` is −δ, and is taken back out. LayerNorm (a cell per value) sums
+``dy·x̂`` directly over the rows. In float32 the outputs and every gradient are then as close
+to float64 as torch's own kernels' are (``tests/test_grad_accuracy.py``).
+
+torch.func. Each Function has a ``setup_context`` (the statistics backward needs come out of
+``forward`` as non-differentiable outputs) and a ``vmap`` rule; under a transform, backward
+runs the same formulas out of place (``transforms.py``).
 """
 
 from __future__ import annotations
