@@ -118,7 +118,14 @@ def test_functionals_under_vmap_over_inputs_and_parameters(backward):
             args = [t if d == 0 else t[0] for t, d in zip((xs, ws, bs), in_dims)]
             torch.testing.assert_close(vmap(ours, in_dims=in_dims)(*args), vmap(theirs, in_dims=in_dims)(*args))
             # and the gradient of each member of the ensemble, through vmap(grad)
-            loss = lambda f: lambda x, w, b: (f(x, w, b) * torch.arange(f(x, w, b).numel()).reshape(f(x, w, b).shape)).sum()
-            g_ours = vmap(grad(loss(ours), argnums=(0, 1, 2)), in_dims=in_dims)(*args)
-            g_theirs = vmap(grad(loss(theirs), argnums=(0, 1, 2)), in_dims=in_dims)(*args)
+            g_ours = vmap(grad(_weighted_sum(ours), argnums=(0, 1, 2)), in_dims=in_dims)(*args)
+            g_theirs = vmap(grad(_weighted_sum(theirs), argnums=(0, 1, 2)), in_dims=in_dims)(*args)
             torch.testing.assert_close(g_ours, g_theirs)
+
+
+def _weighted_sum(fn):
+    """fn's output weighed 0, 1, 2, ... element by element, summed: a scalar loss."""
+    def loss(x, w, b):
+        y = fn(x, w, b)
+        return (y * torch.arange(y.numel(), dtype=y.dtype).reshape(y.shape)).sum()
+    return loss
