@@ -1,4 +1,4 @@
-"""normcore: normalization layers written from the formulas, exact against torch.nn.
+"""normcore: normalization layers written from the formulas, a drop-in for torch.nn.
 
 >>> import torch, normcore
 >>> bn = normcore.BatchNorm2d(3)            # same signature, state_dict and outputs as nn.BatchNorm2d
@@ -19,12 +19,14 @@ from .modules import (
     LayerNorm,
 )
 from .moments import NormStats
+from .checks import NormcoreDtypeError, NormcoreError, NormcoreIndexError, NormcoreZeroDivisionError
 from .axes import ReductionAxes, reduction_axes, statistic_ids
 from .ema import batch_mean_standard_error, ema_half_life, keras_momentum_from_torch, torch_momentum_from_keras
 
 __all__ = [
     "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d",
-    "InstanceNorm3d", "LayerNorm", "NormStats", "ReductionAxes", "batch_mean_standard_error",
+    "InstanceNorm3d", "LayerNorm", "NormStats", "NormcoreDtypeError", "NormcoreError", "NormcoreIndexError",
+    "NormcoreZeroDivisionError", "ReductionAxes", "batch_mean_standard_error",
     "ema_half_life", "functional", "keras_momentum_from_torch", "reduction_axes", "statistic_ids",
     "torch_momentum_from_keras",
 ]

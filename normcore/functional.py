@@ -3,7 +3,7 @@
 Every normalization here is the same three lines; they differ only in *which* values share
 a statistic (``dims``) and in the shape of the affine parameters:
 
-    μ, σ² = mean and biased variance over dims      (stats.shifted_moments)
+    μ, σ² = mean and biased variance over dims      (moments.shifted_moments)
     x̂     = (x − μ) / sqrt(σ² + ε)
     y     = γ · x̂ + β
 
@@ -16,9 +16,12 @@ group_norm     C/G channels of a group and spatial    (N, G)               chann
 instance_norm  spatial dims                           (N, C)               channel
 =============  =====================================  ===================  =================
 
-``backward="closed_form"`` (default) runs the hand-derived gradient in ``backward.py``;
-``backward="autograd"`` lets torch differentiate these formulas itself.
-Pass ``return_stats=True`` to also get the :class:`~normcore.moments.NormStats` used.
+Each takes torch 2.13's signature, accepts exactly the inputs torch accepts (any rank from 2
+up, zero-size dims, any eps torch allows, any momentum) and raises where torch raises (see
+``checks.py``). Keyword-only extras: ``backward="closed_form"`` (default) runs the
+hand-derived gradient in ``backward.py``, ``backward="autograd"`` lets torch differentiate
+these formulas itself; ``return_stats=True`` also returns the
+:class:`~normcore.moments.NormStats` used; ``unbiased_running_var`` (batch/instance norm).
 """
 
 from __future__ import annotations
@@ -29,27 +32,31 @@ import torch
 
 from . import checks
 from .backward import NormalizeWithBatchStats, NormalizeWithFixedStats
-from normcore.moments import NormStats, standardize
+from .moments import NormStats, standardize
 
 
 def _per_channel(t: torch.Tensor | None, ndim: int) -> torch.Tensor | None:
-    """Reshape a (C,) tensor to (1, C, 1, ...) so it broadcasts against an ndim input."""
-    return None if t is None else t.view((1, -1) + (1,) * (ndim - 2))
+    """Reshape a C-entry tensor to (1, C, 1, ...) so it broadcasts against an ndim input."""
+    return None if t is None else t.reshape((1, -1) + (1,) * (ndim - 2))
 
 
-def _normalize(x, weight, bias, dims, eps, backward):
+def _normalize(x, weight, bias, dims, eps, backward, nan_weight_grad_if_empty=False):
     """y = γ x̂ + β with batch statistics over ``dims``; returns (y, mean, var) with keepdim."""
     if checks.check_backward(backward) == "closed_form":
-        return NormalizeWithBatchStats.apply(x, weight, bias, dims, eps)
+        y, mean, var, *_saved = NormalizeWithBatchStats.apply(x, weight, bias, dims, eps, nan_weight_grad_if_empty)
+        return y, mean, var
     x_hat, mean, var, _ = standardize(x, dims, eps)
     y = x_hat if weight is None else x_hat * weight
+    if nan_weight_grad_if_empty and x.numel() == 0 and weight is not None:
+        # torch's GroupNorm quirk: its dγ = Σ (Σdy − μ·Σdy)·istd is NaN here, as μ is (0 · NaN).
+        y = y + (weight * mean).sum()
     return (y if bias is None else y + bias), mean, var
 
 
 def _normalize_fixed(x, mean, var, weight, bias, eps, backward):
     """y = γ (x − μ) / sqrt(σ² + ε) + β with given constants μ, σ² (eval mode)."""
     if checks.check_backward(backward) == "closed_form":
-        return NormalizeWithFixedStats.apply(x, mean, var, weight, bias, eps)
+        return NormalizeWithFixedStats.apply(x, mean, var, weight, bias, eps)[0]
     y = (x - mean) * torch.rsqrt(var + eps)
     y = y if weight is None else y * weight
     return y if bias is None else y + bias
@@ -64,7 +71,8 @@ def _update_running(running_mean, running_var, mean, var, momentum, count, unbia
     """running = (1 − m) · running + m · batch   (PyTorch's convention; m weights the NEW value).
 
     The running variance takes the *unbiased* batch variance σ² · n / (n − 1), as torch does,
-    unless ``unbiased=False`` (the d2l / textbook choice).
+    unless ``unbiased=False`` (the d2l / textbook choice). Any momentum is taken, as torch
+    takes it: outside [0, 1] the update extrapolates, and a NaN one gives NaN statistics.
     """
     mean, var = mean.detach(), var.detach()  # the buffers stay out of the autograd graph
     if running_mean is not None:
@@ -73,6 +81,32 @@ def _update_running(running_mean, running_var, mean, var, momentum, count, unbia
         if unbiased:  # count > 1 always holds here: training rejects one value per statistic
             var = var * (count / (count - 1))
         running_var.mul_(1 - momentum).add_(var.to(running_var.dtype), alpha=momentum)
+
+
+def _no_values(input, weight, bias, stats: NormStats, return_stats: bool):
+    """An input with no values: torch returns it (empty) without running its kernel.
+
+    γ and β still get gradients, zeros (sums over nothing), whatever their sizes.
+    """
+    y = input.clone()
+    for p in (weight, bias):
+        if p is not None:
+            y = y + 0 * p.sum()  # d/dp = 0 · Σ dy = 0
+    return (y, stats) if return_stats else y
+
+
+def _stats_of_nothing(input, shape, running_mean, running_var) -> NormStats:
+    """The statistics an empty input was (not) normalized with: NaN, or the running ones."""
+    if running_mean is None or running_var is None:
+        nan = input.new_full(shape, float("nan"))
+        return NormStats(nan, nan.clone(), "batch", 0)
+    return NormStats(running_mean.detach().clone(), running_var.detach().clone(), "running", 0)
+
+
+def _fixed(x, running_mean, running_var, w, b, eps, backward):
+    """Normalize with the running statistics, broadcast per channel."""
+    rm, rv = _per_channel(running_mean, x.dim()), _per_channel(running_var, x.dim())
+    return _normalize_fixed(x, rm.to(x.dtype), rv.to(x.dtype), w, b, eps, backward)
 
 
 def batch_norm(
@@ -92,35 +126,27 @@ def batch_norm(
     """Batch normalization: one statistic per channel, over the batch and spatial dims.
 
     In training the batch statistics normalize the input and update the running ones in
-    place; otherwise the running statistics are used (they must then be given).
+    place (left as they are for an input with no values, as torch); otherwise the running
+    statistics are used (they must then be given). ε must be > 0 in training, ≥ 0 otherwise.
     """
-    checks.check_floating(input, "batch_norm")
-    checks.check_rank(input, (2, 3, 4, 5), "batch_norm", "(N, C, *spatial)")
-    eps = checks.check_eps(eps)
-    momentum = checks.check_momentum(momentum, allow_none=False)
-    channels = input.shape[1]
-    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
-        checks.check_affine_shape(t, (channels,), name, "batch_norm")
+    checks.check_batch_norm_call(input, running_mean, running_var, weight, bias, training, eps)
+    channels = input.shape[1] if input.dim() > 1 else 0
+    if input.numel() == 0:  # nothing to normalize; the running statistics stay as they are
+        stats = _stats_of_nothing(input, (channels,), *((None, None) if training else (running_mean, running_var)))
+        return _no_values(input, weight, bias, stats, return_stats)
     x = input.to(_compute_dtype(input))
     w, b = _per_channel(weight, x.dim()), _per_channel(bias, x.dim())
     dims = (0,) + tuple(range(2, x.dim()))  # every axis but C
+    count = math.prod(x.shape[d] for d in dims)  # values per statistic
 
     if training:
-        checks.check_more_than_one_value(x)
         y, mean, var = _normalize(x, w, b, dims, eps, backward)
         mean, var = mean.reshape(channels), var.reshape(channels)
-        count = x.numel() // channels
         _update_running(running_mean, running_var, mean, var, momentum, count, unbiased_running_var)
         stats = NormStats(mean.detach(), var.detach(), "batch", count)
     else:
-        if running_mean is None or running_var is None:
-            raise ValueError(
-                "batch_norm in eval mode needs running_mean and running_var. Pass training=True to "
-                "normalize with the batch statistics instead."
-            )
-        rm, rv = _per_channel(running_mean, x.dim()), _per_channel(running_var, x.dim())
-        y = _normalize_fixed(x, rm.to(x.dtype), rv.to(x.dtype), w, b, eps, backward)
-        stats = NormStats(running_mean.detach().clone(), running_var.detach().clone(), "running", x.numel() // channels)
+        y = _fixed(x, running_mean, running_var, w, b, eps, backward)
+        stats = NormStats(running_mean.detach().clone(), running_var.detach().clone(), "running", count)
     y = y.to(input.dtype)
     return (y, stats) if return_stats else y
 
@@ -142,36 +168,29 @@ def instance_norm(
     """Instance normalization: one statistic per (sample, channel), over the spatial dims.
 
     With running statistics given, each update uses the batch average of the per-instance
-    means and (unbiased) variances, exactly as torch does.
+    means and (unbiased) variances, exactly as torch does (so a batch of 0 samples makes them
+    NaN, an average over nothing, while 0 spatial positions leave them as they are).
     """
-    checks.check_floating(input, "instance_norm")
-    checks.check_rank(input, (3, 4, 5), "instance_norm", "(N, C, *spatial)")
-    eps = checks.check_eps(eps)
-    momentum = checks.check_momentum(momentum, allow_none=False)
+    checks.check_instance_norm_call(input, running_mean, running_var, weight, bias, use_input_stats)
     n, channels = input.shape[:2]
-    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
-        checks.check_affine_shape(t, (channels,), name, "instance_norm")
+    if input.numel() == 0 and not (use_input_stats and n == 0 and running_mean is not None):
+        stats = _stats_of_nothing(input, (n, channels), *((None, None) if use_input_stats else (running_mean, running_var)))
+        return _no_values(input, weight, bias, stats, return_stats)
     x = input.to(_compute_dtype(input))
     w, b = _per_channel(weight, x.dim()), _per_channel(bias, x.dim())
+    count = math.prod(x.shape[2:])  # values per statistic
 
     if use_input_stats:
-        checks.check_more_than_one_spatial(x)
         y, mean, var = _normalize(x, w, b, tuple(range(2, x.dim())), eps, backward)
         mean, var = mean.reshape(n, channels), var.reshape(n, channels)
-        count = math.prod(x.shape[2:])
-        if running_mean is not None or running_var is not None:
+        if running_mean is not None:  # (x is empty here only for N = 0: NaN, as torch)
             unbiased = var * (count / (count - 1)) if unbiased_running_var else var
             # The batch average of per-instance statistics is what enters the EMA.
             _update_running(running_mean, running_var, mean.mean(0), unbiased.mean(0), momentum, count, False)
         stats = NormStats(mean.detach(), var.detach(), "batch", count)
     else:
-        if running_mean is None or running_var is None:
-            raise ValueError(
-                "instance_norm with use_input_stats=False needs running_mean and running_var."
-            )
-        rm, rv = _per_channel(running_mean, x.dim()), _per_channel(running_var, x.dim())
-        y = _normalize_fixed(x, rm.to(x.dtype), rv.to(x.dtype), w, b, eps, backward)
-        stats = NormStats(running_mean.detach().clone(), running_var.detach().clone(), "running", math.prod(x.shape[2:]))
+        y = _fixed(x, running_mean, running_var, w, b, eps, backward)
+        stats = NormStats(running_mean.detach().clone(), running_var.detach().clone(), "running", count)
     y = y.to(input.dtype)
     return (y, stats) if return_stats else y
 
@@ -189,17 +208,17 @@ def layer_norm(
     """Layer normalization: one statistic per sample, over the last ``len(normalized_shape)`` dims.
 
     The affine is per *element* (γ and β have shape ``normalized_shape``), not per channel.
-    No batch statistics are involved, so training and eval behave identically.
+    No batch statistics are involved, so training and eval behave identically. Any ε is
+    taken, as torch takes it (σ² + ε < 0 gives NaN).
     """
     checks.check_floating(input, "layer_norm")
-    eps = checks.check_eps(eps)
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     k = len(shape)
-    if k == 0 or tuple(input.shape[input.dim() - k :]) != shape or input.dim() < k:
-        raise ValueError(
+    if k == 0 or input.dim() < k or tuple(input.shape[input.dim() - k :]) != shape:
+        raise checks.NormcoreError(
             f"layer_norm normalizes over the trailing dims {list(shape)}, so the input must have shape "
-            f"[*, {', '.join(map(str, shape))}]; got {list(input.shape)}. Set normalized_shape to the "
-            "input's last dims, e.g. input.shape[1:]."
+            f"[*, {', '.join(map(str, shape)) or '...'}]; got {list(input.shape)}. Set normalized_shape to the "
+            "input's last dims (at least one), e.g. input.shape[1:]."
         )
     for name, t in (("weight", weight), ("bias", bias)):
         checks.check_affine_shape(t, shape, name, "layer_norm")
@@ -223,19 +242,18 @@ def group_norm(
     return_stats: bool = False,
 ):
     """Group normalization: one statistic per (sample, group of C/G channels), over the group's
-    channels and all spatial positions. The affine is per channel.
+    channels and all spatial positions. The affine is per channel. Any ε is taken, as torch.
 
     ``num_groups=1`` is LayerNorm over (C, *spatial) with a per-channel affine;
     ``num_groups=C`` is InstanceNorm.
     """
     checks.check_floating(input, "group_norm")
-    checks.check_rank(input, (2, 3, 4, 5), "group_norm", "(N, C, *spatial)")
-    eps = checks.check_eps(eps)
+    checks.check_has_channels(input, "group_norm", error=checks.NormcoreError)
+    checks.check_group_sizes(input, num_groups)  # as torch, even in eval: not one value per group
     n, channels = input.shape[:2]
-    checks.check_groups(channels, int(num_groups))
+    checks.check_groups(channels, num_groups, in_forward=True)
     for name, t in (("weight", weight), ("bias", bias)):
         checks.check_affine_shape(t, (channels,), name, "group_norm")
-    checks.check_group_sizes(input, num_groups)  # as torch, even in eval: N · C/G · spatial must exceed 1
     x = input.to(_compute_dtype(input))
     spatial = tuple(x.shape[2:])
     # (N, C, *S) -> (N, G, C/G, *S): a statistic per (n, g), over C/G and S.
@@ -243,7 +261,8 @@ def group_norm(
     affine_shape = (1, num_groups, channels // num_groups) + (1,) * len(spatial)
     w = None if weight is None else weight.view(affine_shape)
     b = None if bias is None else bias.view(affine_shape)
-    y, mean, var = _normalize(xg, w, b, tuple(range(2, xg.dim())), eps, backward)
+    # torch's dγ is NaN on a zero spatial size (0 · NaN mean); normcore's too.
+    y, mean, var = _normalize(xg, w, b, tuple(range(2, xg.dim())), eps, backward, nan_weight_grad_if_empty=True)
     stats = NormStats(
         mean.detach().reshape(n, num_groups), var.detach().reshape(n, num_groups), "batch",
         (channels // num_groups) * math.prod(spatial),

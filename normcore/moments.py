@@ -6,6 +6,7 @@ in one place.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -49,16 +50,20 @@ def shifted_moments(x: torch.Tensor, dims: tuple[int, ...], *, return_shift: boo
     with ``keepdim=True``. ``return_shift=True`` appends ``(shift, shifted_mean)``, from
     which ``x - μ`` can be recomputed later, exactly as here.
     """
-    shift = x
-    for d in dims:  # one value per statistic group: index 0 along every reduced dim
-        shift = shift.narrow(d, 0, 1)
+    if all(x.shape[d] > 0 for d in dims):
+        shift = x
+        for d in dims:  # one value per statistic group: index 0 along every reduced dim
+            shift = shift.narrow(d, 0, 1)
+    else:  # a statistic over no values: nothing to shift (its mean and variance are NaN)
+        shift = x.new_zeros([1 if d in dims else size for d, size in enumerate(x.shape)])
     # An infinite shift would turn the group's mean into inf - inf = NaN; torch's is ±inf.
     shift = shift.nan_to_num(0.0, posinf=0.0, neginf=0.0)
+    count = math.prod(x.shape[d] for d in dims)  # M, values per statistic
     centered = x - shift  # exact: the shift is one of the values it is subtracted from
-    shifted_mean = centered.mean(dims, keepdim=True)  # mean(x - shift): small, so precise
+    # mean(x - shift): small, so precise. (Σ / M: torch's sum kernel is ~3x faster than its mean.)
+    shifted_mean = centered.sum(dims, keepdim=True) / count
     centered -= shifted_mean  # x - μ, in place on our own buffer (one temporary in all)
-    count = x.numel() // max(shifted_mean.numel(), 1)
-    var = sum_of_squares(centered, dims) / count  # σ² = mean((x - μ)²), biased
+    var = sum_of_squares(centered, dims) / count  # σ² = mean((x - μ)²), biased (0/0 = NaN if M = 0)
     mean = shift + shifted_mean
     return (centered, mean, var, shift, shifted_mean) if return_shift else (centered, mean, var)
 
@@ -82,7 +87,7 @@ def sum_of_squares(t: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
         trailing.insert(0, d)
     if not trailing or (torch.is_grad_enabled() and t.requires_grad):
         return t.square().sum(dims, keepdim=True)
-    partial = torch.linalg.vector_norm(t, dim=trailing, keepdim=True).square_()
+    partial = torch.linalg.vector_norm(t, dim=trailing, keepdim=True).square()  # (small; square_ has no vmap rule)
     rest = tuple(d for d in dims if d not in trailing)
     return partial.sum(rest, keepdim=True) if rest else partial
 

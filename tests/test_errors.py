@@ -1,4 +1,9 @@
-"""Bad input raises ValueError with a message that says what to change; NaN/inf propagate as in torch."""
+"""Bad input raises with a message that says what to change; NaN/inf propagate as in torch.
+
+Every normcore error is a ``normcore.NormcoreError``: a ``ValueError`` and a ``RuntimeError``
+both, so code that catches torch's exception catches normcore's. Which inputs raise at all is
+tested against torch itself in ``test_probe_torch.py``; this file tests the messages.
+"""
 
 from __future__ import annotations
 
@@ -59,7 +64,7 @@ def test_group_norm_with_one_value_per_group_says_what_to_change():
     (lambda: normcore.BatchNorm2d(3), (2, 3, 4), "BatchNorm2d expects a 4D input (N, C, H, W), got a 3D input of shape (2, 3, 4)"),
     (lambda: normcore.BatchNorm3d(3), (2, 3, 4, 4), "BatchNorm3d expects a 5D input (N, C, D, H, W), got a 4D input"),
     (lambda: normcore.InstanceNorm2d(3), (3, 4), "InstanceNorm2d expects a 3D or 4D input (N, C, H, W) or (C, H, W), got a 2D input"),
-    (lambda: normcore.GroupNorm(1, 3), (3,), "GroupNorm expects a 2D or 3D or 4D or 5D input (N, C, *spatial), got a 1D input"),
+    (lambda: normcore.GroupNorm(1, 3), (3,), "group_norm expects an input (N, C, *spatial) of at least 2 dims, got shape (3,)"),
 ])
 def test_wrong_rank_names_the_expected_layout(layer, shape, expected):
     _raises(lambda: layer()(torch.randn(shape)), expected)
@@ -101,35 +106,59 @@ def test_channels_not_divisible_by_groups_lists_the_valid_counts():
 # --------------------------------------------------------------------------- eps and momentum
 
 
-@pytest.mark.parametrize("eps", [0.0, -1e-5, float("nan"), float("inf")])
-def test_eps_must_be_positive_and_finite(eps):
-    hint = "eps must be a positive finite number"
-    for build in (lambda: normcore.BatchNorm2d(3, eps=eps), lambda: normcore.LayerNorm(3, eps=eps),
-                  lambda: normcore.GroupNorm(1, 3, eps=eps), lambda: normcore.InstanceNorm1d(3, eps=eps)):
-        _raises(build, hint, "typical values are 1e-5")
-    _raises(lambda: NF.layer_norm(torch.randn(2, 3), (3,), eps=eps), hint)
-    _raises(lambda: NF.batch_norm(torch.randn(4, 3), None, None, training=True, eps=eps), hint)
+@pytest.mark.parametrize("eps", [0.0, -1e-5])
+def test_batch_norm_eps_must_be_positive_in_training_like_torch(eps):
+    layer = normcore.BatchNorm2d(3, eps=eps)  # accepted here, as torch: it is checked when used
+    _raises(lambda: layer(torch.randn(2, 3, 2, 2)), "batch_norm eps must be positive when training", "typical values are 1e-5")
+    _raises(lambda: NF.batch_norm(torch.randn(4, 3), None, None, training=True, eps=eps), "positive when training")
 
 
-@pytest.mark.parametrize("momentum", [-0.1, 1.5, float("nan")])
-def test_momentum_outside_unit_interval_explains_the_convention(momentum):
-    _raises(lambda: normcore.BatchNorm2d(3, momentum=momentum), "momentum must be in [0, 1] or None", "weight of the new batch statistic",
-            "torch_momentum_from_keras")
-    _raises(lambda: normcore.InstanceNorm2d(3, momentum=momentum), "momentum must be in [0, 1] or None")
-    # The functional form takes a number only, and says so.
-    message = _raises(lambda: NF.batch_norm(torch.randn(4, 3), None, None, training=True, momentum=momentum), "momentum must be in [0, 1],")
-    assert "or None" not in message
+def test_batch_norm_eps_may_be_zero_in_eval_but_not_negative():
+    x = torch.randn(4, 3)
+    NF.batch_norm(x, torch.zeros(3), torch.ones(3), eps=0.0)
+    _raises(lambda: NF.batch_norm(x, torch.zeros(3), torch.ones(3), eps=-1.0), "batch_norm eps must be non-negative")
 
 
-def test_momentum_changed_after_construction_is_checked_at_the_next_step():
-    layer = normcore.BatchNorm1d(3)
-    layer.momentum = 2.0
-    _raises(lambda: layer(torch.randn(4, 3)), "momentum must be in [0, 1] or None")
+@pytest.mark.parametrize("eps", [0.0, -1e-5, -10.0, float("nan"), float("inf")])
+def test_layer_group_instance_norm_take_any_eps_like_torch(eps):
+    x = torch.randn(2, 3, 4)
+    for name, args in (("LayerNorm", (4,)), ("GroupNorm", (1, 3)), ("InstanceNorm1d", (3,))):
+        ours, theirs = getattr(normcore, name)(*args, eps=eps), getattr(nn, name)(*args, eps=eps)
+        torch.testing.assert_close(ours(x), theirs(x), equal_nan=True)
+
+
+@pytest.mark.parametrize("momentum", [-1.2, 1.5, 5.0, float("nan")])
+def test_any_momentum_is_taken_like_torch(momentum):
+    x = torch.randn(4, 3, dtype=torch.float64)  # an extrapolating momentum magnifies float32 rounding
+    for cls_name in ("BatchNorm1d", "InstanceNorm1d"):
+        kwargs = {"momentum": momentum, "track_running_stats": True, "dtype": torch.float64}
+        ours, theirs = getattr(normcore, cls_name)(3, **kwargs), getattr(nn, cls_name)(3, **kwargs)
+        x_in = x if cls_name == "BatchNorm1d" else x.view(2, 3, 2)
+        torch.testing.assert_close(ours(x_in), theirs(x_in))
+        torch.testing.assert_close(ours.running_mean, theirs.running_mean, equal_nan=True)
+        torch.testing.assert_close(ours.running_var, theirs.running_var, equal_nan=True)
+        ours.eval(), theirs.eval()  # unused in eval
+        torch.testing.assert_close(ours(x_in), theirs(x_in), equal_nan=True)
 
 
 @pytest.mark.parametrize("momentum", [0, 0.1, 1, None])
 def test_valid_momenta_are_accepted(momentum):
     normcore.BatchNorm1d(3, momentum=momentum)(torch.randn(4, 3))
+
+
+def test_normcore_errors_are_caught_by_torchs_exception_types():
+    """A user catching what torch raises catches normcore's error too."""
+    with pytest.raises(RuntimeError):  # torch: RuntimeError (running_mean has 3 entries, not 4)
+        normcore.BatchNorm2d(3)(torch.randn(2, 4, 2, 2))
+    with pytest.raises(ValueError):  # torch: ValueError
+        normcore.BatchNorm2d(3)(torch.randn(1, 3, 1, 1))
+    with pytest.raises(IndexError):  # torch: IndexError
+        NF.batch_norm(torch.randn(4), None, None, training=True)
+    with pytest.raises(ZeroDivisionError):  # torch: ZeroDivisionError
+        normcore.GroupNorm(0, 4)
+    with pytest.raises(NotImplementedError):  # torch: NotImplementedError
+        normcore.BatchNorm1d(3)(torch.ones(4, 3, dtype=torch.long))
+    assert issubclass(normcore.NormcoreIndexError, normcore.NormcoreError)
 
 
 # --------------------------------------------------------------------------- dtype
@@ -149,10 +178,11 @@ def test_non_tensor_input_is_rejected():
 
 def test_eval_without_running_statistics_says_to_train_or_pass_them():
     _raises(lambda: NF.batch_norm(torch.randn(4, 3), None, None, training=False), "needs running_mean and running_var", "training=True")
+    _raises(lambda: NF.instance_norm(torch.randn(4, 3, 2), use_input_stats=False), "needs running_mean and running_var", "use_input_stats=True")
 
 
 def test_wrong_affine_shape_in_functional_calls():
-    _raises(lambda: NF.batch_norm(torch.randn(4, 3), None, None, torch.ones(4), training=True), "weight must have shape (3,), got (4,)")
+    _raises(lambda: NF.batch_norm(torch.randn(4, 3), None, None, torch.ones(4), training=True), "weight must be a tensor with 3 entries", "got shape (4,)")
     _raises(lambda: NF.layer_norm(torch.randn(4, 3), (3,), torch.ones(3), torch.ones(2)), "bias must have shape (3,), got (2,)")
 
 
