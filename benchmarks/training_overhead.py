@@ -1,7 +1,7 @@
 """Training speed: normcore vs torch.nn layers, and what the page's loop costs on top.
 
-    python -m benchmarks.training            # every measurement, the default device comparison
-    python -m benchmarks.training --quick    # fewer steps and repeats (a smoke test)
+    python -m benchmarks.training_overhead         # every measurement, the default device comparison
+    python -m benchmarks.training_overhead --quick # fewer steps and repeats (a smoke test)
 
 Three tables:
 
@@ -37,6 +37,7 @@ from benchmarks import bare_streamlit
 from normcore.lab import datasets, devices, models, loop
 from normcore.lab.experiments import training as T
 from normcore.lab.viz import training_charts as charts
+from pages.shared import redraw
 
 
 def _load() -> str:
@@ -92,26 +93,15 @@ def bare_loop(config: T.RunConfig, variants, data) -> float:
 
 
 def page_loop(config: T.RunConfig) -> tuple[float, T.LiveRun]:
-    """``experiments.training.run`` with what ``pages/training.py`` does around it: the
-    progress bar, and the two live charts under the page's DrawBudget,
-    through real Streamlit elements. Outside ``streamlit run`` (bare mode) each element is
-    still built and marshalled (protobuf, Arrow), only not sent; sending happens on the
-    server's own thread."""
-    progress_box, left, right = st.empty(), st.empty(), st.empty()
-
-    def show_progress(live: T.LiveRun) -> None:  # as the page's show_progress and draw
-        progress_box.progress(live.fraction, text=live.progress_text())
-
-    def draw(live: T.LiveRun) -> None:
-        show_progress(live)
-        for box, spec in zip((left, right), charts.live_charts(**live.chart_frames())):
-            box.vega_lite_chart(spec, width="stretch")
-
+    """``experiments.training.run`` followed by the page's own live view
+    (``pages.shared.redraw.LiveView``: the progress bar and the two live charts under its
+    DrawBudget), through real Streamlit elements. Outside ``streamlit run`` (bare mode) each
+    element is still built and marshalled (protobuf, Arrow), only not sent; sending happens
+    on the server's own thread."""
+    view = redraw.LiveView(st.empty(), (st.empty(), st.empty()), charts.live_run_charts)
     started = time.perf_counter()
     live = T.LiveRun(config, T.plan(config)[0])
-    show_progress(live)
-    budget = T.DrawBudget()
-    T.run(config, live, on_progress=lambda lv: budget.draw(lv, draw, show_progress))
+    view.follow(live, lambda on_progress: T.run(config, live, on_progress=on_progress))
     return time.perf_counter() - started, live
 
 

@@ -1,4 +1,7 @@
-"""Device discovery and the CPU-thread comparison."""
+"""Device discovery, the CPU-thread comparison, and one placed() body at a time."""
+
+import threading
+import time
 
 import pytest
 import torch
@@ -69,32 +72,67 @@ def test_default_targets(monkeypatch):
     assert [t.key for t in devices.default_targets()] == ["cpu", "cuda:0"]
 
 
+def fresh_thread_count() -> int:
+    """The count a new thread (a server's next script run) starts with."""
+    seen = []
+    probe = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    probe.start()
+    probe.join()
+    return seen[0]
+
+
 def test_overlapping_runs_leave_the_thread_count_as_it_was():
     """torch's thread count is process-wide: two sessions running a 1-thread target at
-    overlapping times must not leave the server at 1 thread (found by the load review)."""
-    import threading
-    import time
-
-    import torch
-
+    overlapping times must not leave the server at 1 thread (found by the load review),
+    also when the second session's thread starts while the first one trains at 1 thread."""
     one = next((t for t in devices.all_targets() if t.threads == 1), None)
     if one is None or devices.DEFAULT_THREADS < 2:
         pytest.skip("needs a machine with 2 or more CPU threads")
-    before = torch.get_num_threads()
+    before = fresh_thread_count()
+    inside, first_holds = [], threading.Event()  # what each body saw, asserted in the main thread
 
-    def run(delay, hold):
-        time.sleep(delay)
+    def first():
         with devices.placed(one):
-            assert torch.get_num_threads() == 1
-            time.sleep(hold)
+            inside.append(torch.get_num_threads())
+            first_holds.set()
+            time.sleep(0.3)
 
-    threads = [threading.Thread(target=run, args=(0, 0.2)), threading.Thread(target=run, args=(0.1, 0.3))]
-    for t in threads:
-        t.start()
+    def second():
+        torch.get_num_threads()  # touches torch (as building a model does) while the first trains
+        with devices.placed(one):
+            inside.append(torch.get_num_threads())
+
+    threads = [threading.Thread(target=first)]
+    threads[0].start()
+    assert first_holds.wait(timeout=30)
+    threads.append(threading.Thread(target=second))
+    threads[1].start()
     for t in threads:
         t.join()
-    seen = {}
-    probe = threading.Thread(target=lambda: seen.update(n=torch.get_num_threads()))
-    probe.start()
-    probe.join()
-    assert seen["n"] == before == torch.get_num_threads()
+    assert inside == [1, 1]
+    assert fresh_thread_count() == before == torch.get_num_threads()
+
+
+def test_the_training_loop_takes_no_lock():
+    """loop.train is a library call: it never waits for another caller's placed() body."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_lock():
+        with devices.placed(devices.Target("cpu")):
+            held.set()
+            release.wait(timeout=60)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    assert held.wait(timeout=30)
+    data = datasets.load_digits_split(seed=0)
+    results = []
+    worker = threading.Thread(target=lambda: results.append(loop.train(
+        models.make_model("mlp", "batch", width=8, seed=0), data, loop.TrainConfig(epochs=1, batch_size=256), threads=1)))
+    worker.start()
+    worker.join(timeout=60)
+    finished = not worker.is_alive()
+    release.set()
+    holder.join()
+    worker.join()
+    assert finished and results[0].status == "finished" and results[0].threads == 1

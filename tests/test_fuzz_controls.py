@@ -158,14 +158,13 @@ def page_url_value(f) -> st.SearchStrategy[str]:
 
 
 def training_url_value(field: str) -> st.SearchStrategy[str]:
-    """Strings for one of the training page's own URL parameters (T.SPECS: types, choices, caps)."""
-    spec = T.SPECS[field]
-    if spec.kind is tuple:
-        names = list(RAW_OPTIONS["training_norms"]) if field == "norms" else [t.key for t in devices.all_targets()]
-        valid = st.lists(st.sampled_from(names + ["bogus"]), min_size=0, max_size=5).map(",".join)
-    elif spec.kind is str:
-        valid = st.sampled_from(list(spec.choices))
-    elif spec.kind is int:
+    """Strings for one of the training page's own URL parameters (T.SCHEMA: types, choices, caps)."""
+    spec = T.SCHEMA[field]
+    if spec.kind == "choices":
+        valid = st.lists(st.sampled_from(list(spec.options) + ["bogus"]), min_size=0, max_size=5).map(",".join)
+    elif spec.kind == "choice":
+        valid = st.sampled_from(list(spec.options))
+    elif spec.kind == "int":
         lo, hi = int(spec.low), int(spec.high)
         valid = (st.integers(lo, hi) | st.sampled_from([lo - 1, lo, hi, hi + 1])).map(str)
     else:

@@ -1,16 +1,21 @@
 """The training page in AppTest: each mode runs, Stop keeps partial results, caps explain
 themselves, downloads hold the right content, and no control's extreme raises."""
 
+import io
 import json
+import posixpath
 
+import pandas as pd
 import pytest
-from streamlit.testing.v1 import AppTest
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+from streamlit.testing.v1 import AppTest, app_test
 
 from tests import apptest_pages
 
 from normcore.lab import devices, limits
 from normcore.lab.experiments import training as T
-
+from normcore.lab.experiments.training import variants as variants_module
+from pages.shared import redraw
 
 
 def open_page() -> AppTest:
@@ -33,12 +38,28 @@ def texts(elements) -> str:
     return " ".join(str(e.value) for e in elements)
 
 
-def downloads(at: AppTest) -> dict[str, str]:
-    out = {}
-    for element in at.get("download_button"):
-        proto = element.proto
-        out[proto.label] = proto.url
-    return out
+class RecordingStorage(MemoryMediaFileStorage):
+    """AppTest's in-memory media storage (a new one each run), remembered so a test can read
+    the files the page's download buttons point at."""
+
+    made: list = []
+
+    def __init__(self, media_endpoint: str):
+        super().__init__(media_endpoint)
+        RecordingStorage.made.append(self)
+
+
+@pytest.fixture
+def media(monkeypatch):
+    RecordingStorage.made = []
+    monkeypatch.setattr(app_test, "MemoryMediaFileStorage", RecordingStorage)
+    return RecordingStorage.made
+
+
+def downloads(at: AppTest, storages: list) -> dict[str, bytes]:
+    """Each download button's label -> the bytes it serves (the latest run's storage)."""
+    storage = storages[-1]
+    return {d.proto.label: storage.get_file(posixpath.basename(d.proto.url)).content for d in at.get("download_button")}
 
 
 def test_page_opens_with_defaults_and_says_whether_a_gpu_exists():
@@ -66,16 +87,18 @@ def test_compare_run_shows_curves_table_percentiles_and_caches():
     assert at.session_state["training_live"] is live and not at.exception
 
 
-def test_download_contents_are_the_table_and_a_config_that_reloads():
+def test_download_contents_are_the_table_and_a_config_that_reloads(media):
     at = tiny(open_page())
     button(at, "Run").click().run()
     live = at.session_state["training_live"]
-    labels = [d.proto.label for d in at.get("download_button")]
-    assert any("CSV" in label for label in labels) and any("JSON" in label for label in labels)
-    # The download buttons carry what these normcore calls produce; check that content.
-    csv = T.results_table(live.summary()).to_csv(index=False)
-    assert csv.splitlines()[0].startswith("Variant,Normalization,Device")
-    assert T.from_json(live.config.to_json()) == live.config
+    files = downloads(at, media)
+    csv = next(content for label, content in files.items() if "CSV" in label)
+    config = next(content for label, content in files.items() if "JSON" in label)
+    # The CSV parses to the table the page shows; the JSON reloads, through the upload's parser, to the run's config.
+    shown = at.dataframe[0].value
+    pd.testing.assert_frame_equal(pd.read_csv(io.BytesIO(csv), keep_default_na=False), shown.reset_index(drop=True), check_dtype=False)
+    assert list(shown["Variant"]) == ["BatchNorm", "No norm"] and list(shown.columns[:3]) == ["Variant", "Normalization", "Device"]
+    assert T.from_upload(config) == live.config and live.config.width == 8 and live.config.norms == ("batch", "none")
 
 
 def test_uploading_a_config_reruns_that_experiment():
@@ -104,8 +127,8 @@ def test_bad_uploads_are_explained_and_the_page_keeps_working(content, words):
 
 
 def test_batch_sweep_mode(monkeypatch):
-    monkeypatch.setattr(T, "BATCH_SWEEP_SIZES", (8, 64))
-    monkeypatch.setattr(T, "MIN_SWEEP_STEPS", 10)
+    monkeypatch.setattr(variants_module, "BATCH_SWEEP_SIZES", (8, 64))
+    monkeypatch.setattr(variants_module, "MIN_SWEEP_STEPS", 10)
     at = tiny(open_page())
     at.radio(key="training_mode").set_value("batch_sweep").run()
     button(at, "Run").click().run()
@@ -120,7 +143,7 @@ def test_batch_sweep_mode(monkeypatch):
 
 
 def test_lr_sweep_mode_flags_divergence(monkeypatch):
-    monkeypatch.setattr(T, "LR_SWEEP_RATES", (0.1, 1e15))
+    monkeypatch.setattr(variants_module, "LR_SWEEP_RATES", (0.1, 1e15))
     at = tiny(open_page())
     at.radio(key="training_mode").set_value("lr_sweep").run()
     button(at, "Run").click().run()
@@ -237,3 +260,60 @@ def test_a_bad_link_value_is_ignored_with_a_message(param, value, words):
     warnings = texts(at.warning)
     assert f"Ignored URL parameter {param}" in warnings and words in warnings, warnings
     assert not button(at, "Run").disabled  # the defaults stand in; the page still works
+
+
+# -- the live view's redraw budget (pages/shared/redraw.py) --------------------------------
+
+
+TINY = T.RunConfig(width=8, depth=2, epochs=1, batch_size=64, norms=("batch", "none"), devices=("cpu",))
+
+
+def test_draw_budget_throttles_and_always_draws_the_end(monkeypatch):
+    clock = iter(range(1000))
+    monkeypatch.setattr(redraw.time, "perf_counter", lambda: next(clock) * 0.01)  # 10 ms per reading
+    live = T.LiveRun(TINY, [])
+    budget = redraw.DrawBudget(every_s=0.5, share=0.5, progress_every_s=0.1)
+    drawn, progress = [], []
+    outcomes = [budget.draw(live, drawn.append, progress.append) for _ in range(100)]
+    assert 0 < len(drawn) <= 100 * 0.02 / 0.5 + 1  # 2 readings per call at 10 ms: every 0.5 s at most
+    assert len(progress) <= 100 * 0.02 / 0.1 and len(progress) > len(drawn)
+    assert sum(outcomes) == len(drawn)
+    live.status = "finished"
+    assert budget.draw(live, drawn.append, progress.append) and drawn[-1] is live  # the final state, whatever the timing
+
+
+def test_draw_budget_bounds_the_share_spent_drawing(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(redraw.time, "perf_counter", lambda: now[0])
+    live = T.LiveRun(TINY, [])
+    budget = redraw.DrawBudget(every_s=0.0, share=0.05, progress_every_s=10.0)
+
+    def slow_draw(_live):  # each redraw costs 0.1 s of a run that advances 0.1 s per report
+        now[0] += 0.1
+
+    for _ in range(200):
+        now[0] += 0.1
+        budget.draw(live, slow_draw)
+    assert budget.spent <= 0.05 * now[0] + 0.1  # at most one draw over the 5 % share
+
+
+class Box:
+    """Records what a page's placeholder was asked to show."""
+
+    def __init__(self):
+        self.calls = []
+
+    def progress(self, fraction, text):
+        self.calls.append(("progress", fraction, text))
+
+    def vega_lite_chart(self, spec, width):
+        self.calls.append(("chart", spec))
+
+
+def test_live_view_follows_a_run_and_draws_its_final_state():
+    progress, left, right = Box(), Box(), Box()
+    view = redraw.LiveView(progress, (left, right), lambda live: ({"n": len(live.rows)}, {"m": len(live.rows)}))
+    live = T.LiveRun(TINY, T.plan(TINY)[0])
+    assert view.follow(live, lambda on_progress: T.run(TINY, live, on_progress=on_progress)) is live
+    assert progress.calls[0][0] == "progress" and progress.calls[-1][1:] == (1.0, live.progress_text())
+    assert left.calls[-1] == ("chart", {"n": len(live.rows)}) and right.calls[-1] == ("chart", {"m": len(live.rows)})

@@ -1,16 +1,21 @@
 """The training page's experiment: configs in and out, caps, variants, live recording, sweeps,
 and the charts built from what comes back."""
 
+import dataclasses
 import json
 import math
+import threading
+import time
 
 import pandas as pd
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from normcore.lab import datasets, devices, limits, models
 from normcore.lab.experiments import training as T
+from normcore.lab.experiments.training import variants as variants_module
 from normcore.lab.viz import training_charts as charts
 from tests.vega import validated
 
@@ -179,13 +184,13 @@ def test_result_cache_is_a_bounded_lru():
 
 
 def test_short_sweeps(monkeypatch):
-    monkeypatch.setattr(T, "BATCH_SWEEP_SIZES", (8, 64))
-    monkeypatch.setattr(T, "MIN_SWEEP_STEPS", 30)
+    monkeypatch.setattr(variants_module, "BATCH_SWEEP_SIZES", (8, 64))
+    monkeypatch.setattr(variants_module, "MIN_SWEEP_STEPS", 30)
     live = T.run(T.with_settings(TINY, mode="batch_sweep"))
     summary = live.summary()
     assert len(summary) == 8 and set(summary["batch_size"]) == {8, 64}
     assert summary.loc[summary["batch_size"] == 64, "epochs"].iloc[0] == math.ceil(30 / (1347 // 64))
-    monkeypatch.setattr(T, "LR_SWEEP_RATES", (0.3, 1e15))
+    monkeypatch.setattr(variants_module, "LR_SWEEP_RATES", (0.3, 1e15))
     live = T.run(T.with_settings(TINY, mode="lr_sweep", width=16, epochs=2))
     summary = live.summary()
     assert summary.loc[summary["lr"] == 1e15, "diverged"].all()
@@ -274,35 +279,6 @@ def test_live_charts_reuse_one_template_and_fix_the_legend_from_the_plan():
     assert "scale" not in charts.loss_chart(grown, None, ("none",), ())["encoding"]["x"]  # no plan: the axis fits the data
 
 
-def test_draw_budget_throttles_and_always_draws_the_end(monkeypatch):
-    clock = iter(range(1000))
-    monkeypatch.setattr(T.time, "perf_counter", lambda: next(clock) * 0.01)  # 10 ms per reading
-    live = T.LiveRun(TINY, [])
-    budget = T.DrawBudget(every_s=0.5, share=0.5, progress_every_s=0.1)
-    drawn, progress = [], []
-    outcomes = [budget.draw(live, drawn.append, progress.append) for _ in range(100)]
-    assert 0 < len(drawn) <= 100 * 0.02 / 0.5 + 1  # 2 readings per call at 10 ms: every 0.5 s at most
-    assert len(progress) <= 100 * 0.02 / 0.1 and len(progress) > len(drawn)
-    assert sum(outcomes) == len(drawn)
-    live.status = "finished"
-    assert budget.draw(live, drawn.append, progress.append) and drawn[-1] is live  # the final state, whatever the timing
-
-
-def test_draw_budget_bounds_the_share_spent_drawing(monkeypatch):
-    now = [0.0]
-    monkeypatch.setattr(T.time, "perf_counter", lambda: now[0])
-    live = T.LiveRun(TINY, [])
-    budget = T.DrawBudget(every_s=0.0, share=0.05, progress_every_s=10.0)
-
-    def slow_draw(_live):  # each redraw costs 0.1 s of a run that advances 0.1 s per report
-        now[0] += 0.1
-
-    for _ in range(200):
-        now[0] += 0.1
-        budget.draw(live, slow_draw)
-    assert budget.spent <= 0.05 * now[0] + 0.1  # at most one draw over the 5 % share
-
-
 def test_progress_text_says_what_the_run_is_doing():
     live = T.LiveRun(TINY, T.plan(TINY)[0])
     assert live.progress_text().startswith("Starting · ")  # nothing reported yet
@@ -338,3 +314,71 @@ def test_url_round_trip_carries_every_page_field(values):
     restored = defaults | {name: list(v) if isinstance(v, tuple) else v for name, v in parsed.items()}
     assert restored == values
     assert set(query) == {T.URL_NAMES[n] for n in values if values[n] != defaults[n]}  # only what differs
+
+
+# -- the schema, divergence as data, one training at a time ------------------------------
+
+
+def test_the_schema_holds_every_field_at_run_configs_defaults():
+    assert T.SCHEMA.names == tuple(f.name for f in dataclasses.fields(T.RunConfig))
+    assert T.RunConfig(**T.SCHEMA.defaults()) == T.RunConfig()
+    assert T.widget_form(T.SCHEMA.defaults()) == T.RunConfig().values()
+
+
+def test_url_names_caps_and_shared_fields():
+    assert T.URL_NAMES == {"mode": "mode", "dataset": "data", "separation": "separation", "model": "model",
+                           "width": "width", "depth": "depth", "activation": "activation", "probe_layer": "probe",
+                           "norms": "norms", "impl": "impl", "lr": "lr", "epochs": "epochs", "optimizer": "optimizer",
+                           "devices": "devices"}
+    high = {name: T.SCHEMA[name].high for name in ("width", "depth", "epochs", "batch_size")}
+    assert high == {"width": 256, "depth": 6, "epochs": 30, "batch_size": 512}  # limits' MAX_* caps
+    assert T.SCHEMA["batch_size"].low == 2 and T.SCHEMA["norms"].max_items == T.SCHEMA["devices"].max_items == 10
+    assert T.SHARED_FIELDS == ("batch_size", "momentum", "eps", "num_groups", "seed")
+    assert T.from_json('{"devices": [" cpu "]}').devices == ("cpu",)  # canonical device keys
+
+
+def test_diverged_variants_are_read_from_the_flag_not_the_wording():
+    summary = pd.DataFrame(dict(diverged=[False, True, False], note=["Diverged? Not this one.", "The loss became NaN.", ""]))
+    assert T.diverged_notes(summary) == ["The loss became NaN."]
+    assert T.diverged_notes(T.LiveRun(TINY, []).summary()) == []
+
+
+def test_overlapping_runs_leave_the_thread_count_as_it_was():
+    """Two sessions training a 1-thread target at overlapping times: the experiment trains
+    one variant at a time, so the server is not left at 1 thread (torch's count is
+    process-wide; a fresh thread, like a server's next script run, reads it)."""
+    one = next((t for t in devices.all_targets() if t.threads == 1), None)
+    if one is None:
+        pytest.skip("needs a machine with 2 or more CPU threads")
+    before = fresh_thread_count()
+    failures, started = [], []
+
+    def session(seed: int) -> None:
+        slept = []
+
+        def slow_first_report(live):  # each session's first report takes a while
+            if live.rows and not slept:
+                if not started:  # the second session starts now (a new thread, like a server's script run)
+                    started.append(threading.Thread(target=session, args=(seed + 1,)))
+                    started[0].start()
+                slept.append(time.sleep(0.5))
+
+        try:
+            T.run(T.with_settings(TINY, devices=[one.key], norms=["batch"], seed=seed), on_progress=slow_first_report)
+        except Exception as exc:  # collected: asserted in the main thread
+            failures.append(exc)
+
+    first = threading.Thread(target=session, args=(101,))
+    first.start()
+    first.join()
+    started[0].join()
+    assert failures == []
+    assert fresh_thread_count() == before
+
+
+def fresh_thread_count() -> int:
+    seen = {}
+    probe = threading.Thread(target=lambda: seen.update(n=torch.get_num_threads()))
+    probe.start()
+    probe.join()
+    return seen["n"]

@@ -11,7 +11,7 @@ Nothing here branches on the device type beyond discovery and synchronisation: t
 training code is the same for every target, the device is just a parameter.
 
 Note: ``torch.set_num_threads`` is process-wide, so a thread count applies to whatever else
-runs in the process meanwhile (the dashboard allows one run at a time per session).
+runs in the process meanwhile: :func:`placed` runs one body at a time per process.
 """
 
 from __future__ import annotations
@@ -138,26 +138,49 @@ def no_accelerator_message() -> str | None:
     )
 
 
+@contextlib.contextmanager
+def thread_count(threads: int | None):
+    """Run the body with ``threads`` CPU threads (None: leave the count as it is), restoring
+    the previous count after. Takes no lock: torch's count is process-wide, so callers that
+    train concurrently in one process must serialize themselves (see :func:`placed`)."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 # torch.set_num_threads is process-wide, and a server runs every session's reruns in the same
-# process. Only placed() changes the count, and only while holding this lock: overlapping runs
+# process. Experiments place their work with placed(), which holds this lock: overlapping runs
 # would otherwise save and restore each other's counts (leaving the server at 1 thread) and
 # time each other's work. Re-entrant, because a scenario may train inside its own placed().
 _THREADS_LOCK = threading.RLock()
 
 
+def _new_thread_count() -> int:
+    """The count a new thread starts with: the one last set in the process. (torch keeps a
+    count per thread too: a thread started while another session trained at 1 thread holds
+    1 as its own, which is not the count to restore.)"""
+    seen = []
+    probe = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    probe.start()
+    probe.join()
+    return seen[0]
+
+
 @contextlib.contextmanager
 def placed(target: Target):
-    """Run the body with ``target``'s CPU thread count, restoring the previous one after.
-
-    Bodies run one at a time per process (see ``_THREADS_LOCK``), so timings are honest too.
-    """
+    """Run the body on ``target``: its torch device is yielded, its CPU thread count set for
+    the body and the process's count restored after. Bodies run one at a time per process
+    (see ``_THREADS_LOCK``), so timings are honest too. Experiments take it; the training
+    loop does not."""
     with _THREADS_LOCK:
-        before = torch.get_num_threads()
-        if target.threads is not None:
-            torch.set_num_threads(target.threads)
-        try:
+        before = _new_thread_count() if target.threads is not None else None
+        with thread_count(target.threads):
             yield torch.device(target.device)
-        finally:
+        if before is not None:
             torch.set_num_threads(before)
 
 
@@ -173,5 +196,5 @@ def synchronize(device) -> None:
 __all__ = [
     "DEFAULT_THREADS", "Target", "accelerators", "all_targets", "available", "comparison_targets", "default_targets",
     "cuda_devices", "device_name", "mps_available", "no_accelerator_message", "parse_target", "placed",
-    "synchronize",
+    "synchronize", "thread_count",
 ]

@@ -74,6 +74,8 @@ class Field:
             self.kind, "select_slider" if self.choices is not None else "slider")
 
     def label_of(self, value) -> str:
+        if isinstance(value, (list, tuple)):  # kind "choices": each item's label
+            return ", ".join(self.label_of(v) for v in value)
         if self.labels is None:
             return f"{value:g}" if isinstance(value, float) else str(value)
         return self.labels(value) if callable(self.labels) else self.labels.get(value, str(value))
@@ -110,7 +112,7 @@ class Field:
         items = [self.canonical(v) for v in value] if self.canonical else list(value)
         bad = [v for v in items if v not in self.options]
         if bad:
-            raise ValueError(f"{', '.join(map(repr, bad))} is not offered; choose from {', '.join(self.options)}")
+            raise ValueError(f"unknown {', '.join(map(repr, bad))}; choose from {', '.join(self.options)}")
         return items
 
     def _check_number(self, value):

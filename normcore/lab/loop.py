@@ -243,10 +243,15 @@ def train(
     Returns a :class:`TrainResult`; see the module docstring for what is reported when.
     An exception raised by ``callback`` (e.g. Streamlit interrupting the script) propagates
     after the probe hook is removed, so a caller can keep what the callback already saw.
+
+    ``threads`` is set for the run and restored after, without a lock (``devices.thread_count``):
+    torch's thread count is process-wide, so a caller running several trainings at once in
+    one process (a server's sessions) serializes them itself, as the training experiment
+    does with ``devices.placed``. This function never waits on anyone.
     """
     config.check(len(data.x_train))
-    with devices.placed(devices.Target(str(torch.device(device)), threads)) as dev:
-        return _train_on(model, data, config, dev, callback, stop)
+    with devices.thread_count(threads):
+        return _train_on(model, data, config, torch.device(device), callback, stop)
 
 
 def _train_on(model, data, config, dev, callback, stop) -> TrainResult:

@@ -27,7 +27,7 @@ def draw(f: Field, key: str, where=st, *, label: str | None = None, **extra):
     if kind in ("selectbox", "radio", "multiselect"):
         widget = {"selectbox": where.selectbox, "radio": where.radio, "multiselect": where.multiselect}[kind]
         short = sum(len(f.label_of(o)) for o in f.options) < 80  # side by side when they fit
-        horizontal = {"horizontal": short} if kind == "radio" else {}
+        horizontal = {"horizontal": args.pop("horizontal", short)} if kind == "radio" else {}
         return widget(label, list(f.options), format_func=f.label_of, **horizontal, **args)
     if kind == "select_slider":
         return where.select_slider(label, options=list(f.options), format_func=f.label_of, **args)

@@ -268,7 +268,12 @@ def live_charts(mode: str, history: pd.DataFrame, norms: tuple[str, ...], device
     return lr_sweep_chart(summary, largest), loss_chart(history, **curves)
 
 
+def live_run_charts(live) -> tuple[dict, dict]:
+    """:func:`live_charts` for a ``LiveRun`` as of now (what the page redraws while it trains)."""
+    return live_charts(**live.chart_frames())
+
+
 __all__ = [
-    "NORM_COLORS", "accuracy_chart", "batch_sweep_chart", "live_charts", "loss_chart", "lr_sweep_chart",
+    "NORM_COLORS", "accuracy_chart", "batch_sweep_chart", "live_charts", "live_run_charts", "loss_chart", "lr_sweep_chart",
     "norm_color", "paper_chart", "percentile_chart",
 ]
