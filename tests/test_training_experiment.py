@@ -212,7 +212,7 @@ def test_largest_trainable_lr_by_hand():
     assert T.trains(0.55, False, 0.1) and not T.trains(0.549, False, 0.1) and not T.trains(0.99, True, 0.1)
 
 
-def test_paper_numbers_are_design_section_4():
+def test_paper_numbers_are_wu_and_he_2018_table():
     paper = T.paper_group_norm_errors()
     bn = paper[paper["norm"] == "batch"].set_index("batch_size")["top1_error"]
     gn = paper[paper["norm"] == "group"].set_index("batch_size")["top1_error"]
