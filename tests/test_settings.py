@@ -149,3 +149,10 @@ def test_problems_are_errors_exactly_when_torch_would_refuse_or_a_cap_is_hit(s):
 def test_the_schema_and_the_settings_agree_on_every_default():
     assert S.FIELDS.defaults() == S.as_dict(S.DEFAULTS)
     assert set(S.FIELDS) == set(S.as_dict(S.DEFAULTS))
+
+
+@hsettings(max_examples=100, deadline=None)
+@given(settings_strategy)
+def test_every_problem_names_the_settings_it_is_about(s):
+    for p in S.problems(s):
+        assert p.fields and set(p.fields) <= set(S.FIELDS), p

@@ -104,24 +104,27 @@ DEFAULTS = LabSettings()
 @dataclass(frozen=True)
 class Problem:
     """Something about a combination of settings the user should read. ``level`` is
-    ``"error"`` (the affected view cannot run) or ``"warning"`` (it runs, but read this)."""
+    ``"error"`` (the affected view cannot run) or ``"warning"`` (it runs, but read this).
+    ``fields`` names the settings it is about: a view that does not read all of them (a
+    scenario that sweeps the batch size itself) has nothing to say about it."""
 
     level: str
     message: str
+    fields: tuple[str, ...] = ()
 
 
 def problems(s: LabSettings, training: bool = True) -> list[Problem]:
     """Every reason the current settings cannot run (or deserve a warning), in words."""
     out: list[Problem] = []
     if too_many := limits.elements_per_batch(s.batch_size, s.channels, s.spatial):
-        out.append(Problem("error", too_many))
+        out.append(Problem("error", too_many, ("batch_size", "channels", "spatial")))
     if s.norm == "group" and s.channels % s.num_groups:
         ok = ", ".join(str(d) for d in divisors(s.channels))
         out.append(Problem("error", (
             f"GroupNorm needs the channel count to be divisible by the number of groups: "
             f"num_channels ({s.channels}) must be divisible by num_groups ({s.num_groups}). "
             f"Valid group counts for {s.channels} channels: {ok}."
-        )))
+        ), ("norm", "channels", "num_groups")))
     values_per_channel = s.batch_size * s.spatial * s.spatial
     if s.norm == "batch" and training and values_per_channel == 1:
         out.append(Problem("error", (
@@ -129,19 +132,20 @@ def problems(s: LabSettings, training: bool = True) -> list[Problem]:
             "With batch size 1 and a 1×1 map, each channel's batch mean is the value itself and its variance "
             "is 0, so BatchNorm would output 0 for everything. Use batch size ≥ 2, a larger spatial size, "
             "or a norm that does not depend on the batch (LayerNorm, GroupNorm)."
-        )))
+        ), ("norm", "batch_size", "spatial")))
     elif s.norm == "batch" and training and s.batch_size == 1:
         out.append(Problem("warning", (
             "Batch size 1: BatchNorm's statistics now come from one sample's spatial positions only, "
             "so it behaves like InstanceNorm in training but not in eval."
-        )))
+        ), ("norm", "batch_size")))
     if s.norm == "instance" and s.spatial == 1:
         out.append(Problem("error", (
             "Expected more than 1 spatial element when training (torch's error): InstanceNorm averages "
             "over each sample's H×W positions, and a 1×1 map has only one. Increase the spatial size."
-        )))
+        ), ("norm", "spatial")))
     if s.norm == "group" and s.channels % s.num_groups == 0 and s.batch_size * (s.channels // s.num_groups) * s.spatial**2 == 1:
-        out.append(Problem("error", "Expected more than 1 value per group (torch's error): increase the batch, spatial size or channels per group."))
+        out.append(Problem("error", "Expected more than 1 value per group (torch's error): increase the batch, spatial size "
+                           "or channels per group.", ("norm", "batch_size", "channels", "num_groups", "spatial")))
     return out
 
 

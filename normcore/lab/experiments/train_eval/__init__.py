@@ -25,7 +25,7 @@ from typing import Any
 from ... import limits
 from ...devices import Target, placed
 from ...fields import Schema
-from ...settings import LabSettings
+from ...settings import DEFAULTS, FIELDS, LabSettings
 from .common import (
     PROBE_SEED, SAME, Headline, Resource, Scenario, ScenarioResult, blocked, build_layer,
     closed_form_warmup, eval_output, has_running_stats, mean_abs_diff, number_field, probe_batch, stream,
@@ -42,6 +42,7 @@ from .digits import (
 from .single_layer import batch_size_gap, momentum_variants, norms_side_by_side, two_sample_table, warmup_gap
 
 STEPS_CAP = ("scenario_steps",)  # the combined check (limits.scenario_steps) these steps go through
+DIGITS_READS = tuple(digits_config(DEFAULTS))  # the digits network's own widths: no channels or spatial size
 RESOURCES = {
     "digits_model": Resource(digits_config, train_digits_model, "Training the digits network (once per setting)…"),
 }
@@ -75,6 +76,7 @@ SCENARIOS: list[Scenario] = [
         "sample at a time: no noise and no gap at any batch size.",
         batch_size_gap,
         Schema((number_field("probes", "Probe batches per size", 16, 4, limits.MAX_PROBES, 4),)),
+        reads=tuple(n for n in FIELDS if n != "batch_size"),  # it sweeps the batch size itself
     ),
     Scenario(
         "norms", "Which norms", "🔍",
@@ -134,7 +136,7 @@ SCENARIOS: list[Scenario] = [
         "so the accuracy does not depend on how the test set is batched. Tested in **train mode** (a "
         "forgotten `model.eval()`), each test batch is normalized with its own statistics: fine for large "
         "batches, worse for small ones, and an error for a single sample.",
-        forgot_eval, resource="digits_model",
+        forgot_eval, resource="digits_model", reads=DIGITS_READS,
     ),
     Scenario(
         "frozen_bn", "Frozen BN", "🧊",
@@ -151,7 +153,7 @@ SCENARIOS: list[Scenario] = [
             number_field("contrast", "Contrast ×", 1.0, 0.2, 3.0, 0.1),
             number_field("epochs", "Fine-tuning epochs", 10, 1, limits.MAX_FINETUNE_EPOCHS, 1),
         )),
-        resource="digits_model",
+        resource="digits_model", reads=DIGITS_READS,
     ),
 ]
 

@@ -15,7 +15,7 @@ from ...fields import Field, Schema
 from ...populations import draw_batch, make_generator
 from normcore.functional import batch_norm
 from ...layers import SAME, build_layer
-from ...settings import LabSettings, Problem, problems
+from ...settings import FIELDS, LabSettings, Problem, problems
 
 PROBE_SEED = 7919  # the probe batch has its own generator, so it never appears in the stream
 NO_PARAMS = Schema(())
@@ -61,9 +61,16 @@ class Scenario:
     # The name of an expensive part in RESOURCES (the trained digits model), built once per
     # setting and shared by every scenario that names it; then run(s, resource, **params).
     resource: str | None = None
+    # The shared settings it reads. A problem with settings it does not read (the digits
+    # network has its own widths, so no channel count) is not this scenario's to report.
+    reads: tuple[str, ...] = tuple(FIELDS)
 
     def defaults(self) -> dict:
         return self.params.defaults()
+
+    def concerns(self, problem: Problem) -> bool:
+        """Whether ``problem`` is about settings this scenario reads (then it must show it)."""
+        return set(problem.fields) <= set(self.reads)
 
 
 def number_field(name: str, label: str, default: int | float, low, high, step, help: str = "", caps=()) -> Field:
