@@ -64,12 +64,39 @@ def warmup_gap(s: LabSettings, steps: int = 150, stream_shift: float = 2.0, stre
     layers = [build_layer(s, momentum=m, track_running_stats=True) for _, m in variants]
     probe = probe_batch(s, stream_shift, stream_scale)
     y_train = train_output(layers[0], probe)  # batch statistics: the same for every variant
-    probe_mean = probe.double().mean(dim=(0, 2, 3))
-    probe_var = probe.double().var(dim=(0, 2, 3), correction=0)
     true_mean, true_var = population_stats(s, stream_shift, stream_scale)
     # The floor: the gap left when the running statistics are the exact population's; the
     # probe's own sampling noise keeps any estimate from doing better.
     floor = mean_abs_diff(y_train, normalize_with(layers[0], probe, true_mean, true_var))
+    gaps, channels = _warm_up_and_record(s, steps, stream_shift, stream_scale, variants, layers, probe, y_train)
+    gap_frame = pd.DataFrame(gaps)
+    markers = _warmup_markers(s, variants, gap_frame, floor)
+    if s.norm == "instance" and any(m is None for _, m in variants):
+        messages.append(Problem("info", (
+            "InstanceNorm with momentum=None never updates its running statistics (torch passes None on "
+            "as 0.0), so that line stays at its starting gap."
+        )))
+    chosen = markers[0]
+    value = f"step {chosen['step']}" if chosen["step"] is not None else f"not within {steps} steps"
+    closed = chosen["closed_form_step"]
+    return ScenarioResult(
+        {"gap": gap_frame, "channels": pd.DataFrame(channels), "markers": pd.DataFrame(markers),
+         "floor": pd.DataFrame([{"floor": floor, "threshold": floor + 0.01}])},
+        Headline(
+            f"Gap within 1% of its floor ({momentum_label(variants[0][1])})", value,
+            f"Closed form: the initial values weigh (1 − m)^k < 1% after k = {closed if closed else '∞'} steps. "
+            f"Floor (probe noise, exact population statistics): {floor:.3g}.",
+        ),
+        messages,
+    )
+
+
+def _warm_up_and_record(s, steps, stream_shift, stream_scale, variants, layers, probe, y_train):
+    """Stream ``steps`` batches through every variant's layer; about 400 times along the way,
+    record each variant's train/eval gap on the probe and the chosen one's running statistics
+    per channel (against the probe's own)."""
+    probe_mean = probe.double().mean(dim=(0, 2, 3))
+    probe_var = probe.double().var(dim=(0, 2, 3), correction=0)
     record_every = max(1, steps // 400)
     gaps, channels = [], []
     batches = stream(s, steps, stream_shift, stream_scale)
@@ -92,7 +119,12 @@ def warmup_gap(s: LabSettings, steps: int = 150, stream_shift: float = 2.0, stre
             x = next(batches)
             for layer in layers:
                 train_step(layer, x)
-    gap_frame = pd.DataFrame(gaps)
+    return gaps, channels
+
+
+def _warmup_markers(s, variants, gap_frame: pd.DataFrame, floor: float) -> list[dict]:
+    """Per variant: the first recorded step where the gap is within 0.01 of its floor, next
+    to the closed form's step count."""
     markers = []
     for label, m in variants:
         g = gap_frame[gap_frame.variant == label]
@@ -104,24 +136,7 @@ def warmup_gap(s: LabSettings, steps: int = 150, stream_shift: float = 2.0, stre
             "train_eval_gap": float(below.train_eval_gap.iloc[0]) if len(below) else None,
             "closed_form_step": k,
         })
-    if s.norm == "instance" and any(m is None for _, m in variants):
-        messages.append(Problem("info", (
-            "InstanceNorm with momentum=None never updates its running statistics (torch passes None on "
-            "as 0.0), so that line stays at its starting gap."
-        )))
-    chosen = markers[0]
-    value = f"step {chosen['step']}" if chosen["step"] is not None else f"not within {steps} steps"
-    closed = chosen["closed_form_step"]
-    return ScenarioResult(
-        {"gap": gap_frame, "channels": pd.DataFrame(channels), "markers": pd.DataFrame(markers),
-         "floor": pd.DataFrame([{"floor": floor, "threshold": floor + 0.01}])},
-        Headline(
-            f"Gap within 1% of its floor ({momentum_label(variants[0][1])})", value,
-            f"Closed form: the initial values weigh (1 − m)^k < 1% after k = {closed if closed else '∞'} steps. "
-            f"Floor (probe noise, exact population statistics): {floor:.3g}.",
-        ),
-        messages,
-    )
+    return markers
 
 
 # ---------------------------------------------------------------------------------------
@@ -148,6 +163,33 @@ def batch_sizes(s: LabSettings, kind: str) -> list[int]:
     (batch size 1 is fine for BatchNorm on a spatial map; on 1×1 maps torch refuses it)."""
     sizes = {1} | {2**k for k in range(1, 10)} | {s.batch_size}
     return sorted(n for n in sizes if not any(p.level == "error" for p in problems(replace(s, norm=kind, batch_size=n))))
+
+
+def _gap_at_batch_size(ks: LabSettings, warmup: int, probes: int) -> dict:
+    """One row of the batch-size chart: a layer warmed up at this size, then ``probes``
+    batches that share one fixed sample (its train-mode noise) and the train/eval gap."""
+    n = ks.batch_size
+    layer = build_layer(ks, track_running_stats=True)
+    if has_running_stats(layer):
+        for x in stream(ks, warmup):
+            train_step(layer, x)
+    gen = make_generator(ks.seed + PROBE_SEED)
+    x0 = draw_batch(ks, gen, batch_size=1)  # the fixed sample
+    outputs, gaps = [], []
+    for _ in range(probes):
+        batch = torch.cat([x0, draw_batch(ks, gen, batch_size=n - 1)]) if n > 1 else x0
+        y_train = train_output(layer, batch)
+        gaps.append(mean_abs_diff(y_train, eval_output(layer, batch)))
+        outputs.append(y_train[0].double())
+    noise = float(torch.stack(outputs).var(dim=0, correction=1).mean().sqrt())
+    m = n * ks.spatial**2
+    return {
+        "norm": NORM_LABELS[ks.norm], "batch_size": n, "train_eval_gap": sum(gaps) / len(gaps),
+        "train_noise": noise,
+        # Gaussian closed form for BatchNorm: the batch mean and std each move by
+        # ~σ/√M (M = N·H·W values); x0's own values are fixed, hence (N − 1)/N.
+        "noise_closed_form": math.sqrt(1.5 * (n - 1) / (n * m)) if ks.norm == "batch" else None,
+    }
 
 
 def batch_size_gap(s: LabSettings, probes: int = 16) -> ScenarioResult:
@@ -178,28 +220,7 @@ def batch_size_gap(s: LabSettings, probes: int = 16) -> ScenarioResult:
             if spent > limits.MAX_TRAIN_EVAL_VALUES:
                 skipped.append(n)
                 continue
-            ks = replace(s, norm=kind, batch_size=n)
-            layer = build_layer(ks, track_running_stats=True)
-            if has_running_stats(layer):
-                for x in stream(ks, warmup):
-                    train_step(layer, x)
-            gen = make_generator(s.seed + PROBE_SEED)
-            x0 = draw_batch(ks, gen, batch_size=1)  # the fixed sample
-            outputs, gaps = [], []
-            for _ in range(probes):
-                batch = torch.cat([x0, draw_batch(ks, gen, batch_size=n - 1)]) if n > 1 else x0
-                y_train = train_output(layer, batch)
-                gaps.append(mean_abs_diff(y_train, eval_output(layer, batch)))
-                outputs.append(y_train[0].double())
-            noise = float(torch.stack(outputs).var(dim=0, correction=1).mean().sqrt())
-            m = n * s.spatial**2
-            rows.append({
-                "norm": NORM_LABELS[kind], "batch_size": n, "train_eval_gap": sum(gaps) / len(gaps),
-                "train_noise": noise,
-                # Gaussian closed form for BatchNorm: the batch mean and std each move by
-                # ~σ/√M (M = N·H·W values); x0's own values are fixed, hence (N − 1)/N.
-                "noise_closed_form": math.sqrt(1.5 * (n - 1) / (n * m)) if kind == "batch" else None,
-            })
+            rows.append(_gap_at_batch_size(replace(s, norm=kind, batch_size=n), warmup, probes))
     if skipped:
         messages.append(Problem("warning", (
             f"Batch sizes from {min(skipped)} up skipped to keep this demo responsive "
