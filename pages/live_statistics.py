@@ -119,14 +119,12 @@ def live_panel() -> None:
         column.caption(explanation)
     if not stream.keeps_running_stats:
         st.info(live.RUNNING_STATS[settings.norm])
-    history = stream.history(last=live.CHART_WINDOW, max_units=live.CHART_UNITS)
-    if history.empty:
+    stream_charts = charts.stream_charts(stream)
+    if not stream_charts:
         st.info("Press ▶️ Play or ⏭️ Step to stream batches.")
         return
-    left, right = st.columns(2)
-    for column, stat, name in ((left, "mean", "Mean"), (right, "var", "Variance")):
-        title = f"{name} per {live.UNIT_WORD[settings.norm]}, last {live.CHART_WINDOW} steps"
-        column.vega_lite_chart(charts.stream_chart(live.series_frame(history, stat), stat, title), width="stretch")
+    for column, spec in zip(st.columns(2), stream_charts):
+        column.vega_lite_chart(spec, width="stretch")
     st.caption("Thin: this batch's statistic (for per-sample norms averaged over the batch). Thick: running "
                "estimate. Dashed: the true population value. Batch variance is the biased one the layer divides by.")
     st.badge(stream.parity.summary, color="green" if stream.parity.ok else "orange")

@@ -93,3 +93,14 @@ def test_stream_chart_without_running_stats_leaves_them_out_of_the_legend():
     validated(spec)
     assert spec["encoding"]["strokeDash"]["scale"] == {"domain": ["batch (noisy)", "true population"], "range": [[1, 0], [6, 4]]}
     assert spec["encoding"]["y"]["title"] == "variance" and {r["unit"] for r in rows} == {"all channels"}
+
+
+def test_stream_charts_are_empty_before_the_first_step_then_mean_and_variance():
+    stream = live.LiveStream(replace(DEFAULTS, norm="group", channels=4, num_groups=2))
+    assert charts.stream_charts(stream) == []
+    stream.step(3)
+    mean, var = charts.stream_charts(stream)
+    assert mean["title"].startswith("Mean per group") and var["title"].startswith("Variance per group")
+    frame = mean["datasets"]["stream"]
+    assert sorted(frame["step"].unique()) == [1, 2, 3]  # every step so far
+    assert set(frame["unit"]) == {"group 0 (ch 0–1)", "group 1 (ch 2–3)"}

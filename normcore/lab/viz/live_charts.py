@@ -14,6 +14,7 @@ import functools
 import altair as alt
 import pandas as pd
 
+from normcore.lab.experiments import live
 from normcore.lab.experiments.live.units import Diagram
 from normcore.lab.viz import specs
 
@@ -133,3 +134,15 @@ def _stream_template(statistic: str, title: str, units: tuple[str, ...], labels:
         )
         .properties(title=title, height=260)
     )
+
+
+def stream_charts(stream: live.LiveStream) -> list[dict]:
+    """The live stream's two charts, mean and variance per unit over the last
+    ``CHART_WINDOW`` steps, as the page's fragment draws them on every Step and Play tick
+    (empty before the first step)."""
+    history = stream.history(last=live.CHART_WINDOW, max_units=live.CHART_UNITS)
+    if history.empty:
+        return []
+    unit = live.UNIT_WORD[stream.settings.norm]
+    return [stream_chart(live.series_frame(history, stat), stat, f"{name} per {unit}, last {live.CHART_WINDOW} steps")
+            for stat, name in (("mean", "Mean"), ("var", "Variance"))]
