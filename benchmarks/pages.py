@@ -26,7 +26,6 @@ import os
 import statistics
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import streamlit as st
 
@@ -37,7 +36,6 @@ from normcore.lab.settings import DEFAULTS, to_query
 from normcore.lab.viz import live_charts as charts
 
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 SETTINGS = {
     "defaults (32×4×8×8, BatchNorm)": DEFAULTS,
     "caps (512×64×8×8 = MAX_ELEMENTS, BatchNorm)": replace(DEFAULTS, batch_size=512, channels=64, spatial=8),
@@ -46,12 +44,12 @@ SETTINGS = {
 
 
 def fragment_step(stream: live.LiveStream) -> None:
-    """What live_panel() computes after a Step click, without Streamlit."""
+    """What the page's live fragment does on a Step click, through the same lab calls
+    (stream.step, readouts, live_charts.stream_charts), drawn in bare mode."""
     stream.step()
-    history = stream.history(last=live.CHART_WINDOW, max_units=live.CHART_UNITS)
     live.readouts(stream)
-    for stat in ("mean", "var"):
-        st.vega_lite_chart(charts.stream_chart(live.series_frame(history, stat), stat, stat), width="stretch")
+    for spec in charts.stream_charts(stream):
+        st.vega_lite_chart(spec, width="stretch")
 
 
 def timed(action) -> tuple[float, float]:
@@ -76,14 +74,9 @@ def time_fragment(settings, repeats: int, warm_steps: int) -> tuple[float, float
 
 
 def time_apptest(settings, repeats: int) -> tuple[float, float]:
-    from streamlit.testing.v1 import AppTest
+    from tests.apptest_pages import open_page
 
-    at = AppTest.from_file(APP, default_timeout=120)
-    for name, value in to_query(settings).items():
-        at.query_params[name] = value
-    at.run()
-    at.switch_page("pages/live_statistics.py")
-    at.run()  # the first run fills the caches (one batch, histograms)
+    at = open_page("pages/live_statistics.py", timeout=120, **to_query(settings))  # fills the caches (one batch, histograms)
     times = []
     for _ in range(repeats + 1):
         times.append(timed(lambda: at.button(key="live_step").click().run()))
