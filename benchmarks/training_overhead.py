@@ -21,8 +21,9 @@ The machine is shared, so each figure is the best (minimum) or median of a few r
 and the load average is printed alongside.
 
 ``--quick`` runs every table's code once, too small for its figures to mean much: table 1
-with 20 steps, one repeat and BatchNorm only, table 2 with the default (MLP) row only, one epoch and one
-repeat, table 3 with one epoch and one repeat.
+with 20 steps, one repeat and BatchNorm only; table 2 with the default (MLP) row only, one
+epoch and one repeat; table 3 with BatchNorm only (one variant per device), one epoch and
+one repeat.
 """
 
 from __future__ import annotations
@@ -152,10 +153,10 @@ def table_overhead(quick: bool) -> None:
 
 def table_default(quick: bool) -> None:
     repeats = 1 if quick else 3
-    epochs = 1 if quick else T.RunConfig.epochs
+    epochs, norms = (1, ("batch",)) if quick else (T.RunConfig.epochs, T.RunConfig.norms)
     print("\n3. the page's default comparison, end to end (target ≤ 15 s), and the full device comparison")
     for what, targets in (("default", devices.default_targets()), ("device comparison", devices.comparison_targets())):
-        config = T.RunConfig(devices=tuple(t.key for t in targets), epochs=epochs)
+        config = T.RunConfig(devices=tuple(t.key for t in targets), epochs=epochs, norms=norms)
         times = []
         for _ in range(repeats):
             seconds, live = page_loop(config)
