@@ -20,11 +20,11 @@ Three tables:
 The machine is shared, so each figure is the best (minimum) or median of a few repeats,
 and the load average is printed alongside.
 
-``--quick`` runs every table once, too small for its figures to mean much: table 1
-with 20 steps, one repeat and BatchNorm only; table 2 with the default (MLP) row only, one
+``--quick`` runs every table once, too small for its figures to mean much, with BatchNorm
+only: table 1 with 20 steps and one repeat; table 2 with the default (MLP) row only, one
 epoch and one repeat; table 3 with the default comparison only (without a GPU that leaves out
-CPU with all threads, which can crawl on cores another process keeps busy), BatchNorm only,
-one epoch and one repeat.
+CPU with all threads, which can crawl on cores another process keeps busy), one epoch and
+one repeat.
 """
 
 from __future__ import annotations
@@ -119,16 +119,17 @@ def _clear_chart_templates() -> None:
 
 def table_overhead(quick: bool) -> None:
     repeats = 1 if quick else 7
-    epochs = 1 if quick else T.RunConfig.epochs
+    epochs, norms = (1, ("batch",)) if quick else (T.RunConfig.epochs, T.RunConfig.norms)
     cpu = devices.all_targets()[0].key
     print(f"\n2. the page's loop vs a bare loop (best of {repeats}, alternated; CPU {cpu})")
     print(f"   {'settings':44} {'bare':>7} {'loop':>7} {'page':>7} {'loop overhead':>14} {'page overhead':>14}")
     cold = []
     rows = (
-        ("default: 4 norms, MLP 64×2, digits", T.RunConfig(devices=(cpu,), epochs=epochs)),
-        ("heavier: 4 norms, CNN 32×2, digits", T.RunConfig(devices=(cpu,), epochs=epochs, model="cnn", width=32)),
+        ("default", T.RunConfig(devices=(cpu,), epochs=epochs, norms=norms)),
+        ("heavier", T.RunConfig(devices=(cpu,), epochs=epochs, norms=norms, model="cnn", width=32)),
     )
-    for label, config in rows[:1] if quick else rows:
+    for name, config in rows[:1] if quick else rows:
+        label = f"{name}: {len(config.norms)} norms, {config.model.upper()} {config.width}×{config.depth}, {config.dataset}"
         variants, _ = T.plan(config)
         data = datasets.load_digits_split(config.seed)
         page_loop(T.with_settings(config, epochs=1))  # warm thread pools and the device warm-up
