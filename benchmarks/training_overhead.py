@@ -1,7 +1,7 @@
 """Training speed: normcore vs torch.nn layers, and what the page's loop costs on top.
 
     python -m benchmarks.training_overhead         # every measurement, the default device comparison
-    python -m benchmarks.training_overhead --quick # fewer steps and repeats (a smoke test)
+    python -m benchmarks.training_overhead --quick # a smoke test: every table once, small (below)
 
 Three tables:
 
@@ -19,6 +19,12 @@ Three tables:
 
 The machine is shared, so each figure is the best (minimum) or median of a few repeats,
 and the load average is printed alongside.
+
+``--quick`` runs every table once, too small for its figures to mean much, with BatchNorm
+only: table 1 with 20 steps and one repeat; table 2 with the default (MLP) row only, one
+epoch and one repeat; table 3 with the default comparison only (without a GPU that leaves out
+CPU with all threads, which can crawl on cores another process keeps busy), one epoch and
+one repeat.
 """
 
 from __future__ import annotations
@@ -55,11 +61,12 @@ def _steps_per_s(kind: str, norm: str, impl: str, data, steps: int, device: str)
 
 
 def table_impl(data, quick: bool) -> None:
-    steps, repeats = (40, 3) if quick else (150, 5)
+    steps, repeats = (20, 1) if quick else (150, 5)
     print(f"\n1. steps/s at batch 32, normcore vs torch.nn ({steps} steps, median of {repeats}; CPU: 1 thread)")
     print(f"{'device':8} {'model':5} {'norm':9} {'normcore':>10} {'torch.nn':>10} {'ratio':>7}")
     for device in devices.available():
-        for kind, norm in [("mlp", n) for n in ("batch", "layer", "group")] + [("cnn", n) for n in ("batch", "layer", "group", "instance")]:
+        rows = [("mlp", n) for n in ("batch", "layer", "group")] + [("cnn", n) for n in ("batch", "layer", "group", "instance")]
+        for kind, norm in [("mlp", "batch"), ("cnn", "batch")] if quick else rows:
             runs = {"normcore": [], "torch": []}
             for _ in range(repeats):
                 for impl in runs:
@@ -111,16 +118,18 @@ def _clear_chart_templates() -> None:
 
 
 def table_overhead(quick: bool) -> None:
-    repeats = 2 if quick else 7
-    epochs = 1 if quick else T.RunConfig.epochs
+    repeats = 1 if quick else 7
+    epochs, norms = (1, ("batch",)) if quick else (T.RunConfig.epochs, T.RunConfig.norms)
     cpu = devices.all_targets()[0].key
     print(f"\n2. the page's loop vs a bare loop (best of {repeats}, alternated; CPU {cpu})")
     print(f"   {'settings':44} {'bare':>7} {'loop':>7} {'page':>7} {'loop overhead':>14} {'page overhead':>14}")
     cold = []
-    for label, config in (
-        ("default: 4 norms, MLP 64×2, digits", T.RunConfig(devices=(cpu,), epochs=epochs)),
-        ("heavier: 4 norms, CNN 32×2, digits", T.RunConfig(devices=(cpu,), epochs=epochs, model="cnn", width=32)),
-    ):
+    rows = (
+        ("default", T.RunConfig(devices=(cpu,), epochs=epochs, norms=norms)),
+        ("heavier", T.RunConfig(devices=(cpu,), epochs=epochs, norms=norms, model="cnn", width=32)),
+    )
+    for name, config in rows[:1] if quick else rows:
+        label = f"{name}: {len(config.norms)} norms, {config.model.upper()} {config.width}×{config.depth}, {config.dataset}"
         variants, _ = T.plan(config)
         data = datasets.load_digits_split(config.seed)
         page_loop(T.with_settings(config, epochs=1))  # warm thread pools and the device warm-up
@@ -146,9 +155,11 @@ def table_overhead(quick: bool) -> None:
 
 def table_default(quick: bool) -> None:
     repeats = 1 if quick else 3
+    epochs, norms = (1, ("batch",)) if quick else (T.RunConfig.epochs, T.RunConfig.norms)
     print("\n3. the page's default comparison, end to end (target ≤ 15 s), and the full device comparison")
-    for what, targets in (("default", devices.default_targets()), ("device comparison", devices.comparison_targets())):
-        config = T.RunConfig(devices=tuple(t.key for t in targets))
+    comparisons = [("default", devices.default_targets()), ("device comparison", devices.comparison_targets())]
+    for what, targets in comparisons[:1] if quick else comparisons:
+        config = T.RunConfig(devices=tuple(t.key for t in targets), epochs=epochs, norms=norms)
         times = []
         for _ in range(repeats):
             seconds, live = page_loop(config)
@@ -163,7 +174,7 @@ def table_default(quick: bool) -> None:
 def main() -> None:
     bare_streamlit.quiet()  # page_loop uses Streamlit in bare mode
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer steps and repeats")
+    parser.add_argument("--quick", action="store_true", help="every table once, small: a smoke test")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, devices {devices.available()}, {torch.get_num_threads()} threads; {_load()}")
     data = datasets.load_digits_split(0)

@@ -254,94 +254,138 @@ def train(
         return _train_on(model, data, config, torch.device(device), callback, stop)
 
 
+class _TrainClock:
+    """Training time only: the device is synchronised before each reading, and what runs
+    between :meth:`pause` and :meth:`resume` (evaluation, the callback) is not counted."""
+
+    def __init__(self, dev: torch.device):
+        self.dev = dev
+        self.total = 0.0
+        self._since = 0.0
+
+    def resume(self) -> None:
+        devices.synchronize(self.dev)
+        self._since = time.perf_counter()
+
+    def pause(self) -> None:
+        devices.synchronize(self.dev)
+        self.total += time.perf_counter() - self._since
+
+
+class _ReportWindow:
+    """The steps since the last report, and the :class:`Progress` rows built from them.
+
+    Per step only references are kept (:meth:`keep`: no extra kernels, no GPU sync); each
+    window's losses and accuracy are computed in one go when it is reported."""
+
+    def __init__(self, model: Classifier, data: Split, config: TrainConfig, order: torch.Tensor, callback):
+        self.model, self.data, self.config, self.callback = model, data, config, callback
+        self.targets = data.y_train[order]  # every step's labels, gathered once: (steps, batch)
+        self.total = order.shape[0]
+        self.per_epoch = self.total // config.epochs
+        self.probe = _PreActivationProbe(model, config.probe_layer)
+        self.losses: list[torch.Tensor] = []
+        self.logits: list[torch.Tensor] = []
+        self.start = 0  # the window's first step
+        self.epoch_correct = 0.0  # correct predictions on this epoch's training batches so far
+        self.rows: list[dict] = []
+
+    def keep(self, loss: torch.Tensor, logits: torch.Tensor) -> None:
+        self.losses.append(loss.detach())
+        self.logits.append(logits.detach())
+
+    def report(self, step: int, wall_s: float, loss: float, end_of_epoch: bool) -> None:
+        """Report steps ``start`` to ``step`` (their mean ``loss`` given), then start a new window."""
+        n = step - self.start
+        p15, p50, p85 = self.probe.percentiles()
+        correct = float((torch.stack(self.logits[:n]).argmax(2) == self.targets[self.start:step]).sum()) if n else 0.0
+        self.epoch_correct += correct
+        batch = self.config.batch_size
+        progress = Progress(
+            step=step, total_steps=self.total, epoch=step / self.per_epoch,
+            loss=loss if n else math.nan,
+            accuracy=correct / (n * batch) if n else math.nan,
+            wall_s=wall_s, samples_per_s=step * batch / wall_s if wall_s > 0 else math.nan,
+            p15=p15, p50=p50, p85=p85,
+        )
+        if end_of_epoch:
+            progress = self._with_epoch_accuracies(progress)
+        self.rows.append(progress.as_row())
+        self.losses.clear()
+        self.logits.clear()
+        self.start = step
+        if self.callback is not None:
+            self.callback(progress)
+
+    def _with_epoch_accuracies(self, progress: Progress) -> Progress:
+        # Training accuracy as trained: over this epoch's batches, in train mode, from the
+        # logits already computed (a separate pass over the training set would cost a
+        # good share of a small model's epoch). The test set is evaluated in eval mode.
+        train_acc = self.epoch_correct / (self.per_epoch * self.config.batch_size)
+        self.epoch_correct = 0.0
+        test_loss, test_acc = evaluate(self.model, self.data.x_test, self.data.y_test)
+        return replace(progress, train_accuracy=train_acc, test_loss=test_loss, test_accuracy=test_acc)
+
+    def report_divergence(self, bad: int, wall_s: float) -> None:
+        """Report the window up to and including its ``bad``-th step, the one that blew up."""
+        self.probe.values.clear()  # later batches' values came from the broken weights
+        self.report(self.start + bad + 1, wall_s, float(torch.stack(self.losses[: bad + 1]).mean()), end_of_epoch=False)
+
+
+def _check_losses(losses: list[torch.Tensor]) -> tuple[torch.Tensor, float, int | None]:
+    """(the window's losses stacked, their sum, index of the first NaN or infinite one or None).
+
+    One reduction and one device sync per window: the sum is NaN or inf if any loss was; only
+    then (or when finite losses overflow the sum) is each loss checked."""
+    stacked = torch.stack(losses)
+    loss_sum = float(stacked.sum())
+    if math.isfinite(loss_sum) or bool(torch.isfinite(stacked).all()):
+        return stacked, loss_sum, None
+    return stacked, loss_sum, int((~torch.isfinite(stacked)).nonzero()[0])
+
+
 def _train_on(model, data, config, dev, callback, stop) -> TrainResult:
     data = data.to(dev)  # once
     model.to(dev).train()
     optimizer = make_optimizer(model, config)
     order = batch_order(len(data.x_train), config.batch_size, config.epochs, config.seed).to(dev)
-    targets = data.y_train[order]  # every step's labels, gathered once: (steps, batch)
-    per_epoch = order.shape[0] // config.epochs
-    total = order.shape[0]
-    # Per step only references are kept (no extra kernels, no GPU sync); each window's losses
-    # and accuracy are computed in one go when it is reported.
-    window_losses: list[torch.Tensor] = []
-    window_logits: list[torch.Tensor] = []
-    probe = _PreActivationProbe(model, config.probe_layer)
-    rows: list[dict] = []
-    status, message, bad_step = "finished", "", None
-    train_time, window_start, step = 0.0, 0, 0
-    epoch_correct = [0.0]  # correct predictions on this epoch's training batches so far
-
-    def report(loss: float, end_of_epoch: bool) -> None:
-        n = step - window_start
-        p15, p50, p85 = probe.percentiles()
-        correct = float((torch.stack(window_logits[:n]).argmax(2) == targets[window_start:step]).sum()) if n else 0.0
-        epoch_correct[0] += correct
-        progress = Progress(
-            step=step, total_steps=total, epoch=step / per_epoch,
-            loss=loss if n else math.nan,
-            accuracy=correct / (n * config.batch_size) if n else math.nan,
-            wall_s=train_time, samples_per_s=step * config.batch_size / train_time if train_time > 0 else math.nan,
-            p15=p15, p50=p50, p85=p85,
-        )
-        if end_of_epoch:
-            # Training accuracy as trained: over this epoch's batches, in train mode, from the
-            # logits already computed (a separate pass over the training set would cost a
-            # good share of a small model's epoch). The test set is evaluated in eval mode.
-            train_acc = epoch_correct[0] / (per_epoch * config.batch_size)
-            epoch_correct[0] = 0.0
-            test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
-            progress = replace(progress, train_accuracy=train_acc, test_loss=test_loss, test_accuracy=test_acc)
-        rows.append(progress.as_row())
-        window_losses.clear()
-        window_logits.clear()
-        if callback is not None:
-            callback(progress)
-
+    window, clock = _ReportWindow(model, data, config, order, callback), _TrainClock(dev)
+    total, per_epoch = window.total, window.per_epoch
+    status, message, bad_step, step = "finished", "", None, 0
     try:
-        devices.synchronize(dev)
-        clock = time.perf_counter()
+        clock.resume()
         while step < total:
             if stop is not None and stop():
                 status, message = "stopped", f"Stopped by the user at step {step} of {total}."
                 break
-            idx = order[step]
-            logits = model(data.x_train[idx])
-            loss = nn.functional.cross_entropy(logits, targets[step])
+            logits = model(data.x_train[order[step]])
+            loss = nn.functional.cross_entropy(logits, window.targets[step])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            window_losses.append(loss.detach())
-            window_logits.append(logits.detach())
+            window.keep(loss, logits)
             step += 1
             end_of_epoch = step % per_epoch == 0
             if step % config.log_every and not end_of_epoch:
                 continue
-            devices.synchronize(dev)
-            train_time += time.perf_counter() - clock
-            losses = torch.stack(window_losses)
-            loss_sum = float(losses.sum())  # NaN or inf if any step's loss was (one check per window)
-            if not math.isfinite(loss_sum) and not bool(torch.isfinite(losses).all()):
-                bad_step = window_start + int((~torch.isfinite(losses)).nonzero()[0])
-                step = bad_step + 1  # report up to and including the step that blew up
-                status = "diverged"
-                message = _divergence_message(bad_step, per_epoch, float(losses[bad_step - window_start]), config, model)
-                probe.values.clear()  # later batches' values came from the broken weights
-                report(float(losses[: step - window_start].mean()), end_of_epoch=False)
+            clock.pause()
+            losses, loss_sum, bad = _check_losses(window.losses)
+            if bad is not None:
+                status, bad_step = "diverged", window.start + bad
+                message = _divergence_message(bad_step, per_epoch, float(losses[bad]), config, model)
+                window.report_divergence(bad, clock.total)
+                step = bad_step + 1  # the steps after it are not counted
                 break
-            report(loss_sum / len(losses), end_of_epoch)
-            window_start = step
-            devices.synchronize(dev)
-            clock = time.perf_counter()
-        if status == "stopped" and step > window_start:
-            devices.synchronize(dev)
-            train_time += time.perf_counter() - clock
-            report(float(torch.stack(window_losses).mean()), end_of_epoch=False)
+            window.report(step, clock.total, loss_sum / len(losses), end_of_epoch)
+            clock.resume()
+        if status == "stopped" and step > window.start:
+            clock.pause()
+            window.report(step, clock.total, float(torch.stack(window.losses).mean()), end_of_epoch=False)
     finally:
-        probe.remove()
+        window.probe.remove()
     return TrainResult(
-        rows=rows, status=status, message=message, steps=step, steps_per_epoch=per_epoch, device=str(dev),
-        threads=torch.get_num_threads(), train_time_s=train_time, diverged_at_step=bad_step,
+        rows=window.rows, status=status, message=message, steps=step, steps_per_epoch=per_epoch, device=str(dev),
+        threads=torch.get_num_threads(), train_time_s=clock.total, diverged_at_step=bad_step,
     )
 
 
