@@ -17,6 +17,7 @@ from .modules import (
     InstanceNorm2d,
     InstanceNorm3d,
     LayerNorm,
+    RMSNorm,
 )
 from .moments import NormStats
 from .checks import NormcoreDtypeError, NormcoreError, NormcoreIndexError, NormcoreZeroDivisionError
@@ -26,7 +27,7 @@ from .ema import batch_mean_standard_error, ema_half_life, keras_momentum_from_t
 __all__ = [
     "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d",
     "InstanceNorm3d", "LayerNorm", "NormStats", "NormcoreDtypeError", "NormcoreError", "NormcoreIndexError",
-    "NormcoreZeroDivisionError", "ReductionAxes", "batch_mean_standard_error",
+    "NormcoreZeroDivisionError", "RMSNorm", "ReductionAxes", "batch_mean_standard_error",
     "ema_half_life", "functional", "keras_momentum_from_torch", "reduction_axes", "statistic_ids",
     "torch_momentum_from_keras",
 ]

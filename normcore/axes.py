@@ -14,7 +14,7 @@ import torch
 
 from .checks import group_divisibility_message
 
-NORM_KINDS = ("batch", "layer", "group", "instance")
+NORM_KINDS = ("batch", "layer", "group", "instance", "rms")
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def reduction_axes(kind: str, input_shape, num_groups: int = 1) -> ReductionAxes
     names = _axis_names(len(shape))
     if kind == "batch":
         reduced, stats_shape, per_stat = ("N",) + names[2:], (c,), n * spatial
-    elif kind == "layer":
+    elif kind in ("layer", "rms"):  # RMSNorm: the same values as LayerNorm, mean square only
         reduced, stats_shape, per_stat = names[1:], (n,), c * spatial
     elif kind == "instance":
         reduced, stats_shape, per_stat = names[2:] or ("(nothing)",), (n, c), spatial
@@ -79,7 +79,7 @@ def statistic_ids(kind: str, input_shape, num_groups: int = 1) -> torch.Tensor:
     ci = torch.arange(c).view(1, c, 1).expand(n, c, s)
     if kind == "batch":
         ids = ci
-    elif kind == "layer":
+    elif kind in ("layer", "rms"):
         ids = ni
     elif kind == "instance":
         ids = ni * c + ci

@@ -1,4 +1,4 @@
-"""LayerNorm and GroupNorm as ``nn.Module``s: torch.nn's signatures, parameters and state_dict keys.
+"""LayerNorm, GroupNorm and RMSNorm as ``nn.Module``s: torch.nn's signatures, parameters and state_dict keys.
 
 Neither keeps running statistics, so each is a thin wrapper around its functional form
 (as in ``torch/nn/modules/normalization.py``). The constructors take torch 2.13's
@@ -107,5 +107,42 @@ class GroupNorm(nn.Module):
             checks.check_channels(input, self.num_channels, "GroupNorm")
         y, self.last_stats = F.group_norm(
             input, self.num_groups, self.weight, self.bias, self.eps, backward=self.backward_mode, return_stats=True
+        )
+        return y
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm over the last ``len(normalized_shape)`` dims: no centring, a per-element γ, no β."""
+
+    def __init__(
+        self,
+        normalized_shape,
+        eps: float | None = None,
+        elementwise_affine: bool = True,
+        device=None,
+        dtype=None,
+        *,
+        backward: str = "closed_form",
+    ) -> None:
+        super().__init__()
+        shape = (normalized_shape,) if isinstance(normalized_shape, int) else normalized_shape
+        self.normalized_shape = tuple(shape)
+        self.eps = eps
+        self.elementwise_affine = elementwise_affine
+        self.backward_mode = checks.check_backward(backward)
+        self.last_stats: NormStats | None = None
+        _affine_parameters(self, self.normalized_shape, elementwise_affine, False, {"device": device, "dtype": dtype})
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        _reset(self)
+
+    def extra_repr(self) -> str:
+        text = f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+        return text + (f", backward={self.backward_mode!r}" if self.backward_mode != "closed_form" else "")
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        y, self.last_stats = F.rms_norm(
+            input, self.normalized_shape, self.weight, self.eps, backward=self.backward_mode, return_stats=True
         )
         return y

@@ -8,7 +8,7 @@ from __future__ import annotations
 from normcore.axes import NORM_KINDS, ReductionAxes
 
 NORMS = ("none",) + NORM_KINDS  # what a model can use: no norm, or one of the library's kinds
-NORM_LABELS = {"none": "No norm", "batch": "BatchNorm", "layer": "LayerNorm", "group": "GroupNorm", "instance": "InstanceNorm"}
+NORM_LABELS = {"none": "No norm", "batch": "BatchNorm", "layer": "LayerNorm", "group": "GroupNorm", "instance": "InstanceNorm", "rms": "RMSNorm"}
 
 
 def divisors(n: int) -> list[int]:
