@@ -186,14 +186,14 @@ def test_result_cache_is_a_bounded_lru():
 def test_short_sweeps(monkeypatch):
     monkeypatch.setattr(variants_module, "BATCH_SWEEP_SIZES", (8, 64))
     monkeypatch.setattr(variants_module, "MIN_SWEEP_STEPS", 30)
-    live = T.run(T.with_settings(TINY, mode="batch_sweep"))
+    live = T.run(T.with_settings(TINY, mode="batch_sweep", devices=[CPU]))  # one thread: steady on a busy machine
     summary = live.summary()
     assert len(summary) == 10 and set(summary["batch_size"]) == {8, 64}
     rms = summary[summary["normalization"] == "RMSNorm"]
     assert list(rms["batch_size"]) == [8, 64] and rms["test_accuracy"].between(0, 1).all()
     assert summary.loc[summary["batch_size"] == 64, "epochs"].iloc[0] == math.ceil(30 / (1347 // 64))
     monkeypatch.setattr(variants_module, "LR_SWEEP_RATES", (0.3, 1e15))
-    live = T.run(T.with_settings(TINY, mode="lr_sweep", width=16, epochs=2))
+    live = T.run(T.with_settings(TINY, mode="lr_sweep", width=16, epochs=2, devices=[CPU]))
     summary = live.summary()
     assert summary.loc[summary["lr"] == 1e15, "diverged"].all()
     largest = T.largest_trainable_lr(summary, T.chance_accuracy(live.config)).set_index("norm")
@@ -206,7 +206,7 @@ def test_short_sweeps(monkeypatch):
 @pytest.mark.parametrize("model", ["mlp", "cnn"])
 def test_rmsnorm_trains_alike_with_normcore_and_torch_nn(model):
     # Oracle: the same comparison with torch.nn.RMSNorm in the model (impl="torch").
-    config = T.with_settings(TINY, model=model, norms=["rms", "layer"], epochs=1, batch_size=128, lr=0.05)
+    config = T.with_settings(TINY, model=model, norms=["rms", "layer"], epochs=1, batch_size=128, lr=0.05, devices=[CPU])
     ours, theirs = (T.run(T.with_settings(config, impl=impl)) for impl in ("normcore", "torch"))
     a, b = ours.history(), theirs.history()
     assert list(a["label"].unique()) == ["RMSNorm", "LayerNorm"] and len(a) == len(b)
