@@ -13,18 +13,18 @@ Three tables:
    :func:`page_loop`), against a plain ``for idx in batches: forward, loss, backward, step``
    loop with the same model, batches and optimizer plus the test accuracy at each epoch end.
    Target: ≤ 10 %.
-3. **the default comparison**: the page's default settings (four normalizations, digits,
+3. **the default comparison**: the page's default settings (five normalizations, digits,
    default epochs, ``devices.default_targets()``), end to end. Target: ≤ 15 s. Then the
    same with this machine's full device comparison (CPU 1 thread vs all, or CPU vs GPU).
 
 The machine is shared, so each figure is the best (minimum) or median of a few repeats,
 and the load average is printed alongside.
 
-``--quick`` runs every table once, too small for its figures to mean much, with BatchNorm
-only: table 1 with 20 steps and one repeat; table 2 with the default (MLP) row only, one
-epoch and one repeat; table 3 with the default comparison only (without a GPU that leaves out
-CPU with all threads, which can crawl on cores another process keeps busy), one epoch and
-one repeat.
+``--quick`` runs every table once, too small for its figures to mean much: table 1 with 20
+steps and one repeat, BatchNorm and RMSNorm in the MLP and the CNN; tables 2 and 3 with
+BatchNorm only: table 2 with the default (MLP) row only, one epoch and one repeat; table 3
+with the default comparison only (without a GPU that leaves out CPU with all threads, which
+can crawl on cores another process keeps busy), one epoch and one repeat.
 """
 
 from __future__ import annotations
@@ -65,8 +65,8 @@ def table_impl(data, quick: bool) -> None:
     print(f"\n1. steps/s at batch 32, normcore vs torch.nn ({steps} steps, median of {repeats}; CPU: 1 thread)")
     print(f"{'device':8} {'model':5} {'norm':9} {'normcore':>10} {'torch.nn':>10} {'ratio':>7}")
     for device in devices.available():
-        rows = [("mlp", n) for n in ("batch", "layer", "group")] + [("cnn", n) for n in ("batch", "layer", "group", "instance")]
-        for kind, norm in [("mlp", "batch"), ("cnn", "batch")] if quick else rows:
+        rows = [("mlp", n) for n in ("batch", "layer", "group", "rms")] + [("cnn", n) for n in ("batch", "layer", "group", "instance", "rms")]
+        for kind, norm in [(k, n) for k in ("mlp", "cnn") for n in ("batch", "rms")] if quick else rows:
             runs = {"normcore": [], "torch": []}
             for _ in range(repeats):
                 for impl in runs:

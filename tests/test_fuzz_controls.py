@@ -217,6 +217,7 @@ def test_url_parameters(page):
     @example(params={"eps": "0", "momentum": "1e999", "seed": "-1", "scale": "nan", "norm": ""})
     @example(params={"norm": "group", "channels": "7", "num_groups": "3"})  # an error the page must explain
     @example(params={"batch_size": "1", "spatial": "1", "epochs": "1"})  # torch's one-value error (BN)
+    @example(params={"norm": "rms", "batch_size": "1", "spatial": "1", "channels": "1", "norms": "rms", "model": "cnn"})
     def check(params):
         record(f"url/{page.url_path}")
         at = open_page(page, params)
@@ -426,6 +427,10 @@ def test_tiny_training_runs(sessions):
 
     @settings(FUZZ_SESSION, max_examples=max(4, EXAMPLES // 4))
     @given(run=TINY_RUNS, batch_size=st.sampled_from([1, 2, 7, 32]), num_groups=st.sampled_from([1, 2, 3]))
+    @example(run={"training_dataset": "digits", "training_model": "cnn", "training_activation": "relu", "training_width": 4,
+                  "training_depth": 2, "training_probe_layer": 2, "training_impl": "torch", "training_norms": ["rms", "none"],
+                  "training_lr": 0.1, "training_optimizer": "sgd", "training_devices": [RAW_OPTIONS["training_devices"][0]]},
+             batch_size=2, num_groups=1)
     def check(run, batch_size, num_groups):
         record("run/training")
         # Rerun after the mode: a sweep left by the previous example disables the normalizations.

@@ -12,13 +12,14 @@ from normcore.lab.layers import build_layer
 from normcore.lab.settings import DEFAULTS
 
 S = replace(DEFAULTS, batch_size=5, channels=4, spatial=3, num_groups=2, eps=1e-3, momentum=0.3, affine=True)
-KINDS = ("batch", "instance", "layer", "group")
+KINDS = ("batch", "instance", "layer", "group", "rms")
 # The torch.nn layer each kind stands for, written out here from torch's own signatures.
 TORCH = {
     "batch": lambda track: torch.nn.BatchNorm2d(4, eps=1e-3, momentum=0.3, affine=True, track_running_stats=track),
     "instance": lambda track: torch.nn.InstanceNorm2d(4, eps=1e-3, momentum=0.3, affine=True, track_running_stats=track),
     "layer": lambda track: torch.nn.LayerNorm((4, 3, 3), eps=1e-3, elementwise_affine=True),
     "group": lambda track: torch.nn.GroupNorm(2, 4, eps=1e-3, affine=True),
+    "rms": lambda track: torch.nn.RMSNorm((4, 3, 3), eps=1e-3, elementwise_affine=True),
 }
 
 
@@ -47,7 +48,7 @@ def test_each_kind_matches_its_torch_nn_layer(kind, track):
         torch.testing.assert_close(mine.state_dict()[name], value, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("kind, keeps", [("batch", True), ("instance", True), ("layer", False), ("group", False)])
+@pytest.mark.parametrize("kind, keeps", [("batch", True), ("instance", True), ("layer", False), ("group", False), ("rms", False)])
 def test_track_running_stats_is_honoured(kind, keeps):
     s = replace(DEFAULTS, norm=kind)
     for library in (normcore, torch.nn):
@@ -66,6 +67,7 @@ def test_kind_momentum_and_affine_override_the_settings():
     assert build_layer(S, track_running_stats=True).momentum == 0.3 and build_layer(S, momentum=0.5, track_running_stats=True).momentum == 0.5
     assert build_layer(replace(S, affine=False), "group", track_running_stats=False).weight is None
     assert build_layer(S, "layer", affine=False, library=torch.nn, track_running_stats=False).weight is None
+    assert build_layer(S, "rms", affine=False, track_running_stats=False).weight is None
     cumulative = build_layer(S, momentum=None, track_running_stats=True)
     run_both(cumulative, torch.nn.BatchNorm2d(4, eps=1e-3, momentum=None, affine=True))
     with pytest.raises(ValueError, match="Unknown normalization"):

@@ -29,7 +29,7 @@ def run(data, kind="mlp", norm="batch", impl="normcore", device="cpu", width=16,
     return loop.train(model, data, cfg, device=device, threads=1 if device == "cpu" else None)
 
 
-LEARNS = [("mlp", n) for n in ("none", "batch", "layer", "group")] + [("cnn", n) for n in ("batch", "instance")]
+LEARNS = [("mlp", n) for n in ("none", "batch", "layer", "group", "rms")] + [("cnn", n) for n in ("batch", "instance", "rms")]
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -52,8 +52,8 @@ def test_seeded_runs_are_identical(digits, device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("kind,norm", [("mlp", "batch"), ("mlp", "layer"), ("mlp", "group"), ("cnn", "batch"),
-                                       ("cnn", "layer"), ("cnn", "group"), ("cnn", "instance")])
+@pytest.mark.parametrize("kind,norm", [("mlp", "batch"), ("mlp", "layer"), ("mlp", "group"), ("mlp", "rms"), ("cnn", "batch"),
+                                       ("cnn", "layer"), ("cnn", "group"), ("cnn", "instance"), ("cnn", "rms")])
 def test_normcore_and_torch_give_the_same_loss_curve(digits, kind, norm, device):
     small = datasets.Split("digits", digits.x_train[:320], digits.y_train[:320], digits.x_test[:64],
                            digits.y_test[:64], 10)

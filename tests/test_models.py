@@ -11,7 +11,7 @@ VALID = [(k, n) for k in models.MODEL_KINDS for n in models.NORMS if not models.
 EXPECTED_LAYER = {
     ("mlp", "batch"): "BatchNorm1d", ("mlp", "layer"): "LayerNorm", ("mlp", "group"): "GroupNorm",
     ("cnn", "batch"): "BatchNorm2d", ("cnn", "layer"): "LayerNorm", ("cnn", "group"): "GroupNorm",
-    ("cnn", "instance"): "InstanceNorm2d",
+    ("cnn", "instance"): "InstanceNorm2d", ("mlp", "rms"): "RMSNorm", ("cnn", "rms"): "RMSNorm",
 }
 
 
@@ -73,6 +73,26 @@ def test_pre_activation_is_the_norm_output():
     expected = (z - z.mean(0)) / torch.sqrt(z.var(0, unbiased=False) + 1e-5)
     torch.testing.assert_close(pre, expected.detach())
     assert models.pre_activation(tiny("cnn", "none"), torch.rand(3, 1, 8, 8)).shape == (3, 8, 8, 8)
+
+
+@pytest.mark.parametrize("impl", models.IMPLS)
+@pytest.mark.parametrize("kind", models.MODEL_KINDS)
+def test_rmsnorm_divides_each_sample_by_its_root_mean_square_with_the_models_eps(kind, impl):
+    # Oracle: the formula by hand in float64, over what LayerNorm would use: the features
+    # (MLP), or one sample's C×H×W values (CNN). eps is the model's, not RMSNorm's None.
+    model = models.make_model(kind, "rms", impl, width=4, depth=2, eps=0.5).double()
+    norm = model.body[-1][1]
+    assert norm.eps == 0.5 and norm.normalized_shape == ((4,) if kind == "mlp" else (4, 8, 8))
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 2.0)  # γ applies per element; no β to apply
+    x = torch.rand(5, 1, 8, 8, dtype=torch.float64)
+    pre = models.pre_activation(model, x, layer=-1)
+    hidden = model.body[0](x.flatten(1) if kind == "mlp" else x)
+    z = model.body[1][0](hidden).detach()
+    dims = tuple(range(1, z.dim()))
+    expected = z / torch.sqrt(z.square().mean(dims, keepdim=True) + 0.5) * norm.weight.detach()
+    torch.testing.assert_close(pre, expected)
+    assert pre.mean(dims).abs().max() > 1e-3  # not centred, unlike LayerNorm
 
 
 def test_invalid_combinations_say_why():

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
+import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -30,6 +32,41 @@ def open_page(scenario: str | None = None, **query) -> AppTest:
 
 def texts(elements) -> str:
     return " ".join(e.value for e in elements)
+
+
+def chart_rows(at: AppTest) -> pd.DataFrame:
+    """Every row the tab's charts draw (their Arrow datasets, concatenated)."""
+    return pd.concat([pa.ipc.open_stream(d.data.data).read_all().to_pandas()
+                      for chart in at.get("vega_lite_chart") for d in chart.proto.datasets])
+
+
+def open_tab(at: AppTest, key: str) -> AppTest:
+    at.session_state["scenario"] = LABELS[key]
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_rmsnorm_does_not_differ_between_the_modes_at_any_extreme():
+    # One value per sample (batch 1, 1 channel, 1×1 map), then the largest batch.
+    at = open_page("norms", norm="rms", batch_size=1, channels=1, spatial=1)
+    assert at.selectbox(key="control_norm").value == "rms"
+    for batch_size in (1, 512):
+        if batch_size > 1:
+            at.slider(key="control_batch_size").set_value(batch_size).run()
+        rows = chart_rows(at).drop_duplicates("norm").set_index("norm")
+        assert rows.loc["RMSNorm", "label"] == "0 (exactly)" and not rows.loc["RMSNorm", "running_stats"], batch_size
+        assert rows.loc["RMSNorm", "train_eval_gap"] == 0.0 and bool(rows.loc["RMSNorm", "exactly_equal"])
+    assert rows.loc["BatchNorm", "train_eval_gap"] > 0  # the one that differs
+    # The running-statistics tabs say RMSNorm has none and show BatchNorm; the digits tab trains an RMSNorm network.
+    for key in ("warmup", "shift"):
+        assert "RMSNorm keeps no running statistics" in texts(open_tab(at, key).info), key
+        assert at.get("vega_lite_chart") and not at.error, key
+    at.slider(key="control_batch_size").set_value(32)
+    open_tab(at, "forgot_eval")
+    assert "An RMSNorm network keeps no running statistics" in texts(at.info) and not at.error
+    accuracy = chart_rows(at).pivot_table(index="test_batch_size", columns="mode", values="accuracy")
+    assert accuracy.notna().all().all() and (accuracy[te.EVAL_MODES[0]] == accuracy[te.EVAL_MODES[1]]).all()
 
 
 def test_defaults_open_on_the_warmup_tab_with_its_chart():

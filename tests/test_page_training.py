@@ -5,7 +5,10 @@ import io
 import json
 import posixpath
 
+import math
+
 import pandas as pd
+import pyarrow as pa
 import pytest
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest, app_test
@@ -38,6 +41,16 @@ def texts(elements) -> str:
     return " ".join(str(e.value) for e in elements)
 
 
+def chart_rows(at: AppTest, title_start: str) -> pd.DataFrame:
+    """The rows the chart whose title starts so draws (its Arrow datasets, concatenated)."""
+    for element in at.get("vega_lite_chart"):
+        spec = json.loads(element.proto.spec)
+        title = spec.get("title", "")
+        if str(title.get("text", "") if isinstance(title, dict) else title).startswith(title_start):
+            return pd.concat([pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in element.proto.datasets])
+    raise AssertionError(f"no chart titled {title_start!r}")
+
+
 class RecordingStorage(MemoryMediaFileStorage):
     """AppTest's in-memory media storage (a new one each run), remembered so a test can read
     the files the page's download buttons point at."""
@@ -67,7 +80,7 @@ def test_page_opens_with_defaults_and_says_whether_a_gpu_exists():
     info = texts(at.info)
     assert ("No GPU was found" in info) == (not devices.accelerators())
     assert not button(at, "Run").disabled
-    assert at.multiselect(key="training_norms").value == ["none", "batch", "layer", "group"]
+    assert at.multiselect(key="training_norms").value == ["none", "batch", "layer", "group", "rms"]
 
 
 def test_compare_run_shows_curves_table_percentiles_and_caches():
@@ -134,12 +147,16 @@ def test_batch_sweep_mode(monkeypatch):
     button(at, "Run").click().run()
     assert not at.exception
     live = at.session_state["training_live"]
-    assert live.status == "finished" and len(live.summary()) == 8
+    assert live.status == "finished" and len(live.summary()) == 10  # 5 normalizations × 2 batch sizes
     titles = " ".join(str(json.loads(c.proto.spec).get("title", "")) for c in at.get("vega_lite_chart"))
     assert "by batch size" in titles and "Wu & He 2018" in titles
+    sweep = chart_rows(at, "This lab: final test accuracy by batch size")
+    rms = sweep[sweep["normalization"] == "RMSNorm"]
+    assert sorted(rms["batch_size"]) == [8, 64] and rms["test_accuracy"].between(0, 1).all()
     paper = at.dataframe[1].value
     assert paper.loc["BatchNorm", "2 images/GPU"] == "34.7" and paper.loc["GroupNorm", "2 images/GPU"] == "24.1"
     assert paper.loc["LayerNorm", "32 images/GPU"] == "25.3" and paper.loc["LayerNorm", "2 images/GPU"] == "—"
+    assert "RMSNorm" not in paper.index and "no number for it" in texts(at.caption)  # as published: the paper predates it
 
 
 def test_lr_sweep_mode_flags_divergence(monkeypatch):
@@ -152,6 +169,28 @@ def test_lr_sweep_mode_flags_divergence(monkeypatch):
     largest = at.dataframe[1].value
     assert list(largest["Normalization"]) == ["BatchNorm", "No norm"]
     assert "Largest learning rate that trains" in largest.columns
+
+
+def test_rmsnorm_trains_in_the_mlp_and_the_cnn_at_the_batch_size_extremes_and_matches_torch_nn():
+    at = tiny(open_page(), norms=("rms",))
+    at.slider(key="control_batch_size").set_value(1).run()  # the training page's floor is 2
+    assert "batch_size" in texts(at.error) and button(at, "Run").disabled
+    accuracy = {}
+    for model, batch_size, impl in (("mlp", 2, "normcore"), ("cnn", limits.MAX_TRAIN_BATCH_SIZE, "normcore"),
+                                    ("cnn", limits.MAX_TRAIN_BATCH_SIZE, "torch")):
+        at.selectbox(key="training_model").set_value(model)
+        at.slider(key="control_batch_size").set_value(batch_size)
+        at.radio(key="training_impl").set_value(impl).run()
+        button(at, "Run").click().run()
+        assert not at.exception and not at.error
+        table = at.dataframe[0].value
+        row = table[table["Normalization"] == "RMSNorm"]
+        assert list(table["Variant"]) == ["RMSNorm"] and list(row["Batch size"]) == [batch_size]
+        assert list(row["Status"]) == ["finished"] and math.isfinite(row["Test accuracy"].iloc[0])
+        accuracy[(model, impl)] = row["Test accuracy"].iloc[0]
+        assert at.session_state["training_live"].config.norms == ("rms",)
+    # torch.nn.RMSNorm in the same model, same seed and batches: the same test accuracy.
+    assert accuracy[("cnn", "normcore")] == pytest.approx(accuracy[("cnn", "torch")], abs=1 / 450)
 
 
 def test_stop_keeps_the_partial_results():

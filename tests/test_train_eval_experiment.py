@@ -115,10 +115,11 @@ def test_warmup_markers_slow_momentum_never_gets_there_fast_one_does():
     assert r.headline.value == f"step {int(markers.loc['PyTorch 0.1', 'step'])}"
 
 
-def test_layernorm_warmup_reports_exact_zero_and_shows_batchnorm():
-    r = te.warmup_gap(replace(SMALL, norm="layer"), steps=10)
-    assert any("exactly" in m and "LayerNorm" in m for m in messages(r, "info"))
-    assert r.frames["gap"].train_eval_gap.max() > 0.1  # BatchNorm's gap: LayerNorm's is 0
+@pytest.mark.parametrize("norm,label", [("layer", "LayerNorm"), ("rms", "RMSNorm")])
+def test_per_sample_norm_warmup_reports_exact_zero_and_shows_batchnorm(norm, label):
+    r = te.warmup_gap(replace(SMALL, norm=norm), steps=10)
+    assert any(f"{label} keeps no running statistics" in m and "is 0 (exactly)" in m for m in messages(r, "info"))
+    assert r.frames["gap"].train_eval_gap.max() > 0.1  # BatchNorm's gap: the per-sample norm's is 0
 
 
 def test_invalid_groups_in_warmup_say_why_and_still_chart_batchnorm():
@@ -157,9 +158,18 @@ def test_train_noise_follows_closed_form_and_layernorm_has_none():
     frame = te.batch_size_gap(s, probes=48).frames["sizes"]
     ln, bn = frame[frame.norm == "LayerNorm"], frame[frame.norm == "BatchNorm"].set_index("batch_size")
     assert (ln.train_eval_gap == 0).all() and (ln.train_noise == 0).all()
+    assert ln.batch_size.tolist() == [1] + [2**k for k in range(1, 10)]
     for n in (64, 256):
         assert bn.train_noise[n] == pytest.approx(bn.noise_closed_form[n], rel=0.3)
     assert bn.train_noise[512] < bn.train_noise[4] / 5
+
+
+def test_rmsnorm_has_no_gap_and_no_noise_at_any_batch_size():
+    r = te.batch_size_gap(replace(SMALL, norm="rms", batch_size=1, spatial=1), probes=4)
+    rms = r.frames["sizes"][r.frames["sizes"].norm == "RMSNorm"]
+    assert rms.batch_size.tolist() == [1] + [2**k for k in range(1, 10)]  # one value per sample is fine
+    assert (rms.train_eval_gap == 0).all() and (rms.train_noise == 0).all() and rms.noise_closed_form.isna().all()
+    assert r.headline.label == "RMSNorm train/eval gap at batch size 1" and r.headline.value == "0"
 
 
 def test_batch_size_gap_matches_torch_for_one_size():
@@ -182,8 +192,10 @@ def test_batch_size_gap_matches_torch_for_one_size():
 def test_only_layers_with_running_stats_have_a_gap_and_batchnorm_matches_torch():
     s = replace(SMALL, channels=4)
     f = te.norms_side_by_side(s).frames["norms"].set_index("norm")
-    for name in ("LayerNorm", "GroupNorm (G=2)", "InstanceNorm"):
-        assert f.train_eval_gap[name] == 0.0 and f.exactly_equal[name], name
+    assert list(f.index) == ["BatchNorm", "LayerNorm", "GroupNorm (G=2)", "RMSNorm", "InstanceNorm",
+                             "InstanceNorm, track_running_stats=True"]
+    for name in ("LayerNorm", "GroupNorm (G=2)", "RMSNorm", "InstanceNorm"):
+        assert f.train_eval_gap[name] == 0.0 and f.exactly_equal[name] and not f.running_stats[name], name
     assert f.train_eval_gap["InstanceNorm, track_running_stats=True"] > 0
     layer = torch_bn(s)
     for x in te.stream(s, warmup(s.momentum)):
@@ -296,11 +308,13 @@ def test_every_scenario_runs_with_extreme_settings_without_raising():
         replace(DEFAULTS, momentum=None, eps=1.0, affine=False, mean_offset=100.0, scale=0.01),
         replace(DEFAULTS, momentum=0.0),
         replace(DEFAULTS, batch_size=512, channels=64, spatial=32),  # over the element cap
+        replace(DEFAULTS, norm="rms", batch_size=1, spatial=1, channels=1),
+        replace(DEFAULTS, norm="rms", batch_size=512, eps=1.0, affine=False),
     ]
     quick = {"steps": 20, "max_batches": 8, "probes": 4, "epochs": 1}
     for i, s in enumerate(extreme):
         for sc in te.SCENARIOS:
-            if sc.resource and i not in (0, 3):  # each trains a network: two settings are enough here
+            if sc.resource and i not in (0, 3, 6):  # each trains a network: three settings are enough here
                 continue
             params = {k: v for k, v in quick.items() if k in sc.defaults()}
             r = te.run_scenario(sc.key, s, params)
@@ -406,6 +420,34 @@ def test_forgot_eval_layernorm_network_is_the_same_in_both_modes():
     acc = r.frames["accuracy"].pivot(index="test_batch_size", columns="mode", values="accuracy")
     assert (acc[te.EVAL_MODES[0]] == acc[te.EVAL_MODES[1]]).all()
     assert not [m for m in r.messages if m.level == "warning"]
+
+
+@pytest.fixture(scope="module")
+def rms_digits():
+    spec = te.RESOURCES["digits_model"]
+    return spec.build(spec.config(replace(DEFAULTS, norm="rms")))
+
+
+def test_an_rmsnorm_network_is_the_same_in_both_modes_and_matches_torch_nn(rms_digits):
+    s = replace(DEFAULTS, norm="rms")
+    r = te.forgot_eval(s, rms_digits)
+    acc = r.frames["accuracy"].pivot(index="test_batch_size", columns="mode", values="accuracy")
+    assert (acc[te.EVAL_MODES[0]] == acc[te.EVAL_MODES[1]]).all()
+    assert any("An RMSNorm network keeps no running statistics" in m for m in messages(r, "info"))
+    # Oracle: the same weights in a network of torch.nn.RMSNorm layers, one digit at a time.
+    twin = models.make_model("mlp", norm="rms", impl="torch", width=te.DIGITS_WIDTH, depth=te.DIGITS_DEPTH, eps=s.eps)
+    twin.load_state_dict(rms_digits.model.state_dict())
+    assert isinstance(twin.body[0][1], torch.nn.RMSNorm) and twin.body[0][1].eps == s.eps
+    x, y = rms_digits.data.x_test, rms_digits.data.y_test
+    with torch.no_grad():
+        per_sample = (twin.train()(x).argmax(1) == y).double()
+    for b in (1, 2, 256):
+        used = (len(x) // b) * b
+        assert acc[te.EVAL_MODES[1]][b] == pytest.approx(float(per_sample[:used].mean()), abs=1.5 / used)
+    tuned = te.frozen_bn_finetune(s, rms_digits, finetune_size=40, epochs=1)
+    assert tuned.frames["stats"].empty and any("nothing to freeze" in m for m in messages(tuned, "info"))
+    final = tuned.frames["accuracy"].groupby(["mode", "test_set"]).accuracy.last().unstack("mode")
+    assert (final[te.FINETUNE_MODES[0]] == final[te.FINETUNE_MODES[1]]).all()  # freezing changes nothing
 
 
 @pytest.mark.parametrize("changes, expected", [

@@ -79,8 +79,9 @@ def test_log_axes_are_log_on_every_layer(results):
 
 def test_norms_chart_labels_exact_zeros(results):
     spec = charts_for("norms", results["norms"])[0][0].to_dict()
-    labels = [row["label"] for rows in spec["datasets"].values() for row in rows if "label" in row]
-    assert labels.count("0 (exactly)") == 3 and not any(label == "cannot run" for label in labels)
+    labels = {row["norm"]: row["label"] for rows in spec["datasets"].values() for row in rows if "label" in row}
+    exact = sorted(norm for norm, label in labels.items() if label == "0 (exactly)")
+    assert exact == ["GroupNorm (G=2)", "InstanceNorm", "LayerNorm", "RMSNorm"] and "cannot run" not in labels.values()
 
 
 def test_forgot_eval_marks_the_batch_of_one_as_an_error(results):

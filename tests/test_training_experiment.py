@@ -117,7 +117,7 @@ def test_variant_cap(monkeypatch):
 
 def test_sweeps_expand_to_their_grids():
     sweep, _ = T.plan(T.RunConfig(mode="batch_sweep", lr=0.1, epochs=2))
-    assert {v.norm for v in sweep} == set(T.BATCH_SWEEP_NORMS) and len(sweep) == 4 * len(T.BATCH_SWEEP_SIZES)
+    assert {v.norm for v in sweep} == {"batch", "group", "layer", "rms", "none"} and len(sweep) == 5 * len(T.BATCH_SWEEP_SIZES)
     by_size = {v.batch_size: v for v in sweep if v.norm == "batch"}
     assert by_size[2].lr == pytest.approx(0.1 * 2 / 32) and by_size[256].lr == 0.1
     assert by_size[2].epochs == 2 and 1347 // 256 * by_size[256].epochs >= T.MIN_SWEEP_STEPS
@@ -186,12 +186,14 @@ def test_result_cache_is_a_bounded_lru():
 def test_short_sweeps(monkeypatch):
     monkeypatch.setattr(variants_module, "BATCH_SWEEP_SIZES", (8, 64))
     monkeypatch.setattr(variants_module, "MIN_SWEEP_STEPS", 30)
-    live = T.run(T.with_settings(TINY, mode="batch_sweep"))
+    live = T.run(T.with_settings(TINY, mode="batch_sweep", devices=[CPU]))  # one thread: steady on a busy machine
     summary = live.summary()
-    assert len(summary) == 8 and set(summary["batch_size"]) == {8, 64}
+    assert len(summary) == 10 and set(summary["batch_size"]) == {8, 64}
+    rms = summary[summary["normalization"] == "RMSNorm"]
+    assert list(rms["batch_size"]) == [8, 64] and rms["test_accuracy"].between(0, 1).all()
     assert summary.loc[summary["batch_size"] == 64, "epochs"].iloc[0] == math.ceil(30 / (1347 // 64))
     monkeypatch.setattr(variants_module, "LR_SWEEP_RATES", (0.3, 1e15))
-    live = T.run(T.with_settings(TINY, mode="lr_sweep", width=16, epochs=2))
+    live = T.run(T.with_settings(TINY, mode="lr_sweep", width=16, epochs=2, devices=[CPU]))
     summary = live.summary()
     assert summary.loc[summary["lr"] == 1e15, "diverged"].all()
     largest = T.largest_trainable_lr(summary, T.chance_accuracy(live.config)).set_index("norm")
@@ -199,6 +201,25 @@ def test_short_sweeps(monkeypatch):
         ok = group[(~group["diverged"]) & (group["test_accuracy"] >= 0.55)]
         expected = ok["lr"].max() if len(ok) else math.nan
         assert largest.loc[norm, "largest_lr"] == pytest.approx(expected, nan_ok=True)
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_rmsnorm_trains_alike_with_normcore_and_torch_nn(model):
+    # Oracle: the same comparison with torch.nn.RMSNorm in the model (impl="torch").
+    config = T.with_settings(TINY, model=model, norms=["rms", "layer"], epochs=1, batch_size=128, lr=0.05, devices=[CPU])
+    ours, theirs = (T.run(T.with_settings(config, impl=impl)) for impl in ("normcore", "torch"))
+    a, b = ours.history(), theirs.history()
+    assert list(a["label"].unique()) == ["RMSNorm", "LayerNorm"] and len(a) == len(b)
+    assert (a["loss"] - b["loss"]).abs().max() <= 1e-4
+    summary = ours.summary().set_index("normalization")
+    assert summary.loc["RMSNorm", "status"] == "finished" and 0.1 < summary.loc["RMSNorm", "test_accuracy"] <= 1
+    # RMSNorm does not centre: it is not LayerNorm under another name.
+    assert (a.loc[a["norm"] == "rms", "loss"].to_numpy() != a.loc[a["norm"] == "layer", "loss"].to_numpy()).any()
+
+
+def test_every_normalization_has_its_own_colour():
+    assert set(charts.NORM_COLORS) == set(models.NORMS)
+    assert len(set(charts.NORM_COLORS.values())) == len(charts.NORM_COLORS)
 
 
 def test_largest_trainable_lr_by_hand():

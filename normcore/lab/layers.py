@@ -21,8 +21,12 @@ def build_layer(s: LabSettings, kind: str | None = None, *, library=normcore, mo
 
     ``momentum`` and ``affine`` override the settings' (``momentum=None``: a cumulative
     average). ``track_running_stats`` must be said: it decides whether BatchNorm and
-    InstanceNorm keep running statistics (and so what eval mode does); LayerNorm and
-    GroupNorm keep none either way.
+    InstanceNorm keep running statistics (and so what eval mode does); LayerNorm,
+    GroupNorm and RMSNorm keep none either way.
+
+    RMSNorm normalizes each sample over (C, H, W), the values LayerNorm uses, with the
+    settings' eps (not torch's ``eps=None`` default, which is float32's machine epsilon),
+    so the two differ only in the mean they subtract. It has a γ but no β.
     """
     kind = kind or s.norm
     m = s.momentum if momentum is SAME else momentum
@@ -36,4 +40,6 @@ def build_layer(s: LabSettings, kind: str | None = None, *, library=normcore, mo
         return library.LayerNorm((c, s.spatial, s.spatial), eps=s.eps, elementwise_affine=affine)
     if kind == "group":
         return library.GroupNorm(s.num_groups, c, eps=s.eps, affine=affine)
-    raise ValueError(f"Unknown normalization {kind!r}; choose one of batch, layer, group, instance.")
+    if kind == "rms":
+        return library.RMSNorm((c, s.spatial, s.spatial), eps=s.eps, elementwise_affine=affine)
+    raise ValueError(f"Unknown normalization {kind!r}; choose one of batch, layer, group, instance, rms.")

@@ -60,6 +60,11 @@ def norm_layer(norm: str, impl: str, features: int, spatial: tuple[int, int] | N
         return (ns.BatchNorm2d if image else ns.BatchNorm1d)(features, eps=eps, momentum=momentum)
     if norm == "layer":  # all of one sample's values: (C, H, W) in a CNN, the features in an MLP
         return ns.LayerNorm((features, *spatial) if image else features, eps=eps)
+    if norm == "rms":  # the same values as LayerNorm, divided by their root mean square (no centring, no β)
+        # eps given explicitly, the same as LayerNorm's here: RMSNorm's own default (None) is
+        # finfo(dtype).eps (~1.2e-7 in float32), which would make the comparison with LayerNorm
+        # differ in eps as well as in the mean.
+        return ns.RMSNorm((features, *spatial) if image else features, eps=eps)
     if norm == "group":
         return ns.GroupNorm(num_groups, features, eps=eps)
     if norm == "instance":

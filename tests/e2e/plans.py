@@ -136,6 +136,6 @@ def play_for(seconds: float) -> Callable[[H.AppPage], None]:
 PLANS: dict[str, Plan] = {
     # Tall picture: the stream (section 3) is what the page is about.
     "live_statistics": Plan(button="Step", showcase=play_for(5), picture_height=2800),
-    # The default comparison for one epoch: 4 norms x the CPU targets, a few seconds.
+    # The default comparison for one epoch: 5 norms x the CPU targets, a few seconds.
     "training": Plan(slider="Epochs", slider_key="Home", button="Run", rerun_timeout_ms=180_000, picture_height=2400),
 }

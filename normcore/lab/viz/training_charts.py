@@ -25,7 +25,8 @@ from . import specs
 from ..devices import parse_target
 from ..norms import NORM_LABELS, NORMS
 
-NORM_COLORS = {"none": "#7f7f7f", "batch": "#1f77b4", "layer": "#ff7f0e", "group": "#2ca02c", "instance": "#9467bd"}
+NORM_COLORS = {"none": "#7f7f7f", "batch": "#1f77b4", "layer": "#ff7f0e", "group": "#2ca02c", "instance": "#9467bd",
+               "rms": "#d62728"}
 HEIGHT = 300
 DASHES = [[1, 0], [6, 3], [2, 2], [8, 2, 2, 2]]  # one per device, in the run's order
 PERCENTILE_NAMES = {"p15": "15th", "p50": "50th (median)", "p85": "85th"}

@@ -72,8 +72,8 @@ SCENARIOS: list[Scenario] = [
         "batch_size", "Batch size", "📦",
         "Training mode normalizes each sample with statistics of the batch it happens to be in, so the "
         "same sample's output moves when its batch-mates change (**train-mode noise**), and it differs "
-        "from eval mode by about as much. Both shrink like 1/√(N·H·W). LayerNorm and GroupNorm use one "
-        "sample at a time: no noise and no gap at any batch size.",
+        "from eval mode by about as much. Both shrink like 1/√(N·H·W). LayerNorm, GroupNorm and RMSNorm use "
+        "one sample at a time: no noise and no gap at any batch size.",
         batch_size_gap,
         Schema((number_field("probes", "Probe batches per size", 16, 4, limits.MAX_PROBES, 4),)),
         reads=tuple(n for n in FIELDS if n != "batch_size"),  # it sweeps the batch size itself
@@ -82,8 +82,8 @@ SCENARIOS: list[Scenario] = [
         "norms", "Which norms", "🔍",
         "The same probe through each normalization in both modes. Only a layer with **running "
         "statistics** can differ between train and eval: BatchNorm always keeps them, InstanceNorm only "
-        "with `track_running_stats=True`. LayerNorm and GroupNorm compute the same thing in both modes, "
-        "so their gap is exactly 0.",
+        "with `track_running_stats=True`. LayerNorm, GroupNorm and RMSNorm compute the same thing in both "
+        "modes, so their gap is exactly 0.",
         norms_side_by_side,
     ),
     Scenario(

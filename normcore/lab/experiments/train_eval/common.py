@@ -163,7 +163,7 @@ def settings_problems(s: LabSettings, training: bool = True) -> tuple[list[Probl
 
 
 def stand_in(s: LabSettings, what: str) -> tuple[LabSettings, list[Problem]]:
-    """LayerNorm and GroupNorm keep no running statistics, so a running-statistics scenario
+    """LayerNorm, GroupNorm and RMSNorm keep no running statistics, so a running-statistics scenario
     measures their (zero) gap and then shows BatchNorm, with every other setting kept."""
     if s.norm in ("batch", "instance"):
         return s, []

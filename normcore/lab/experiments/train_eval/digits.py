@@ -46,6 +46,12 @@ def digits_config(s: LabSettings) -> dict:
             "num_groups": s.num_groups, "seed": s.seed}
 
 
+def network(norm: str) -> str:
+    """'A LayerNorm network', 'An RMSNorm network': the article as the name is read aloud."""
+    label = NORM_LABELS[norm]
+    return f"{'An' if label.startswith(('RMS', 'Instance')) else 'A'} {label} network"
+
+
 def digits_kind(norm: str) -> str:
     return "cnn" if norm == "instance" else "mlp"  # InstanceNorm needs spatial maps
 
@@ -110,7 +116,7 @@ def forgot_eval(s: LabSettings, digits: DigitsModel) -> ScenarioResult:
             rows.append({"test_batch_size": b, "mode": mode, "accuracy": acc, "samples": (len(x) // b) * b, "error": error})
     frame = pd.DataFrame(rows)
     if not any(has_running_stats(m) for m in digits.model.modules()):
-        messages.append(Problem("info", f"A {NORM_LABELS[s.norm]} network keeps no running statistics, so train and eval "
+        messages.append(Problem("info", f"{network(s.norm)} keeps no running statistics, so train and eval "
                                         "mode give the same accuracy at every test batch size."))
     at2 = frame[frame.test_batch_size == 2].set_index("mode").accuracy
     return ScenarioResult(
@@ -184,7 +190,7 @@ def frozen_bn_finetune(s: LabSettings, digits: DigitsModel, finetune_size: int =
         if run.status != "finished":
             messages.append(Problem("warning", f"{mode}: {run.message}"))
     if not stats:
-        messages.append(Problem("info", f"A {NORM_LABELS[s.norm]} network keeps no running statistics: there is nothing "
+        messages.append(Problem("info", f"{network(s.norm)} keeps no running statistics: there is nothing "
                                         "to freeze, and both fine-tuning runs are the same."))
     accuracy = pd.DataFrame(acc)
     final = accuracy[accuracy.test_set == FINETUNE_SETS[0]].groupby("mode").accuracy.last()

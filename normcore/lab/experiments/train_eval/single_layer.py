@@ -247,13 +247,14 @@ NORM_ROWS = (
     ("batch", True, "BatchNorm"),
     ("layer", False, "LayerNorm"),
     ("group", False, "GroupNorm"),
+    ("rms", False, "RMSNorm"),  # per sample like LayerNorm, by the mean square: no running statistics either
     ("instance", False, "InstanceNorm"),
     ("instance", True, "InstanceNorm, track_running_stats=True"),
 )
 
 
 def norms_side_by_side(s: LabSettings) -> ScenarioResult:
-    """BN, LN, GN and IN on the same stream and the same probe, both modes, measured gap."""
+    """BN, LN, GN, RMSNorm and IN on the same stream and the same probe, both modes, measured gap."""
     rows, messages = [], []
     warmup = capped_steps(warmup_steps(s.momentum), s.num_elements * 2, messages, "warm-up steps")
     for kind, track, label in NORM_ROWS:
@@ -280,6 +281,6 @@ def norms_side_by_side(s: LabSettings) -> ScenarioResult:
     bn = frame[frame.norm == "BatchNorm"].train_eval_gap.iloc[0]
     return ScenarioResult(
         {"norms": frame}, Headline("BatchNorm train/eval gap", "n/a" if pd.isna(bn) else f"{bn:.3g}",
-                                   "LayerNorm, GroupNorm and InstanceNorm without running statistics: exactly 0."),
+                                   "LayerNorm, GroupNorm, RMSNorm and InstanceNorm without running statistics: exactly 0."),
         messages,
     )

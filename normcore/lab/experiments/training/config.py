@@ -23,6 +23,8 @@ MODE_LABELS = {
     "batch_sweep": "Batch-size sweep (GroupNorm paper, Fig. 1)",
     "lr_sweep": "Learning-rate sweep (with vs without BN)",
 }
+# The default comparison: every normalization an MLP can use (InstanceNorm needs the CNN's maps).
+DEFAULT_NORMS = ("none", "batch", "layer", "group", "rms")
 CONFIG_KIND = "normcore-training-run"
 CONFIG_VERSION = 1
 
@@ -37,7 +39,7 @@ class RunConfig:
     depth: int = 2
     activation: str = "relu"
     probe_layer: int = 2  # 1-based hidden block whose pre-activation percentiles are tracked
-    norms: tuple[str, ...] = ("none", "batch", "layer", "group")
+    norms: tuple[str, ...] = DEFAULT_NORMS
     impl: str = "normcore"
     batch_size: int = 32
     momentum: float | None = 0.1  # BatchNorm's, PyTorch convention; None = cumulative average
@@ -84,7 +86,7 @@ SCHEMA = Schema((
     Field("depth", "Hidden blocks", 2, "int", low=1, high=limits.MAX_DEPTH, caps=("training_work",)),
     Field("activation", "Activation", "relu", "choice", choices=tuple(models.ACTIVATIONS)),
     Field("probe_layer", "Block tracked for percentiles", 2, "int", low=1, high=limits.MAX_DEPTH, url="probe"),
-    Field("norms", "Normalizations", ("none", "batch", "layer", "group"), "choices", "Sweeps use their own fixed sets.",
+    Field("norms", "Normalizations", DEFAULT_NORMS, "choices", "Sweeps use their own fixed sets.",
           choices=models.NORMS, labels=models.NORM_LABELS, max_items=limits.MAX_VARIANTS, caps=("variants_per_run", "training_work")),
     Field("impl", "Implementation", "normcore", "choice", "normcore's layers or torch.nn's.", choices=models.IMPLS,
           widget="radio"),

@@ -16,7 +16,8 @@ MODE_NOTES = {
                 "re-centres and re-scales it every step); without, it is free to drift as the weights change. "
                 "Ioffe & Szegedy saw clear drift with sigmoids over 50k steps: try Activation = sigmoid and more epochs."),
     "batch_sweep": (f"Left: this lab, learning rate lr·min(1, N/{BATCH_SWEEP_REFERENCE}) and at least {MIN_SWEEP_STEPS} steps per point. Right: the "
-                    "paper's numbers (error, lower is better): BN degrades at small batches, GN does not."),
+                    "paper's numbers (error, lower is better): BN degrades at small batches, GN does not. The paper predates "
+                    "RMSNorm (Zhang & Sennrich 2019), so it has no number for it."),
     "lr_sweep": "“Still trains”: no NaN/inf loss and test accuracy at least halfway from chance to 100 %.",
 }
 

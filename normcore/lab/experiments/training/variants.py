@@ -1,7 +1,7 @@
 """What to train: the variants of each mode, and every problem with a configuration.
 
 * ``compare``: every chosen normalization on every chosen device;
-* ``batch_sweep``: BN, GN, LN and no norm at batch sizes 2…256 (Wu & He 2018 Figure 1 at
+* ``batch_sweep``: BN, GN, LN, RMSNorm and no norm at batch sizes 2…256 (Wu & He 2018 Figure 1 at
   small scale). Below batch 32 the learning rate is scaled linearly with the batch
   (lr · N/32, as the GroupNorm paper does); from 32 up it stays as chosen (a linearly scaled
   8× step diverges without warm-up), and every point trains at least ``MIN_SWEEP_STEPS``
@@ -21,7 +21,7 @@ from ...settings import Problem
 from .config import RunConfig
 
 BATCH_SWEEP_SIZES = (2, 4, 8, 16, 32, 64, 128, 256)
-BATCH_SWEEP_NORMS = ("batch", "group", "layer", "none")
+BATCH_SWEEP_NORMS = ("batch", "group", "layer", "rms", "none")
 BATCH_SWEEP_REFERENCE = 32  # the batch size at which the sweep uses the chosen learning rate
 # With the epochs fixed, a batch of 256 gets 5 steps an epoch and ends under-trained whatever
 # its normalization; each sweep point trains at least this many steps (more epochs) instead.
