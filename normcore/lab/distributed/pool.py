@@ -91,6 +91,9 @@ def _serve(rank, world_size, init_method, backend, timeout_s, threads, device, t
                 results.put((seq, "error", rank, traceback.format_exc()))
     finally:
         dist.destroy_process_group()
+        results.close()
+        results.join_thread()  # every answer is in the pipe
+    os._exit(0)  # skip the interpreter's teardown (seconds, once DDP has imported torch._dynamo)
 
 
 class WorkerPool:
