@@ -78,7 +78,7 @@ def test_invalid_configurations_are_refused_before_spawning_with_what_to_change(
     assert "per-worker batch of at least 2" in " ".join(problems(RunConfig(norm="local", per_worker_batch=1)))
     assert problems(RunConfig(norm="sync", per_worker_batch=1, workers=2)) == []  # 2 values over the workers
     assert "divisible" in " ".join(problems(RunConfig(norm="group", width=30, num_groups=4)))
-    assert problems(RunConfig(workers=64), under_torchrun=True) == []  # torchrun decides the count
+    assert problems(RunConfig(workers=64, per_worker_batch=16), under_torchrun=True) == []  # torchrun decides the count
 
 
 def test_the_fields_defaults_are_the_config_defaults_and_the_train_size_is_the_splits():
