@@ -292,7 +292,7 @@ def _single_process_trajectory() -> tuple[list[np.ndarray], np.ndarray]:
     return trajectory, model[5].running_var.numpy()
 
 
-@pytest.mark.parametrize("sizes", [[6, 6], [9, 3], [11, 1]], ids=["equal", "unequal", "one-sample"])
+@pytest.mark.parametrize("sizes", [[6, 6], [9, 3], [11, 1], [0, 12]], ids=["equal", "unequal", "one-sample", "empty-rank"])
 def test_ddp_follows_the_single_process_trajectory(pools, sizes):
     results = pools(2).map(_worker_ddp, [sizes, sizes], timeout_s=60)
     expected, running_var = _single_process_trajectory()
