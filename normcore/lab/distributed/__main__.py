@@ -12,7 +12,7 @@ import sys
 import time
 from dataclasses import replace
 
-from .config import DEVICES, NORM_LABELS, NORMS, RunConfig
+from .config import DEVICES, NORM_LABELS, NORMS, RunConfig, problems
 from .launch import EpochReport, RunResult, run, run_torchrun, under_torchrun
 
 EPILOG = """\
@@ -21,9 +21,10 @@ forms:
       spawns 2 workers on this machine (gloo on the CPU, one thread each).
   torchrun --nproc-per-node 2 -m normcore.lab.distributed --norm sync
       the same training, as torchrun's workers (--workers is then torchrun's count).
-  torchrun --nnodes 2 --node-rank R --nproc-per-node 4 --rdzv-backend c10d \\
-           --rdzv-endpoint HOST:29500 -m normcore.lab.distributed --norm sync
-      on several machines: run it on each, R = 0, 1, ...; HOST is node 0's address.
+  torchrun --nnodes 2 --node-rank R --nproc-per-node 4 --master-addr HOST --master-port 29500 \\
+           -m normcore.lab.distributed --norm sync
+      on several machines: run it on each, R = 0, 1, ...; HOST is node 0's address, which the
+      others must reach (with gloo, GLOO_SOCKET_IFNAME=<interface> picks the network card).
 
 devices: with a GPU per worker (or --device cuda) each worker uses NCCL and cuda:LOCAL_RANK.
 That path follows torch's documented setup but has not been tested (written on CPU-only machines).
@@ -83,11 +84,15 @@ def main(argv=None) -> int:
         if rank == 0:
             print(f"finished in {time.perf_counter() - start:.1f} s", flush=True)
         return 0
+    found = problems(config)
+    if found:
+        print("invalid: " + " ".join(found), file=sys.stderr)
+        return 2
     print(describe(config, "spawned"), flush=True)
     result: RunResult = run(config, on_progress=show_epoch(config))
-    if result.status in ("invalid", "failed"):
+    if result.status != "finished":
         print(f"{result.status}: {result.message}", file=sys.stderr)
-        return 2 if result.status == "invalid" else 1
+        return 1
     print(f"workers up in {result.spawn_s:.1f} s ({result.backend} on {result.device}); {result.status} in {result.wall_s:.1f} s",
           flush=True)
     return 0

@@ -128,8 +128,8 @@ class WorkerPool:
     def __enter__(self) -> WorkerPool:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(grace_s=5.0 if exc_type is None else 0.0)  # on an error (Ctrl-C too) at once
 
     @property
     def pids(self) -> list[int]:
