@@ -139,9 +139,9 @@ class NormalizeAcrossWorkers(torch.autograd.Function):
         ctx.save_for_backward(x, mu1, delta, inv_std, weight)
         ctx.dims, ctx.group, ctx.total = dims, group, total
         ctx.bias_shape = None if bias is None else bias.shape
-        mean = (mu1 + delta).reshape(channels)
+        mean, var = (mu1 + delta).reshape(channels), var.reshape(channels)
         ctx.mark_non_differentiable(mean, var)
-        return y, mean, var.reshape(channels), total
+        return y, mean, var, total
 
     @staticmethod
     @once_differentiable
