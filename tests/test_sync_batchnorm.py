@@ -73,6 +73,8 @@ def _worker_slices(worker, case: dict) -> dict:
         out["rm"].append(bn.running_mean.numpy().copy())
         out["rv"].append(bn.running_var.numpy().copy())
         out["calls"].append(timer.calls)
+    stats = bn.last_stats
+    out["last_stats"] = (stats.values_per_stat, stats.mean.requires_grad or stats.var.requires_grad)
     bn.eval()
     with time_collectives() as timer:
         out["eval_y"] = bn(torch.tensor(case["x"][-1], dtype=dtype)).detach().numpy()
@@ -171,6 +173,8 @@ def check_against_one_batchnorm(case: dict, results: list[dict]) -> dict[str, fl
         for key, actual in checks:
             worst[key] = max(worst.get(key, 0.0), _close(actual, ref[key][step], dtype, f"step {step + 1} {key}"))
         assert [r["calls"][step] for r in results] == [3] * len(results)  # 2 all-reduces forward, 1 backward
+    values_per_channel = int(np.prod(case["shape"])) // case["channels"]  # over every worker's slice
+    assert [r["last_stats"] for r in results] == [(values_per_channel, False)] * len(results)
     # Eval normalizes with the running statistics checked above: (x − rm)/sqrt(rv + ε)·γ + β,
     # written out in float64. (Not torch's eval kernel: it computes x·a + b, which at an offset
     # of 1e4 cancels to ~1e-10; nor the oracle's running mean, which float64 holds to ~1e-12.)
