@@ -152,7 +152,9 @@ class NormalizeAcrossWorkers(torch.autograd.Function):
         centered = (x - mu1).sub_(delta)  # x − μ, recomputed exactly as in forward
         sum_dy = _sums(dy, dims)  # this worker's Σ dy per channel
         sum_dy_centered = _sums(dy * centered, dims)  # this worker's Σ dy·(x − μ)
-        d_weight = sum_dy_centered * inv_std if want_weight else None  # dγ = Σ dy·x̂ (local)
+        d_weight = None
+        if want_weight:  # dγ = Σ dy·x̂ (local); 0 when no worker had values (istd is NaN then)
+            d_weight = sum_dy_centered * inv_std if ctx.total else torch.zeros_like(sum_dy_centered)
         d_bias = sum_dy.sum_to_size(ctx.bias_shape) if want_bias else None  # dβ = Σ dy (local)
         d_x = None
         if want_x:

@@ -305,3 +305,8 @@ def test_ddp_follows_the_single_process_trajectory(pools, sizes):
         for step, (got, want) in enumerate(zip(r["trajectory"], expected), start=1):
             np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12, err_msg=f"step {step}")
         np.testing.assert_allclose(r["running_var"], running_var, rtol=1e-12, atol=1e-12)
+
+
+def test_no_values_on_any_worker_leaves_the_running_statistics_as_batchnorm_does(pools):
+    case = make_case([0, 0], shape=(3, 2))
+    check_against_one_batchnorm(case, run_case(pools(2), case))
