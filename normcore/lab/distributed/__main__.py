@@ -55,8 +55,9 @@ def parse(argv=None) -> RunConfig:
 
 
 def describe(config: RunConfig, how: str) -> str:
+    epochs = f"{config.epochs} epoch" + ("s" if config.epochs != 1 else "")
     return (f"{config.workers} workers ({how}), model {config.model}, norm {config.norm} ({NORM_LABELS[config.norm]}), "
-            f"{config.per_worker_batch} per worker = {config.global_batch} per step, {config.epochs} epochs")
+            f"{config.per_worker_batch} per worker = {config.global_batch} per step, {epochs}")
 
 
 def epoch_line(r: EpochReport, epochs: int) -> str:
