@@ -17,6 +17,7 @@ import normcore
 import normcore.functional as NF
 
 CLASSES = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "LayerNorm", "GroupNorm"]
+CLASSES += ["SyncBatchNorm"]  # process_group before device, dtype; its classmethod is checked below
 FUNCTIONS = ["batch_norm", "instance_norm", "layer_norm", "group_norm"]
 EXTRAS = {"backward", "unbiased_running_var", "return_stats"}
 
@@ -49,3 +50,7 @@ def test_bias_false_gives_a_weight_without_a_bias_like_torch(name, args):
     assert [n for n, _ in ours.named_parameters()] == [n for n, _ in theirs.named_parameters()] == ["weight"]
     assert ours.bias is None
     ours.load_state_dict(theirs.state_dict())
+
+
+def test_convert_sync_batchnorm_signature_is_torchs():
+    assert _parameters(normcore.SyncBatchNorm.convert_sync_batchnorm) == _parameters(nn.SyncBatchNorm.convert_sync_batchnorm)

@@ -95,3 +95,20 @@ def config_size(size: int) -> str | None:
     if size <= MAX_CONFIG_BYTES:
         return None
     return f"The file is {size:,} bytes; a run configuration is at most {MAX_CONFIG_BYTES:,} bytes."
+
+
+# -- Data-parallel runs (normcore.lab.distributed): worker processes on this machine ---------
+# Each spawned worker is a full interpreter with torch (~230 MB, ~1.2 s to start here) and one
+# thread, so the worker count is what costs: memory and cores. (torchrun runs are not capped
+# in workers: torchrun decides how many there are.)
+MAX_WORKERS = 4
+MAX_PER_WORKER_BATCH = 256
+MAX_DISTRIBUTED_EPOCHS = 20
+
+
+def global_batch(workers: int, per_worker_batch: int, train_size: int) -> str | None:
+    """One optimizer step takes workers × per-worker batch samples (fields workers, per_worker_batch)."""
+    if workers * per_worker_batch <= train_size:
+        return None
+    return (f"{workers} workers × {per_worker_batch} samples = {workers * per_worker_batch:,} per step is more than "
+            f"the {train_size:,} training samples. Use fewer workers or a smaller per-worker batch.")

@@ -1,0 +1,86 @@
+"""The data-parallel run (normcore.lab.distributed): the command line, torchrun, the API, its checks.
+
+Each run spawns real workers (seconds each here), so the runs are few and tiny: one epoch,
+large per-worker batches (few steps).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from normcore.lab import datasets, limits
+from normcore.lab.distributed import EpochReport, RunConfig, StepProgress, problems, run
+from normcore.lab.distributed.config import FIELDS, TRAIN_SIZE
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--epochs", "1", "--per-worker-batch", "64"]
+EPOCH_LINE = re.compile(r"epoch 1/1 +loss [\d.]+ +train acc [\d.]+% +test acc ([\d.]+)% +step [\d.]+ ms +"
+                        r"SyncBN all-reduces [\d.]+ ms/step \(\d+%\)")
+
+
+def _run_cli(command: list[str], timeout: float = 240) -> str:
+    env = os.environ | {"PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        out, _ = process.communicate(timeout=timeout)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 0, out[-4000:]
+    return out
+
+
+def test_the_command_line_spawns_two_workers_and_reports_each_epoch():
+    out = _run_cli([sys.executable, "-m", "normcore.lab.distributed", "--workers", "2", *TINY])
+    assert "2 workers (spawned), model mlp, norm sync" in out and "64 per worker = 128 per step" in out
+    match = EPOCH_LINE.search(out)
+    assert match, out
+    assert float(match.group(1)) > 50  # 10 steps of SGD already beat chance (10 %) by far
+    assert re.search(r"workers up in [\d.]+ s \(gloo on cpu\); finished in", out), out
+
+
+@pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None, reason="no torchrun")
+def test_torchrun_runs_the_same_code_as_its_workers():
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    out = _run_cli([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "normcore.lab.distributed", *TINY])
+    assert "2 workers (torchrun), model mlp, norm sync" in out
+    assert len(EPOCH_LINE.findall(out)) == 1, out  # worker 0 alone prints
+
+
+def test_the_api_reports_progress_and_a_stop_ends_every_worker():
+    events = []
+    stop_after_first_epoch = lambda: any(isinstance(e, EpochReport) for e in events)  # noqa: E731
+    result = run(RunConfig(workers=2, norm="sync", per_worker_batch=64, epochs=3), events.append, stop_after_first_epoch)
+    assert result.status == "stopped" and result.message == "Stopped after 1 of 3 epochs."
+    assert [e.epoch for e in result.epochs] == [1]
+    steps = [e for e in events if isinstance(e, StepProgress)]
+    assert steps and steps[-1].step == steps[-1].steps == TRAIN_SIZE // 128
+    report = result.epochs[0]
+    assert report.sync_calls_per_step == 2 * 3  # two SyncBatchNorm layers, three all-reduces each
+    assert 0 < report.sync_ms < report.step_ms and 0.1 < report.test_accuracy <= 1
+    for pid in result.worker_pids:  # ended and reaped: no such process any more
+        assert not Path(f"/proc/{pid}").exists(), f"worker {pid} outlived the run"
+
+
+def test_invalid_configurations_are_refused_before_spawning_with_what_to_change():
+    result = run(RunConfig(workers=limits.MAX_WORKERS + 1))
+    assert result.status == "invalid" and "workers" in result.message and result.worker_pids == []
+    too_many = problems(RunConfig(workers=8, per_worker_batch=256), under_torchrun=True)
+    assert too_many == ["8 workers × 256 samples = 2,048 per step is more than the 1,347 training samples. "
+                        "Use fewer workers or a smaller per-worker batch."]
+    assert "per-worker batch of at least 2" in " ".join(problems(RunConfig(norm="local", per_worker_batch=1)))
+    assert problems(RunConfig(norm="sync", per_worker_batch=1, workers=2)) == []  # 2 values over the workers
+    assert "divisible" in " ".join(problems(RunConfig(norm="group", width=30, num_groups=4)))
+    assert problems(RunConfig(workers=64, per_worker_batch=16), under_torchrun=True) == []  # torchrun decides the count
+
+
+def test_the_fields_defaults_are_the_config_defaults_and_the_train_size_is_the_splits():
+    assert FIELDS.defaults() == RunConfig().values()
+    assert TRAIN_SIZE == datasets.load_digits_split(0).x_train.shape[0]
