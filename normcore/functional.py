@@ -214,12 +214,7 @@ def layer_norm(
     checks.check_floating(input, "layer_norm")
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     k = len(shape)
-    if k == 0 or input.dim() < k or tuple(input.shape[input.dim() - k :]) != shape:
-        raise checks.NormcoreError(
-            f"layer_norm normalizes over the trailing dims {list(shape)}, so the input must have shape "
-            f"[*, {', '.join(map(str, shape)) or '...'}]; got {list(input.shape)}. Set normalized_shape to the "
-            "input's last dims (at least one), e.g. input.shape[1:]."
-        )
+    checks.check_trailing_shape(input, shape, "layer_norm")
     for name, t in (("weight", weight), ("bias", bias)):
         checks.check_affine_shape(t, shape, name, "layer_norm")
     x = input.to(_compute_dtype(input))
