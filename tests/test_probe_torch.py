@@ -33,7 +33,7 @@ MOMENTA = [0.1, 0.0, 1.0, 5.0, -1.2, float("nan")]
 SIZES = [0, 1, 2, 2, 3]
 MODULE_RANKS = {
     "BatchNorm1d": (2, 3), "BatchNorm2d": (4,), "BatchNorm3d": (5,), "InstanceNorm1d": (2, 3),
-    "InstanceNorm2d": (3, 4), "InstanceNorm3d": (4, 5), "GroupNorm": (2, 3, 4), "LayerNorm": (1, 2, 3),
+    "InstanceNorm2d": (3, 4), "InstanceNorm3d": (4, 5), "GroupNorm": (2, 3, 4), "LayerNorm": (1, 2, 3), "RMSNorm": (1, 2, 3),
 }
 
 
@@ -98,9 +98,11 @@ def _shapes(draw, ranks, channels=None):
 @given(data=st.data())
 def test_modules_accept_and_reject_like_torch(backward, data):
     name = data.draw(st.sampled_from(sorted(MODULE_RANKS)), label="layer")
-    if name == "LayerNorm":
+    if name in ("LayerNorm", "RMSNorm"):
         normalized = tuple(data.draw(st.sampled_from(SIZES)) for _ in range(data.draw(st.integers(1, 2))))
-        args, kwargs = (normalized,), {"elementwise_affine": data.draw(st.booleans()), "bias": data.draw(st.booleans())}
+        args, kwargs = (normalized,), {"elementwise_affine": data.draw(st.booleans())}
+        if name == "LayerNorm":
+            kwargs["bias"] = data.draw(st.booleans())
         lead = tuple(data.draw(st.sampled_from(SIZES)) for _ in range(data.draw(st.integers(0, 2))))
         shape = lead + (normalized if data.draw(st.integers(0, 4)) else tuple(s + 1 for s in normalized))
     elif name == "GroupNorm":
@@ -113,7 +115,8 @@ def test_modules_accept_and_reject_like_torch(backward, data):
         kwargs = {key: data.draw(st.booleans(), label=key) for key in ("affine", "bias", "track_running_stats")}
         kwargs["momentum"] = data.draw(st.sampled_from(MOMENTA + [None]), label="momentum")
         shape = data.draw(_shapes(MODULE_RANKS[name], channels), label="shape")
-    kwargs["eps"], kwargs["dtype"] = data.draw(st.sampled_from(EPS), label="eps"), torch.float64
+    eps_choices = EPS + [None] if name == "RMSNorm" else EPS  # RMSNorm's default: finfo(dtype).eps
+    kwargs["eps"], kwargs["dtype"] = data.draw(st.sampled_from(eps_choices), label="eps"), torch.float64
     steps = data.draw(st.lists(st.booleans(), min_size=1, max_size=2), label="train steps")
     _compare_modules(name, args, kwargs, shape, steps, backward, data.draw(st.integers(0, 2**16)))
 
@@ -127,6 +130,10 @@ ZERO_SIZE_MODULES = [
     ("LayerNorm", (5,), {}, (0, 5)),  # dγ, dβ = 0
     ("GroupNorm", (2, 4), {}, (2, 4, 0)),  # dγ = NaN
     ("GroupNorm", (1, 2), {}, (0, 2)),
+    ("RMSNorm", (5,), {}, (0, 5)),  # dγ = 0
+    ("RMSNorm", ((3, 0),), {}, (2, 3, 0)),  # γ has no values
+    ("RMSNorm", ((4,),), {"eps": 1e-6}, (3, 0, 4)),
+    ("RMSNorm", (0,), {"elementwise_affine": False}, (2, 0)),
 ]
 
 
@@ -168,11 +175,11 @@ def _tensor(shape, seed, requires_grad=False):
 @st.composite
 def _functional_call(draw):
     """(name, input shape, a function of (x, weight, bias) -> y for either library, params)."""
-    kind = draw(st.sampled_from(["batch_norm", "instance_norm", "layer_norm", "group_norm"]), label="functional")
+    kind = draw(st.sampled_from(["batch_norm", "instance_norm", "layer_norm", "group_norm", "rms_norm"]), label="functional")
     shape = tuple(draw(st.sampled_from(SIZES)) for _ in range(draw(st.integers(0, 5), label="rank")))
     channels = shape[1] if len(shape) >= 2 else 1
-    eps = draw(st.sampled_from(EPS), label="eps")
-    if kind == "layer_norm":
+    eps = draw(st.sampled_from(EPS + [None] if kind == "rms_norm" else EPS), label="eps")
+    if kind in ("layer_norm", "rms_norm"):
         k = draw(st.integers(0, len(shape)), label="normalized dims")
         normalized = shape[len(shape) - k :] if draw(st.integers(0, 4)) else tuple(s + 1 for s in shape[len(shape) - k :])
         param_shape, extra = normalized, {"normalized_shape": normalized}
@@ -184,6 +191,7 @@ def _functional_call(draw):
         extra = {flag: draw(st.booleans(), label=flag), "momentum": draw(st.sampled_from(MOMENTA), label="momentum")}
     wrong = tuple(s + 1 for s in param_shape)
     weight_shape, bias_shape = (draw(st.sampled_from([None, param_shape, param_shape, wrong]), label=p) for p in ("weight", "bias"))
+    bias_shape = None if kind == "rms_norm" else bias_shape  # RMSNorm has no β
     with_running = kind in ("batch_norm", "instance_norm") and draw(st.booleans(), label="running stats")
     return kind, shape, eps, extra, weight_shape, bias_shape, with_running
 
@@ -194,6 +202,8 @@ def _functional_call(draw):
 @example(call=("batch_norm", (0, 5, 2, 2), 1e-5, {"training": True, "momentum": 0.1}, (5,), (5,), True), seed=0)
 @example(call=("layer_norm", (0, 5), 1e-5, {"normalized_shape": (5,)}, (5,), (5,), False), seed=0)
 @example(call=("group_norm", (0, 2), 1e-5, {"num_groups": 1}, (2,), (2,), False), seed=0)
+@example(call=("rms_norm", (0, 5), None, {"normalized_shape": (5,)}, (5,), None, False), seed=0)
+@example(call=("rms_norm", (2, 3, 0), None, {"normalized_shape": (3, 0)}, (3, 0), None, False), seed=0)
 @example(call=("group_norm", (2, 4, 0), 1e-5, {"num_groups": 2}, (4,), (4,), False), seed=0)
 @example(call=("instance_norm", (0, 3, 4), 1e-5, {"use_input_stats": True, "momentum": 0.1}, None, None, True), seed=0)
 def test_functionals_accept_and_reject_like_torch(backward, call, seed):
@@ -211,6 +221,8 @@ def test_functionals_accept_and_reject_like_torch(backward, call, seed):
         def fn(x_in):
             if kind in ("batch_norm", "instance_norm"):
                 return getattr(module, kind)(x_in, *own, w_, b_, eps=eps, **extra, **extras)
+            if kind == "rms_norm":
+                return module.rms_norm(x_in, weight=w_, eps=eps, **extra, **extras)
             return getattr(module, kind)(x_in, weight=w_, bias=b_, eps=eps, **extra, **extras)
 
         result, error = _run(lambda: _forward_backward(fn, x_, seed, [w_, b_]))
