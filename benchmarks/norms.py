@@ -15,6 +15,23 @@ Times are medians over the repeats, in milliseconds; ``ratio`` is normcore / tor
 is faster). normcore runs its closed-form backward (the default). Before timing, glibc is
 asked to keep freed memory (see ``keep_freed_memory``; ``--system-malloc`` to skip).
 
+The RMSNorm rows compare against torch's RMSNorm and also time torch's LayerNorm on the same
+shape in the same loop; a second table prints the three side by side, fastest first. The
+last row is issue 12's (4096, 1024) on one thread. Measured (``--cpu-time``, one run, ms)::
+
+                      fwd                            fwd+bwd
+    shape             torch LN  torch RMS  nc RMS    torch LN  torch RMS  nc RMS
+    (32, 128, 768)    2.81      5.39       5.10      7.37      24.48      15.16
+    (4096, 1024)      4.69      7.75       6.93      11.62     34.47      20.71
+
+So on this CPU: torch's LayerNorm < normcore's RMSNorm < torch's RMSNorm, forward and
+forward+backward. RMSNorm does less arithmetic than LayerNorm, yet both RMSNorms are slower
+than torch's LayerNorm: torch 2.13's CPU ``rms_norm`` is a composite of eager ops (pow,
+mean, add, rsqrt, mul, mul: a full-size pass and buffer each) that autograd then
+differentiates op by op, while its LayerNorm is one fused kernel each way. normcore's
+closed form needs fewer passes than torch's autograd chain (backward: one buffer, dy·x̂,
+a row sum, a matrix-vector product and one elementwise expression) but is not fused either.
+
 Measured with torch 2.13 on a 2-core AMD EPYC VM shared with other jobs. ``python -m
 benchmarks.norms --repeats 30`` (2 threads, wall time) in a quiet spell, two runs, and
 ``--cpu-time --repeats 30`` (one thread, its CPU time; steadier while the machine was
@@ -101,6 +118,8 @@ class Case:
     layer: str  # label in the table
     shape: tuple[int, ...]
     build: Callable  # module namespace (torch.nn or normcore) -> layer
+    reference: Callable | None = None  # a second torch.nn layer timed in the same loop (RMSNorm: LayerNorm)
+    threads: int | None = None  # CPU threads for this row only (None: the run's setting)
 
 
 def _cases(quick: bool) -> list[Case]:
@@ -119,7 +138,18 @@ def _cases(quick: bool) -> list[Case]:
         # Images: over (C, H, W); token sequences (batch, length, features): over features.
         normalized = shape[1:] if len(shape) == 4 else shape[-1:]
         cases.append(Case(f"LayerNorm{list(normalized)}", shape, lambda m, s=normalized: m.LayerNorm(s)))
-    return cases
+    return cases + _rms_cases(quick)
+
+
+def _rms_cases(quick: bool) -> list[Case]:
+    """RMSNorm against torch's RMSNorm, with torch's LayerNorm on the same shape beside them;
+    the last row is issue 12's (4096, 1024) on one thread."""
+    rows = [((8, 64, 128), None), ((256, 256), 1)] if quick else [((32, 128, 768), None), ((4096, 1024), 1)]
+    return [
+        Case(f"RMSNorm[{shape[-1]}]" + (f" {threads} thr" if threads else ""), shape,
+             lambda m, n=shape[-1]: m.RMSNorm(n), reference=lambda m, n=shape[-1]: m.LayerNorm(n), threads=threads)
+        for shape, threads in rows
+    ]
 
 
 def keep_freed_memory() -> bool:
@@ -165,10 +195,23 @@ def _timed(fn: Callable[[], None], device: str, clock: Callable[[], float] = tim
 
 
 def measure(case: Case, device: str, repeats: int, warmup: int = 3, clock: Callable[[], float] = time.perf_counter) -> dict:
-    """Median seconds of fwd and fwd+bwd for the torch and normcore layers of one case."""
+    """Median seconds of fwd and fwd+bwd for the torch and normcore layers of one case (and
+    its torch reference layer, keyed "reference", if it has one)."""
     torch.manual_seed(0)
     layers = {"torch": case.build(nn).to(device), "normcore": case.build(normcore).to(device)}
     layers["normcore"].load_state_dict(layers["torch"].state_dict())
+    if case.reference is not None:
+        layers["reference"] = case.reference(nn).to(device)
+    threads = torch.get_num_threads()
+    if case.threads and device == "cpu":
+        torch.set_num_threads(case.threads)
+    try:
+        return _medians(layers, case, device, repeats, warmup, clock)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _medians(layers: dict, case: Case, device: str, repeats: int, warmup: int, clock) -> dict:
     x = torch.randn(case.shape, device=device, requires_grad=True)
     dy = torch.randn(case.shape, device=device)
 
@@ -188,7 +231,7 @@ def measure(case: Case, device: str, repeats: int, warmup: int = 3, clock: Calla
 
     times = {(lib, kind): [] for lib in layers for kind in ("fwd", "fwd+bwd")}
     for i in range(warmup + repeats):
-        # Alternate who goes first, so neither always runs on a warmer cache.
+        # Alternate who goes first, so none always runs on a warmer cache.
         order = list(layers) if i % 2 == 0 else list(layers)[::-1]
         for lib in order:
             layer = layers[lib]
@@ -230,6 +273,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s), {timing}, median of {repeats} repeats, in ms; {allocator}")
     print(header)
     print("-" * len(header))
+    rms_rows = []
     for device in devices:
         for case in _cases(args.quick):
             t = measure(case, device, repeats, clock=clock)
@@ -238,7 +282,29 @@ def main(argv: list[str] | None = None) -> None:
                 ours, theirs = t[("normcore", kind)], t[("torch", kind)]
                 row += f" {theirs * 1e3:{width}.2f} {ours * 1e3:8.2f} {ours / theirs:6.2f}  "
             print(row.rstrip(), flush=True)
+            if case.reference is not None:
+                rms_rows.append((device, case, t))
+    if rms_rows:
+        print_rms_table(rms_rows)
 
+
+def print_rms_table(rows: list) -> None:
+    """RMSNorm beside torch's LayerNorm on the same shape, in ms, and the order they come in."""
+    print("\nRMSNorm beside torch's LayerNorm on the same shape, in ms "
+          "(LN: torch's LayerNorm, RMS: torch's RMSNorm, nc: normcore's RMSNorm; order: fastest first)")
+    print(f"{'':48} {' fwd ':-^27}   {' fwd+bwd ':-^27}")
+    columns = f"{'torch LN':>9} {'torch RMS':>9} {'nc RMS':>7}"
+    header = f"{'device':6} {'layer':22} {'shape':18} {columns}   {columns}   order"
+    print(header)
+    print("-" * len(header))
+    short = {"reference": "LN", "torch": "RMS", "normcore": "nc"}
+    for device, case, t in rows:
+        row = f"{device:6} {case.layer:22} {str(case.shape):18}"
+        for kind in ("fwd", "fwd+bwd"):
+            row += "".join(f" {t[(lib, kind)] * 1e3:{7 if lib == 'normcore' else 9}.2f}" for lib in short) + "  "
+        orders = [label + " " + "<".join(short[lib] for lib in sorted(short, key=lambda lib, k=kind: t[(lib, k)]))
+                  for label, kind in (("fwd", "fwd"), ("f+b", "fwd+bwd"))]
+        print(row + " " + ", ".join(orders), flush=True)
 
 if __name__ == "__main__":
     main()

@@ -21,14 +21,14 @@ from .modules import (
 )
 from .moments import NormStats
 from .sync_batchnorm import SyncBatchNorm
-from .checks import NormcoreDtypeError, NormcoreError, NormcoreIndexError, NormcoreZeroDivisionError
+from .checks import NormcoreDtypeError, NormcoreError, NormcoreIndexError, NormcoreTypeError, NormcoreZeroDivisionError
 from .axes import ReductionAxes, reduction_axes, statistic_ids
 from .ema import batch_mean_standard_error, ema_half_life, keras_momentum_from_torch, torch_momentum_from_keras
 
 __all__ = [
     "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d",
     "InstanceNorm3d", "LayerNorm", "NormStats", "NormcoreDtypeError", "NormcoreError", "NormcoreIndexError",
-    "NormcoreZeroDivisionError", "RMSNorm", "ReductionAxes", "SyncBatchNorm", "batch_mean_standard_error",
+    "NormcoreTypeError", "NormcoreZeroDivisionError", "RMSNorm", "ReductionAxes", "SyncBatchNorm", "batch_mean_standard_error",
     "ema_half_life", "functional", "keras_momentum_from_torch", "reduction_axes", "statistic_ids",
     "torch_momentum_from_keras",
 ]

@@ -15,6 +15,7 @@ also that type (``NormcoreIndexError`` is an ``IndexError`` too, and so on).
 from __future__ import annotations
 
 import math
+import operator
 
 import torch
 
@@ -35,6 +36,11 @@ class NormcoreDtypeError(NormcoreError, NotImplementedError):
     """Where torch raises ``NotImplementedError``: a non-floating-point input."""
 
 
+class NormcoreTypeError(NormcoreError, TypeError):
+    """Where torch's argument parser raises ``TypeError``: an input that is no tensor, or
+    ``normalized_shape=3`` in rms_norm."""
+
+
 BACKWARD_MODES = ("closed_form", "autograd")
 
 
@@ -44,12 +50,50 @@ def check_backward(mode: str) -> str:
     return mode
 
 
-def check_floating(x: torch.Tensor, who: str) -> None:
+def check_floating(x: torch.Tensor, who: str, *, complex_ok: bool = False) -> None:
+    """A real floating-point tensor (``complex_ok``: complex64/complex128 too, as torch's rms_norm)."""
     if not isinstance(x, torch.Tensor):
-        raise NormcoreError(f"{who} expects a torch.Tensor input, got {type(x).__name__}.")
-    if not x.is_floating_point():
+        raise NormcoreTypeError(f"{who} expects a torch.Tensor input, got {type(x).__name__}.")
+    if not (x.is_floating_point() or (complex_ok and x.dtype in (torch.complex64, torch.complex128))):
         raise NormcoreDtypeError(
             f"{who} needs a floating-point input, got dtype {x.dtype}. Convert it first, e.g. x.float()."
+        )
+
+
+def check_normalized_shape(normalized_shape, who: str) -> tuple[int, ...]:
+    """torch's parser for a functional's ``normalized_shape``: a list, tuple or torch.Size of ints.
+
+    A bare int is refused, as torch refuses it (the modules turn one into a 1-tuple first);
+    so are bools, floats, arrays and tensors (0-dim integer tensors as elements are ints).
+    """
+    if isinstance(normalized_shape, (list, tuple)):  # torch.Size is a tuple
+        shape = []
+        for i, size in enumerate(normalized_shape):
+            try:
+                shape.append(None if isinstance(size, bool) else operator.index(size))
+            except TypeError:
+                shape.append(None)
+            if shape[-1] is None:
+                found = f"element {i} is {type(size).__name__} {size!r}"
+                break
+        else:
+            return tuple(shape)
+    else:
+        found = f"got {type(normalized_shape).__name__} {normalized_shape!r}"
+    raise NormcoreTypeError(
+        f"{who}: normalized_shape must be a tuple or list of ints, e.g. (C,) or x.shape[-2:]; {found} "
+        f"({normalized_shape!r}). For one trailing dim of size C write (C,)."
+    )
+
+
+def check_trailing_shape(x: torch.Tensor, shape: tuple[int, ...], who: str) -> None:
+    """layer_norm's and rms_norm's rule: the input ends in ``normalized_shape`` (at least one dim)."""
+    k = len(shape)
+    if k == 0 or x.dim() < k or tuple(x.shape[x.dim() - k :]) != tuple(shape):
+        raise NormcoreError(
+            f"{who} normalizes over the trailing dims {list(shape)}, so the input must have shape "
+            f"[*, {', '.join(map(str, shape)) or '...'}]; got {list(x.shape)}. Set normalized_shape to the "
+            "input's last dims (at least one), e.g. input.shape[1:]."
         )
 
 

@@ -7,6 +7,9 @@ a statistic (``dims``) and in the shape of the affine parameters:
     x̂     = (x − μ) / sqrt(σ² + ε)
     y     = γ · x̂ + β
 
+rms_norm (in ``rms_norm.py``) drops the centring and β: x̂ = x / sqrt(mean(x²) + ε), y = γ · x̂;
+its NormStats report μ = 0 and σ² = the mean square, so the lines above still read true.
+
 =============  =====================================  ===================  =================
 norm           statistic taken over                   stats shape          affine per
 =============  =====================================  ===================  =================
@@ -14,13 +17,14 @@ batch_norm     N and spatial dims (all but C)         (C,)                 chann
 layer_norm     the last len(normalized_shape) dims    leading dims         element
 group_norm     C/G channels of a group and spatial    (N, G)               channel
 instance_norm  spatial dims                           (N, C)               channel
+rms_norm       the last len(normalized_shape) dims    leading dims         element (γ only)
 =============  =====================================  ===================  =================
 
 Each takes torch 2.13's signature, accepts exactly the inputs torch accepts (any rank from 2
 up, zero-size dims, any eps torch allows, any momentum) and raises where torch raises (see
 ``checks.py``). Keyword-only extras: ``backward="closed_form"`` (default) runs the
-hand-derived gradient in ``backward.py``, ``backward="autograd"`` lets torch differentiate
-these formulas itself; ``return_stats=True`` also returns the
+hand-derived gradient in ``backward.py`` (``rms_backward.py``), ``backward="autograd"``
+lets torch differentiate these formulas itself; ``return_stats=True`` also returns the
 :class:`~normcore.moments.NormStats` used; ``unbiased_running_var`` (batch/instance norm).
 """
 
@@ -214,12 +218,7 @@ def layer_norm(
     checks.check_floating(input, "layer_norm")
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     k = len(shape)
-    if k == 0 or input.dim() < k or tuple(input.shape[input.dim() - k :]) != shape:
-        raise checks.NormcoreError(
-            f"layer_norm normalizes over the trailing dims {list(shape)}, so the input must have shape "
-            f"[*, {', '.join(map(str, shape)) or '...'}]; got {list(input.shape)}. Set normalized_shape to the "
-            "input's last dims (at least one), e.g. input.shape[1:]."
-        )
+    checks.check_trailing_shape(input, shape, "layer_norm")
     for name, t in (("weight", weight), ("bias", bias)):
         checks.check_affine_shape(t, shape, name, "layer_norm")
     x = input.to(_compute_dtype(input))

@@ -2,7 +2,7 @@
 
 Built like ``torch/nn/modules/batchnorm.py`` and ``instancenorm.py``: :class:`_NormBase` owns
 the parameters, the running-statistics buffers and the momentum logic once; each public
-class only states the input ranks it accepts. LayerNorm and GroupNorm are in
+class only states the input ranks it accepts. LayerNorm, GroupNorm and RMSNorm are in
 ``normalization.py``, as in torch. A normcore layer and its torch.nn twin load each other's
 state_dicts and give the same outputs.
 

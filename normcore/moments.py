@@ -20,13 +20,22 @@ class NormStats:
     when they were the stored running estimates (BatchNorm/InstanceNorm in eval mode).
     Shapes are one entry per statistic group: ``(C,)`` for BatchNorm, ``(N, G)`` for
     GroupNorm, ``(N, C)`` for InstanceNorm (``(C,)`` when it used running statistics), and
-    the leading dims of the input for LayerNorm.
+    the leading dims of the input for LayerNorm and RMSNorm.
+
+    RMSNorm does not centre: its ``mean`` is zeros and its ``var`` is the mean square E[x²]
+    it divided by, so that ``(x − mean) / sqrt(var + ε)`` is every layer's formula.
+    :attr:`mean_square` names that value for every layer.
     """
 
     mean: torch.Tensor
     var: torch.Tensor
     source: str
     values_per_stat: int
+
+    @property
+    def mean_square(self) -> torch.Tensor:
+        """E[x²] = σ² + μ² (biased σ²): for RMSNorm exactly the mean square it divided by."""
+        return self.var + self.mean.square()
 
 
 def shifted_moments(x: torch.Tensor, dims: tuple[int, ...], *, return_shift: bool = False):

@@ -1,14 +1,16 @@
 """LayerNorm, GroupNorm and RMSNorm as ``nn.Module``s: torch.nn's signatures, parameters and state_dict keys.
 
-Neither keeps running statistics, so each is a thin wrapper around its functional form
+None keeps running statistics, so each is a thin wrapper around its functional form
 (as in ``torch/nn/modules/normalization.py``). The constructors take torch 2.13's
-arguments, ``bias`` included, and check only what torch's check (GroupNorm: C divisible by
-G); the rest is validated when the layer is called. One keyword-only extra follows:
+arguments (``bias`` for LayerNorm and GroupNorm; RMSNorm has no β) and check only what
+torch's check (GroupNorm: C divisible by G); the rest is validated when the layer is called. One keyword-only extra follows:
 ``backward="closed_form" | "autograd"``. ``layer.last_stats`` holds the
 :class:`~normcore.moments.NormStats` of the last forward pass.
 """
 
 from __future__ import annotations
+
+import numbers
 
 import torch
 from torch import nn
@@ -112,7 +114,11 @@ class GroupNorm(nn.Module):
 
 
 class RMSNorm(nn.Module):
-    """RMSNorm over the last ``len(normalized_shape)`` dims: no centring, a per-element γ, no β."""
+    """RMSNorm over the last ``len(normalized_shape)`` dims: no centring, a per-element γ.
+
+    As torch's: no β at all (no ``bias`` attribute, a state_dict of ``weight`` alone, or
+    nothing without ``elementwise_affine``), and ``eps=None`` (see ``rms_norm.py``).
+    """
 
     def __init__(
         self,
@@ -125,17 +131,19 @@ class RMSNorm(nn.Module):
         backward: str = "closed_form",
     ) -> None:
         super().__init__()
-        shape = (normalized_shape,) if isinstance(normalized_shape, int) else normalized_shape
+        shape = (normalized_shape,) if isinstance(normalized_shape, numbers.Integral) else normalized_shape
         self.normalized_shape = tuple(shape)
         self.eps = eps
         self.elementwise_affine = elementwise_affine
         self.backward_mode = checks.check_backward(backward)
         self.last_stats: NormStats | None = None
-        _affine_parameters(self, self.normalized_shape, elementwise_affine, False, {"device": device, "dtype": dtype})
+        weight = nn.Parameter(torch.empty(self.normalized_shape, device=device, dtype=dtype)) if elementwise_affine else None
+        self.register_parameter("weight", weight)  # γ
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        _reset(self)
+        if self.weight is not None:
+            nn.init.ones_(self.weight)
 
     def extra_repr(self) -> str:
         text = f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"

@@ -13,7 +13,8 @@
       dβ = Σ dy        dγ = Σ dy·x̂        dx̂ = γ·dy
       dx = istd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂·x̂))        (means over the statistic's values)
 
-  and, with fixed (running) statistics, ``dx = γ · istd · dy``.
+  and, with fixed (running) statistics, ``dx = γ · istd · dy``; for RMSNorm (``rms_backward.py``),
+  with r = rsqrt(mean(x²) + ε) and x̂ = x · r, ``dx = r · (dx̂ − x̂ · mean(dx̂·x̂))``.
 * Zero gradients for inputs with no values (torch's own convention; see :func:`empty_grads`).
 """
 
@@ -74,3 +75,15 @@ def fixed_stats_backward(dy, x, mean, inv_std, weight, bias_shape, want):
     d_weight = (dy * (x - mean) * inv_std).sum_to_size(weight.shape) if want_weight else None  # Σ dy·x̂
     d_x = dy * (inv_std if weight is None else weight * inv_std) if want_x else None  # γ·istd·dy
     return d_x, d_weight, d_bias
+
+
+def rms_backward(dy, x, inv_rms, weight, dims, want):
+    """dx, dγ of y = γ·x·r with r = rsqrt(mean(x², dims) + ε), out of place."""
+    want_x, want_weight = want
+    x_hat = x * inv_rms  # x̂
+    d_weight = (dy * x_hat).sum_to_size(weight.shape) if want_weight else None  # dγ = Σ dy·x̂
+    if not want_x:
+        return None, d_weight
+    d_xhat = dy if weight is None else dy * weight  # dx̂ = γ·dy
+    mean_d_xhat_xhat = (d_xhat * x_hat).mean(dims, keepdim=True)  # the path through r
+    return inv_rms * (d_xhat - x_hat * mean_d_xhat_xhat), d_weight

@@ -167,9 +167,11 @@ def test_normcore_errors_are_caught_by_torchs_exception_types():
 @pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool, torch.uint8])
 def test_non_floating_input_says_to_convert(dtype):
     x = torch.ones(2, 3, 2, 2, dtype=dtype)
-    for layer in (normcore.BatchNorm2d(3), normcore.GroupNorm(1, 3), normcore.LayerNorm((3, 2, 2)), normcore.InstanceNorm2d(3)):
+    for layer in (normcore.BatchNorm2d(3), normcore.GroupNorm(1, 3), normcore.LayerNorm((3, 2, 2)), normcore.InstanceNorm2d(3),
+                  normcore.RMSNorm((3, 2, 2))):
         _raises(lambda: layer(x), "needs a floating-point input", str(dtype), "x.float()")
     _raises(lambda: NF.group_norm(x, 1), "needs a floating-point input")
+    _raises(lambda: NF.rms_norm(x, (2,)), "needs a floating-point input")
 
 
 def test_non_tensor_input_is_rejected():
@@ -184,6 +186,27 @@ def test_eval_without_running_statistics_says_to_train_or_pass_them():
 def test_wrong_affine_shape_in_functional_calls():
     _raises(lambda: NF.batch_norm(torch.randn(4, 3), None, None, torch.ones(4), training=True), "weight must be a tensor with 3 entries", "got shape (4,)")
     _raises(lambda: NF.layer_norm(torch.randn(4, 3), (3,), torch.ones(3), torch.ones(2)), "bias must have shape (3,), got (2,)")
+    _raises(lambda: NF.rms_norm(torch.randn(4, 3), (3,), torch.ones(1, 3)), "rms_norm: weight must have shape (3,), got (1, 3)")
+
+
+def test_rms_norm_shape_mismatch_says_which_trailing_dims():
+    _raises(lambda: normcore.RMSNorm((4, 5))(torch.randn(2, 4, 6)), "rms_norm normalizes over the trailing dims [4, 5]",
+            "[*, 4, 5]", "got [2, 4, 6]", "input.shape[1:]")
+    _raises(lambda: NF.rms_norm(torch.randn(2, 3), ()), "trailing dims []", "at least one")
+
+
+@pytest.mark.parametrize("normalized_shape,found", [(3, "got int 3"), ((3.0,), "element 0 is float 3.0"), ((True,), "element 0 is bool"),
+                                                     (torch.tensor([3]), "got Tensor")])
+def test_rms_norm_refuses_an_int_normalized_shape_like_torch_and_says_to_write_a_tuple(normalized_shape, found):
+    """torch's parser raises TypeError here; normcore's error is a TypeError too (and a ValueError)."""
+    with pytest.raises(TypeError):
+        torch.nn.functional.rms_norm(torch.randn(2, 3), normalized_shape)
+    with pytest.raises(TypeError) as info:
+        NF.rms_norm(torch.randn(2, 3), normalized_shape)
+    for fragment in ("normalized_shape must be a tuple or list of ints", found, "write (C,)"):
+        assert fragment in str(info.value)
+    assert isinstance(info.value, normcore.NormcoreError)
+    assert normcore.RMSNorm(3)(torch.randn(2, 3)).shape == (2, 3)  # the module turns an int into (3,), as torch's
 
 
 def test_unknown_backward_mode_lists_the_choices():
@@ -199,6 +222,7 @@ LAYERS = {
     "GroupNorm": lambda m: m.GroupNorm(3, 3),
     "LayerNorm": lambda m: m.LayerNorm((3, 2, 2)),
     "InstanceNorm2d": lambda m: m.InstanceNorm2d(3, affine=True),
+    "RMSNorm": lambda m: m.RMSNorm((3, 2, 2)),
 }
 
 
@@ -230,7 +254,7 @@ def test_nan_and_inf_propagate_like_torch(name, training, value, backward):
 def _ctor_args(layer: nn.Module) -> tuple:
     if isinstance(layer, nn.GroupNorm):
         return (layer.num_groups, layer.num_channels)
-    if isinstance(layer, nn.LayerNorm):
+    if isinstance(layer, (nn.LayerNorm, nn.RMSNorm)):
         return (layer.normalized_shape,)
     if isinstance(layer, nn.InstanceNorm2d):
         return (layer.num_features, layer.eps, layer.momentum, layer.affine)

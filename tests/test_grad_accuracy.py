@@ -5,7 +5,8 @@ the same float32 values and upstream gradient:
 
     max|normcore − f64| ≤ max|torch − f64| + 1e-5 + 1.3e-6 · max|f64|
 
-(1e-5 and 1.3e-6 are assert_close's float32 tolerances). The draws make long reductions,
+(1e-5 and 1.3e-6 are assert_close's float32 tolerances). RMSNorm runs with its default
+eps=None, finfo(float32).eps in the float32 layers and finfo(float64).eps in the reference. The draws make long reductions,
 up to ~10⁵ values per statistic, where the order and form of a sum decide its rounding,
 and inputs with an offset, where the shifted moments matter.
 """
@@ -66,7 +67,7 @@ def _assert_as_accurate_as_torch(name, args, shape, offset: float, scale: float,
 @st.composite
 def _layer_and_shape(draw):
     """A layer and an input shape whose statistics pool many values (up to ~10⁵)."""
-    kind = draw(st.sampled_from(["batch2d", "batch1d", "group", "layer", "instance"]))
+    kind = draw(st.sampled_from(["batch2d", "batch1d", "group", "layer", "instance", "rms"]))
     n = draw(st.sampled_from([2, 8, 32, 128, 512]))
     c = draw(st.sampled_from([1, 2, 3, 4, 6]))
     spatial = (draw(st.sampled_from([1, 3, 8, 16, 32])), draw(st.sampled_from([1, 5, 16, 32])))
@@ -84,7 +85,7 @@ def _layer_and_shape(draw):
     if kind == "instance":
         return "InstanceNorm2d", (c,), shape if math.prod(spatial) > 1 else (n, c, 4, 4)
     k = draw(st.integers(1, len(shape) - 1))
-    return "LayerNorm", (list(shape[len(shape) - k :]),), shape
+    return ("RMSNorm" if kind == "rms" else "LayerNorm"), (list(shape[len(shape) - k :]),), shape
 
 
 @SETTINGS
@@ -104,6 +105,8 @@ def test_float32_gradients_as_accurate_as_torchs(layer, offset, scale, dy_mean, 
     ("BatchNorm2d", (4,), (64, 4, 32, 32)),
     ("GroupNorm", (3, 6), (20, 6, 10, 10)),
     ("LayerNorm", ([5],), (128, 5, 5)),
+    ("RMSNorm", ([1024],), (512, 1024)),  # a transformer's rows
+    ("RMSNorm", ([5, 5],), (128, 5, 5)),
 ])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_the_issues_three_cases(name, args, shape, seed):

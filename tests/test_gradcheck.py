@@ -1,8 +1,8 @@
 """torch.autograd.gradcheck (float64, finite differences) on every closed-form backward.
 
-Both autograd Functions are checked directly, for the reduction axes and affine shapes of
-each norm kind, with and without γ/β, and then once more through the public functional
-API, which is what the modules call.
+Every autograd Function (``backward.py``'s two, ``rms_backward.py``'s one) is checked
+directly, for the reduction axes and affine shapes of each norm kind, with and without γ/β,
+and then once more through the public functional API, which is what the modules call.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from torch.autograd import gradcheck
 
 import normcore.functional as NF
 from normcore.backward import NormalizeWithBatchStats, NormalizeWithFixedStats
+from normcore.rms_backward import NormalizeByRMS
 
 # kind -> (input shape, reduced dims, affine shape); GroupNorm is its (N, G, C/G, *S) view.
 KINDS = {
@@ -79,6 +80,34 @@ def test_gradcheck_with_only_one_of_the_parameters_requiring_grad():
     assert gradcheck(lambda w, b: NormalizeWithBatchStats.apply(frozen_x, w, b, dims, 1e-5)[0], (weight, bias))
 
 
+# RMSNorm: input shape, normalized (trailing) dims, γ's shape
+RMS = {
+    "last": ((4, 5), (1,), (5,)),
+    "two_dims": ((3, 2, 4), (1, 2), (2, 4)),
+    "three_dims": ((2, 3, 2, 2), (1, 2, 3), (3, 2, 2)),
+    "one_value_per_row": ((4, 1), (1,), (1,)),
+    "rank_5": ((2, 1, 2, 2, 3), (3, 4), (2, 3)),
+}
+
+
+@pytest.mark.parametrize("affine", [True, False], ids=["affine", "no_affine"])
+@pytest.mark.parametrize("kind", list(RMS))
+@pytest.mark.parametrize("eps", [1e-5, 0.0, 0.5])
+def test_rms_backward_passes_gradcheck(kind, affine, eps):
+    shape, dims, weight_shape = RMS[kind]
+    x, weight, _ = _inputs(shape, weight_shape, affine, seed=6)
+    tensors = (x, weight) if affine else (x,)
+    assert gradcheck(lambda x, w=None: NormalizeByRMS.apply(x, w, dims, eps)[0], tensors, eps=1e-6, atol=1e-5, rtol=1e-4)
+
+
+def test_rms_backward_passes_gradcheck_with_only_one_input_requiring_grad():
+    shape, dims, weight_shape = RMS["two_dims"]
+    x, weight, _ = _inputs(shape, weight_shape, True, seed=7)
+    frozen_x, frozen_weight = x.detach(), weight.detach()
+    assert gradcheck(lambda w: NormalizeByRMS.apply(frozen_x, w, dims, 1e-5)[0], (weight,))
+    assert gradcheck(lambda x: NormalizeByRMS.apply(x, frozen_weight, dims, 1e-5)[0], (x,))
+
+
 FUNCTIONAL = {
     "batch_norm_train": lambda x, w, b: NF.batch_norm(x, None, None, w, b, training=True),
     "batch_norm_eval": lambda x, w, b: NF.batch_norm(
@@ -87,6 +116,8 @@ FUNCTIONAL = {
     "layer_norm": lambda x, w, b: NF.layer_norm(x, x.shape[1:], None if w is None else w.view(-1, 1, 1).expand(x.shape[1:]), None if b is None else b.view(-1, 1, 1).expand(x.shape[1:])),
     "group_norm": lambda x, w, b: NF.group_norm(x, 2, w, b),
     "instance_norm": lambda x, w, b: NF.instance_norm(x, weight=w, bias=b),
+    "rms_norm": lambda x, w, b: NF.rms_norm(x, x.shape[2:], None if w is None else w[:2].view(-1, 1) * b[:3]),  # γ (2, 3)
+    "rms_norm_eps_none": lambda x, w, b: NF.rms_norm(x, (3,), None if w is None else w[:3] * b[1:], eps=None),
 }
 
 

@@ -210,6 +210,18 @@ def test_layer_norm_module_matches_torch(device, data):
 @pytest.mark.parametrize("device", DEVICES)
 @SETTINGS
 @given(data=st.data())
+def test_rms_norm_module_matches_torch(device, data):
+    """Every input rank 1..5: 0-2 leading dims, 1-3 normalized ones; eps None or a number."""
+    lead = _sizes(data.draw, data.draw(st.integers(0, 2)), high=3)
+    normalized = _sizes(data.draw, data.draw(st.integers(1, 3)), high=4)
+    kwargs = {"eps": data.draw(st.sampled_from([None, 1e-6, 1e-3]), label="eps"),
+              "elementwise_affine": data.draw(st.booleans(), label="elementwise_affine")}
+    _draw_and_compare(data, device, "RMSNorm", (normalized,), kwargs, lead + normalized, max_steps=2)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@SETTINGS
+@given(data=st.data())
 def test_group_norm_module_matches_torch(device, data):
     num_groups = data.draw(st.integers(1, 3), label="num_groups")
     channels = num_groups * data.draw(st.integers(1, 3), label="channels per group")
@@ -319,8 +331,8 @@ def test_functional_batch_norm_matches_torch(device, data):
 @pytest.mark.parametrize("device", DEVICES)
 @SETTINGS
 @given(data=st.data())
-def test_functional_layer_group_instance_norm_match_torch(device, data):
-    kind = data.draw(st.sampled_from(["layer", "group", "instance"]), label="kind")
+def test_functional_layer_group_instance_rms_norm_match_torch(device, data):
+    kind = data.draw(st.sampled_from(["layer", "group", "instance", "rms"]), label="kind")
     dtype = data.draw(st.sampled_from(_dtypes(device)), label="dtype")
     backward = data.draw(st.sampled_from(BACKWARDS), label="backward")
     affine = data.draw(st.booleans(), label="affine")
@@ -337,6 +349,12 @@ def test_functional_layer_group_instance_norm_match_torch(device, data):
         param_shape = shape[len(shape) - k :]
         fns = (lambda x, w, b: TF.layer_norm(x, param_shape, w, b, 1e-5),
                lambda x, w, b: NF.layer_norm(x, param_shape, w, b, 1e-5, backward=backward))
+    elif kind == "rms":  # ranks 1..5; b is not RMSNorm's (it has no β): added after, as a check on dy
+        shape = _sizes(data.draw, data.draw(st.integers(0, 2))) + _sizes(data.draw, data.draw(st.integers(1, 3)), high=4)
+        k = data.draw(st.integers(1, len(shape)))
+        param_shape, eps = shape[len(shape) - k :], data.draw(st.sampled_from([None, 1e-5, 0.1]), label="eps")
+        fns = (lambda x, w, b: TF.rms_norm(x, param_shape, w, eps) + (0 if b is None else b),
+               lambda x, w, b: NF.rms_norm(x, param_shape, w, eps, backward=backward) + (0 if b is None else b))
     else:
         shape = _sizes(data.draw, 2) + _sizes(data.draw, data.draw(st.integers(1, 3)))
         param_shape = (shape[1],)
@@ -370,7 +388,7 @@ def test_functional_instance_norm_running_stats_match_torch(device, backward):
         torch.testing.assert_close(rv2, rv)
 
 
-@pytest.mark.parametrize("kind", ["batch", "layer", "group", "instance"])
+@pytest.mark.parametrize("kind", ["batch", "layer", "group", "instance", "rms"])
 def test_return_stats_are_the_statistics_normalized_with(kind):
     """NormStats against a float64 mean/variance computed here, over the documented axes."""
     x = torch.randn(4, 6, 3, 2, dtype=torch.float64) * 2 + 1
@@ -384,15 +402,25 @@ def test_return_stats_are_the_statistics_normalized_with(kind):
         y, stats = NF.group_norm(x, 3, return_stats=True)
         x = x.reshape(4, 3, 2, 3, 2)
         dims, shape = (2, 3, 4), (4, 3)
-    else:
+    elif kind == "instance":
         y, stats = NF.instance_norm(x, return_stats=True)
         dims, shape = (2, 3), (4, 6)
+    else:  # RMSNorm: mean = 0, var = the mean square E[x²] it divided by
+        y, stats = NF.rms_norm(x, (3, 2), return_stats=True)
+        mean_square = (x**2).sum((2, 3)) / 6
+        assert stats.values_per_stat == 6
+        torch.testing.assert_close(stats.mean, torch.zeros(4, 6, dtype=torch.float64), rtol=0, atol=0)
+        torch.testing.assert_close(stats.var, mean_square)
+        torch.testing.assert_close(stats.mean_square, mean_square)
+        torch.testing.assert_close(y, x / (mean_square[..., None, None] + torch.finfo(torch.float64).eps).sqrt())
+        return
     mean = x.sum(dims) / math.prod(x.shape[d] for d in dims)
     var = ((x - mean.reshape(mean.shape + (1,) * len(dims)).movedim(tuple(range(mean.dim(), x.dim())), dims)) ** 2).sum(dims) / math.prod(x.shape[d] for d in dims)
     assert stats.source == "batch"
     assert stats.values_per_stat == math.prod(x.shape[d] for d in dims)
     torch.testing.assert_close(stats.mean, mean.reshape(shape))
     torch.testing.assert_close(stats.var, var.reshape(shape))
+    torch.testing.assert_close(stats.mean_square, (x**2).sum(dims).reshape(shape) / math.prod(x.shape[d] for d in dims))
 
 
 def test_eval_stats_report_the_running_estimates():

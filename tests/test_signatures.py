@@ -16,9 +16,9 @@ from torch import nn
 import normcore
 import normcore.functional as NF
 
-CLASSES = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "LayerNorm", "GroupNorm"]
+CLASSES = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "LayerNorm", "GroupNorm", "RMSNorm"]
 CLASSES += ["SyncBatchNorm"]  # process_group before device, dtype; its classmethod is checked below
-FUNCTIONS = ["batch_norm", "instance_norm", "layer_norm", "group_norm"]
+FUNCTIONS = ["batch_norm", "instance_norm", "layer_norm", "group_norm", "rms_norm"]
 EXTRAS = {"backward", "unbiased_running_var", "return_stats"}
 
 
@@ -54,3 +54,20 @@ def test_bias_false_gives_a_weight_without_a_bias_like_torch(name, args):
 
 def test_convert_sync_batchnorm_signature_is_torchs():
     assert _parameters(normcore.SyncBatchNorm.convert_sync_batchnorm) == _parameters(nn.SyncBatchNorm.convert_sync_batchnorm)
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_rms_norm_has_no_bias_at_all_like_torch(affine):
+    """torch's RMSNorm has no ``bias`` attribute (not even None) and a state_dict of γ alone."""
+    ours, theirs = normcore.RMSNorm((4, 3), elementwise_affine=affine), nn.RMSNorm((4, 3), elementwise_affine=affine)
+    assert hasattr(ours, "bias") == hasattr(theirs, "bias") == False  # noqa: E712
+    assert list(ours.state_dict()) == list(theirs.state_dict()) == (["weight"] if affine else [])
+    assert [n for n, _ in ours.named_parameters()] == [n for n, _ in theirs.named_parameters()]
+    assert (ours.weight is None) == (theirs.weight is None)
+    ours.load_state_dict(theirs.state_dict())
+
+
+@pytest.mark.parametrize("args,kwargs", [((4,), {}), (((4, 3),), {"eps": 1e-6}), ((5,), {"elementwise_affine": False, "eps": 0.1})])
+def test_rms_norm_repr_is_torchs(args, kwargs):
+    assert repr(normcore.RMSNorm(*args, **kwargs)) == repr(nn.RMSNorm(*args, **kwargs))
+    assert repr(normcore.RMSNorm(4, backward="autograd")) == "RMSNorm((4,), eps=None, elementwise_affine=True, backward='autograd')"

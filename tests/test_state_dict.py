@@ -23,6 +23,9 @@ LAYERS = [
     ("LayerNorm", (3,), {"elementwise_affine": False}, (5, 3)),
     ("GroupNorm", (2, 4), {}, (3, 4, 5)),
     ("GroupNorm", (4, 4), {"affine": False}, (3, 4, 2, 2)),
+    ("RMSNorm", ((4, 3),), {}, (5, 4, 3)),
+    ("RMSNorm", (3,), {"eps": 1e-6}, (5, 4, 3)),
+    ("RMSNorm", (3,), {"elementwise_affine": False}, (5, 3)),
 ]
 IDS = [f"{name}-{'-'.join(f'{k}={v}' for k, v in kw.items()) or 'default'}" for name, _, kw, _ in LAYERS]
 

@@ -113,6 +113,8 @@ def test_batch_mean_standard_error_matches_a_simulation():
     ("batch", (2, 3, 7), 1, ("N", "L"), (3,), 14),
     ("batch", (2, 3, 2, 4, 5), 1, ("N", "D", "H", "W"), (3,), 80),
     ("layer", (8, 3, 4, 5), 1, ("C", "H", "W"), (8,), 60),
+    ("rms", (8, 3, 4, 5), 1, ("C", "H", "W"), (8,), 60),  # RMSNorm: LayerNorm's sets, mean square only
+    ("rms", (8, 3), 1, ("C",), (8,), 3),
     ("instance", (8, 3, 4, 5), 1, ("H", "W"), (8, 3), 20),
     ("instance", (8, 3), 1, ("(nothing)",), (8, 3), 1),
     ("group", (8, 6, 4, 5), 3, ("C/3", "H", "W"), (8, 3), 2 * 20),
@@ -153,6 +155,7 @@ def test_statistic_ids_by_hand():
     group2 = [[[0, 0], [0, 0], [1, 1], [1, 1]], [[2, 2], [2, 2], [3, 3], [3, 3]]]
     assert statistic_ids("batch", (2, 4, 2)).tolist() == batch
     assert statistic_ids("layer", (2, 4, 2)).tolist() == layer
+    assert statistic_ids("rms", (2, 4, 2)).tolist() == layer
     assert statistic_ids("instance", (2, 4, 2)).tolist() == instance
     assert statistic_ids("group", (2, 4, 2), 2).tolist() == group2
     assert statistic_ids("group", (2, 4, 2), 1).tolist() == layer

@@ -28,8 +28,10 @@ LAYERS = [
     ("InstanceNorm3d", (2,), {"affine": True}, (1, 2, 2, 2, 2)),
     ("LayerNorm", ((3, 2),), {}, (4, 3, 2)),
     ("GroupNorm", (2, 4), {}, (2, 4, 3)),
+    ("RMSNorm", ((3, 2),), {}, (4, 3, 2)),
+    ("RMSNorm", (2,), {"eps": 1e-3}, (4, 3, 2)),
 ]
-IDS = [name for name, *_ in LAYERS]
+IDS = [f"{name}{args}" if name == "RMSNorm" else name for name, args, *_ in LAYERS]
 BACKWARDS = ["closed_form", "autograd"]
 
 
@@ -111,6 +113,7 @@ def test_functionals_under_vmap_over_inputs_and_parameters(backward):
         (lambda M, **e: lambda x, w, b: M.instance_norm(x, weight=w, bias=b, **e)),
         (lambda M, **e: lambda x, w, b: M.group_norm(x, 2, w, b, **e)),
         (lambda M, **e: lambda x, w, b: M.layer_norm(x.transpose(1, 2), (4,), w, b, **e)),
+        (lambda M, **e: lambda x, w, b: M.rms_norm(x.transpose(1, 2), (4,), w, **e) + b),  # γ from the ensemble
     ]
     for make in calls:
         ours, theirs = make(NF, backward=backward), make(TF)
