@@ -69,7 +69,13 @@ else:
     if live.is_standard_normal(s):
         st.button("🎲 At the defaults the input is N(0, 1) already. Try an offset, spread-out input",
                   on_click=controls.update, kwargs=live.EXAMPLE_INPUT)
-    left, right = st.columns([3, 2])
+    if view.rms is not None:  # RMSNorm: its output is not zero-mean
+        st.info(view.rms.note)
+        metrics(view.rms.readouts)
+        st.markdown(f"**{live.COMPARISON_TITLE}**")
+        st.dataframe(view.rms.comparison, hide_index=True, column_config={
+            c: st.column_config.NumberColumn(c, format="%.4g") for c in ("output mean", "output std", "output RMS")})
+    left, right = st.columns(view.widths) if view.widths else (st.container(), st.container())
     with left:
         title, table, columns = view.table
         st.markdown(f"**{title}**")
@@ -79,12 +85,6 @@ else:
         st.markdown("**Channel 0's output shrinks as eps grows** (red: the eps in use)")
         st.altair_chart(charts.eps_chart(view.eps_curve, s.eps), width="stretch")
     st.caption(view.eps_caption)
-    if view.rms is not None:  # RMSNorm: its output is not zero-mean
-        st.info(view.rms.note)
-        metrics(view.rms.readouts)
-        st.markdown(f"**{live.COMPARISON_TITLE}**")
-        st.dataframe(view.rms.comparison, hide_index=True, column_config={
-            c: st.column_config.NumberColumn(c, format="%.4g") for c in ("output mean", "output std", "output RMS")})
 
 st.header("3 · Live stream")
 st.markdown("Each step draws a new batch from the same distribution and runs it through a normcore layer in "

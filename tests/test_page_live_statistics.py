@@ -250,6 +250,11 @@ def test_the_example_input_button_moves_the_distribution():
 # -- RMSNorm -------------------------------------------------------------------------------
 
 
+def frame_with(at: AppTest, column: str):
+    """The shown dataframe that has this column."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
 def shown_settings(at: AppTest):
     from pages.shared import controls
     return at.session_state[controls._STORE]
@@ -262,7 +267,7 @@ def check_rmsnorm_table(at: AppTest) -> None:
     with torch.no_grad():
         y = torch.nn.RMSNorm(x.shape[1:], eps=s.eps)(x).double().flatten(1)
     xd = x.double().flatten(1)
-    table = at.dataframe[0].value
+    table = frame_with(at, "mean_square")
     assert list(table["sample"]) == list(range(s.batch_size)), s
     np.testing.assert_allclose(table["mean_square"], xd.square().mean(1), rtol=1e-5, atol=1e-12)
     np.testing.assert_allclose(table["mean_after"], y.mean(1), atol=2e-6)
@@ -282,7 +287,7 @@ def test_rmsnorm_shows_the_mean_square_and_an_output_mean_that_is_not_zero(rms_p
     assert chart(at, "RMSNorm: the input")[0] is not None
     assert chart(at, "Values per sample (all channels), before and after RMSNorm")[0] is not None
     assert any("one **mean square** E[x²] **per sample**" in m.value for m in at.markdown)
-    table = at.dataframe[0].value
+    table = frame_with(at, "mean_square")
     assert {"mean_square", "divisor", "predicted_mean_after", "mean_after", "rms_after"} <= set(table.columns)
     assert "mean_before" in table.columns and "var_after" not in table.columns  # no fake statistics
     check_rmsnorm_table(at)
@@ -290,7 +295,7 @@ def test_rmsnorm_shows_the_mean_square_and_an_output_mean_that_is_not_zero(rms_p
     assert metric(at, "Output RMS, measured") == "1.000"
     note = infos(at)
     assert "not zero-mean" in note and "**Mean offset**" in note and "now 5" in note and "eps=None" in note
-    compared = at.dataframe[1].value.set_index("normalization")
+    compared = frame_with(at, "normalization").set_index("normalization")
     assert abs(compared.loc["LayerNorm", "output mean"]) < 1e-5 and compared.loc["RMSNorm", "output mean"] > 0.95
     step(at, 2)
     assert "RMSNorm keeps no running statistics" in infos(at) and metric(at, "num_batches_tracked") == "—"

@@ -61,6 +61,12 @@ class BatchView:
         return MOMENTS_TITLE, self.moments, MOMENTS_COLUMNS
 
     @property
+    def widths(self) -> tuple[int, int] | None:
+        """The statistics table's and the eps chart's shares of the page width, side by side;
+        None: one above the other (RMSNorm's per-sample table needs the whole width)."""
+        return None if self.rms is not None else (3, 2)
+
+    @property
     def eps_caption(self) -> str:
         return EPS_CAPTIONS.get(self.norm, EPS_CAPTIONS["default"])
 

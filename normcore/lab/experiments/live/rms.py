@@ -29,13 +29,13 @@ TORCH_DEFAULT_EPS = torch.finfo(torch.float32).eps  # torch.nn.RMSNorm(eps=None)
 TABLE_TITLE = "Per sample: the mean square RMSNorm divided by, and its output mean, predicted and measured (float64)"
 # The per-sample table's columns and what the page calls them.
 COLUMNS = {
-    "mean_before": "input mean μ",
-    "var_before": "input var σ²",
+    "mean_before": "input μ",
+    "var_before": "input σ²",
     "mean_square": "mean square E[x²]",
-    "divisor": "divided by √(E[x²] + eps)",
-    "predicted_mean_after": "output mean, predicted",
-    "mean_after": "output mean, measured",
-    "rms_after": "output RMS, measured",
+    "divisor": "÷ √(E[x²] + eps)",
+    "predicted_mean_after": "out mean predicted",
+    "mean_after": "out mean measured",
+    "rms_after": "out RMS",
 }
 COMPARISON_TITLE = "The same batch through LayerNorm and RMSNorm (per sample, averaged over the batch)"
 
