@@ -32,11 +32,18 @@ def batch_view(settings, quiet: bool) -> live.BatchView:
     return live.one_batch(settings, quiet)
 
 
+def metrics(rows) -> None:
+    """A row of (label, value, explanation) readouts."""
+    for column, (label, value, explanation) in zip(st.columns(len(rows)), rows):
+        column.metric(label, value)
+        column.caption(explanation)
+
+
 st.title("📈 Live statistics")
 st.markdown(
     "Every normalization standardizes values with a mean and a variance, **(x − mean) / √(var + eps)**. "
-    "They differ in *which values share* one mean and variance. Pick one under **Normalization** in the "
-    "sidebar; batch size, momentum, eps and groups are there too."
+    "They differ in *which values share* one mean and variance. RMSNorm drops the mean: **x / √(mean(x²) + eps)**. "
+    "Pick one under **Normalization** in the sidebar; batch size, momentum, eps and groups are there too."
 )
 blocked = controls.show_problems(s, training=True)
 
@@ -62,21 +69,22 @@ else:
     if live.is_standard_normal(s):
         st.button("🎲 At the defaults the input is N(0, 1) already. Try an offset, spread-out input",
                   on_click=controls.update, kwargs=live.EXAMPLE_INPUT)
-    left, right = st.columns([3, 2])
+    if view.rms is not None:  # RMSNorm: its output is not zero-mean
+        st.info(view.rms.note)
+        metrics(view.rms.readouts)
+        st.markdown(f"**{live.COMPARISON_TITLE}**")
+        st.dataframe(view.rms.comparison, hide_index=True, column_config={
+            c: st.column_config.NumberColumn(c, format="%.4g") for c in ("output mean", "output std", "output RMS")})
+    left, right = st.columns(view.widths) if view.widths else (st.container(), st.container())
     with left:
-        st.markdown("**Mean and variance per channel** (biased, computed in float64 from this batch)")
-        st.dataframe(view.moments, hide_index=True, height=36 + 35 * min(len(view.moments), 8), column_config={
-            c: st.column_config.NumberColumn(c.replace("_", " "), format="%.6g")
-            for c in ("mean_before", "var_before", "mean_after", "var_after")})
+        title, table, columns = view.table
+        st.markdown(f"**{title}**")
+        st.dataframe(table, hide_index=True, height=36 + 35 * min(len(table), 8), column_config={
+            c: st.column_config.NumberColumn(label, format="%.6g") for c, label in columns.items()})
     with right:
         st.markdown("**Channel 0's output shrinks as eps grows** (red: the eps in use)")
         st.altair_chart(charts.eps_chart(view.eps_curve, s.eps), width="stretch")
-    st.caption(
-        "eps is added to the variance: an output std of 1/√(1 + eps/σ²) (dashed: theory for this setup, "
-        "dots: measured with normcore, within each group that shares statistics). It matters only once eps "
-        "nears the variance: turn on the quiet channel and move eps towards 1e-4. Under GN and LN channel 0 "
-        "shares its statistics with louder channels and is squashed whatever eps is."
-    )
+    st.caption(view.eps_caption)
 
 st.header("3 · Live stream")
 st.markdown("Each step draws a new batch from the same distribution and runs it through a normcore layer in "
@@ -114,9 +122,7 @@ def live_panel() -> None:
         stream.step(live.steps_per_tick(settings, opts))
     if st.session_state.get(NOTE) and stream.steps < NOTE_STEPS:
         st.info(st.session_state[NOTE])
-    for column, (label, value, explanation) in zip(st.columns(3), live.readouts(stream)):
-        column.metric(label, value)
-        column.caption(explanation)
+    metrics(live.readouts(stream))
     if not stream.keeps_running_stats:
         st.info(live.RUNNING_STATS[settings.norm])
     stream_charts = charts.stream_charts(stream)
@@ -125,8 +131,7 @@ def live_panel() -> None:
         return
     for column, spec in zip(st.columns(2), stream_charts):
         column.vega_lite_chart(spec, width="stretch")
-    st.caption("Thin: this batch's statistic (for per-sample norms averaged over the batch). Thick: running "
-               "estimate. Dashed: the true population value. Batch variance is the biased one the layer divides by.")
+    st.caption(live.stream_caption(settings.norm))
     st.badge(stream.parity.summary, color="green" if stream.parity.ok else "orange")
 
 if blocked:

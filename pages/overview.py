@@ -12,8 +12,11 @@ An interactive lab for the normalization layers of deep learning. Every layer he
 outputs, running statistics, gradients and state_dict.
 
 * **BatchNorm** shares a mean and variance across the batch, per channel, and keeps running
-  estimates for evaluation. **LayerNorm**, **GroupNorm** and **InstanceNorm** use each sample
-  on its own, so they behave the same in training and evaluation.
+  estimates for evaluation. **LayerNorm**, **GroupNorm**, **InstanceNorm** and **RMSNorm** use
+  each sample on its own, so they behave the same in training and evaluation.
+* **RMSNorm**, the normalization of most large language models, is LayerNorm without the mean:
+  it divides each sample by its root mean square, so its output has RMS 1 but is not zero-mean.
+  Live statistics shows by how much as you move the input's mean offset.
 * The controls in the sidebar (norm type, batch size, momentum, eps, groups) are shared by
   every page, and the URL carries them: copy it to share exactly what you see.
 """

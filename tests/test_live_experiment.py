@@ -36,11 +36,11 @@ def hand_ids(norm, n, c, p, groups=1):
     out = np.zeros((n, c, p), dtype=int)
     for i in range(n):
         for j in range(c):
-            out[i, j, :] = {"batch": j, "layer": i, "instance": i * c + j, "group": i * groups + j // (c // groups)}[norm]
+            out[i, j, :] = {"batch": j, "layer": i, "rms": i, "instance": i * c + j, "group": i * groups + j // (c // groups)}[norm]
     return out
 
 
-@pytest.mark.parametrize("norm", ["batch", "layer", "instance", "group"])
+@pytest.mark.parametrize("norm", ["batch", "layer", "instance", "group", "rms"])
 def test_diagram_ids_match_the_definitions(norm):
     s = settings(batch_size=3, channels=4, spatial=2, norm=norm, num_groups=2)
     d = live.diagram_frame(s)
@@ -120,13 +120,13 @@ def test_quiet_channel_has_variance_1e_minus_4():
 # -- 2. one batch --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("norm", ["batch", "layer", "instance", "group"])
+@pytest.mark.parametrize("norm", ["batch", "layer", "instance", "group", "rms"])
 def test_one_batch_moments_against_torch_nn(norm):
     s = replace(DEFAULTS, norm=norm, channels=4, num_groups=2, batch_size=8, spatial=4, mean_offset=3.0, scale=2.0, channel_spread=1.0)
     view = live.one_batch(s, quiet_channel=True)
     x = draw_batch(s, make_generator(s.seed), quiet_channel=True)
     ref = {"batch": torch.nn.BatchNorm2d(4), "layer": torch.nn.LayerNorm((4, 4, 4)), "group": torch.nn.GroupNorm(2, 4),
-           "instance": torch.nn.InstanceNorm2d(4)}[norm].train()
+           "instance": torch.nn.InstanceNorm2d(4), "rms": torch.nn.RMSNorm((4, 4, 4), eps=1e-5)}[norm].train()
     y = ref(x).detach().double()
     var_in, mean_in = torch.var_mean(x.double(), dim=(0, 2, 3), correction=0)
     var_out, mean_out = torch.var_mean(y, dim=(0, 2, 3), correction=0)

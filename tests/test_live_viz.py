@@ -27,7 +27,7 @@ def layers(spec):
     return inner.get("layer", [inner])
 
 
-@pytest.mark.parametrize("norm, colours", [("batch", 4), ("layer", 4), ("instance", 16), ("group", 8)])
+@pytest.mark.parametrize("norm, colours", [("batch", 4), ("layer", 4), ("instance", 16), ("group", 8), ("rms", 4)])
 def test_statistic_diagram_colours_each_cell_by_its_statistic(norm, colours):
     s = replace(DEFAULTS, norm=norm, num_groups=2)  # 32 × 4 × 8×8, drawn as 4 × 4 × 6
     spec, rows = spec_and_rows(charts.statistic_diagram(live.diagram_frame(s), "t"))
@@ -37,7 +37,8 @@ def test_statistic_diagram_colours_each_cell_by_its_statistic(norm, colours):
     assert text["encoding"]["text"]["field"] == "label"
     assert len(rows) == 4 * 4 * 6
     assert len({r["statistic"] for r in rows}) == colours
-    assert all(r["label"] == f"μ{r['statistic']}" for r in rows)
+    symbol = "ms" if norm == "rms" else "μ"  # RMSNorm shares a mean square, not a mean and variance
+    assert all(r["label"] == f"{symbol}{r['statistic']}" for r in rows)
     assert len(cells["encoding"]["color"]["scale"]["range"]) == 20 >= colours
 
 
@@ -104,3 +105,15 @@ def test_stream_charts_are_empty_before_the_first_step_then_mean_and_variance():
     frame = mean["datasets"]["stream"]
     assert sorted(frame["step"].unique()) == [1, 2, 3]  # every step so far
     assert set(frame["unit"]) == {"group 0 (ch 0–1)", "group 1 (ch 2–3)"}
+
+
+def test_rmsnorm_stream_charts_show_the_output_mean_and_the_mean_square():
+    stream = live.LiveStream(replace(DEFAULTS, norm="rms", batch_size=4, spatial=2, mean_offset=3.0))
+    stream.step(2)
+    mean, square = charts.stream_charts(stream)
+    validated(mean)
+    assert mean["title"] == f"Output mean per sample (all channels), last {live.CHART_WINDOW} steps"
+    assert square["title"].startswith("Mean square E[x²] per sample")
+    assert mean["encoding"]["y"]["title"] == "output mean (not 0)" and square["encoding"]["y"]["title"] == "mean square"
+    rows = mean["datasets"]["stream"]
+    assert set(rows["series"]) == {"batch (noisy)", "true population"} and (rows["value"] > 0.9).all()

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pyarrow as pa
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 from tests import apptest_pages
 
 from normcore.lab import limits
+from normcore.lab.populations import draw_batch, make_generator
 from normcore.lab.settings import EPS_CHOICES
 
 PAGE = "pages/live_statistics.py"
@@ -242,3 +245,94 @@ def test_the_example_input_button_moves_the_distribution():
     assert at.query_params["mean_offset"] == "3.0" and at.query_params["channel_spread"] == "1.0"
     moments = at.dataframe[0].value
     assert (moments["mean_before"] > 1).all() and (abs(moments["mean_after"]) < 1e-4).all()
+
+
+# -- RMSNorm -------------------------------------------------------------------------------
+
+
+def frame_with(at: AppTest, column: str):
+    """The shown dataframe that has this column."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def shown_settings(at: AppTest):
+    from pages.shared import controls
+    return at.session_state[controls._STORE]
+
+
+def check_rmsnorm_table(at: AppTest) -> None:
+    """The per-sample table and the readouts against torch.nn.RMSNorm on the batch the page drew."""
+    s = shown_settings(at)
+    x = draw_batch(s, make_generator(s.seed))
+    with torch.no_grad():
+        y = torch.nn.RMSNorm(x.shape[1:], eps=s.eps)(x).double().flatten(1)
+    xd = x.double().flatten(1)
+    table = frame_with(at, "mean_square")
+    assert list(table["sample"]) == list(range(s.batch_size)), s
+    np.testing.assert_allclose(table["mean_square"], xd.square().mean(1), rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(table["mean_after"], y.mean(1), atol=2e-6)
+    np.testing.assert_allclose(table["predicted_mean_after"], y.mean(1), atol=2e-6)
+    measured, predicted = float(metric(at, "Output mean, measured")), float(metric(at, "Output mean, predicted"))
+    assert measured == pytest.approx(float(y.mean()), abs=1e-3) and predicted == pytest.approx(measured, abs=1e-3)
+
+
+@pytest.fixture(scope="module")
+def rms_page() -> AppTest:
+    return open_page(norm="rms", mean_offset=5)
+
+
+def test_rmsnorm_shows_the_mean_square_and_an_output_mean_that_is_not_zero(rms_page):
+    at = rms_page
+    assert not at.exception and not at.error and not at.warning
+    assert chart(at, "RMSNorm: the input")[0] is not None
+    assert chart(at, "Values per sample (all channels), before and after RMSNorm")[0] is not None
+    assert any("one **mean square** E[x²] **per sample**" in m.value for m in at.markdown)
+    table = frame_with(at, "mean_square")
+    assert {"mean_square", "divisor", "predicted_mean_after", "mean_after", "rms_after"} <= set(table.columns)
+    assert "mean_before" in table.columns and "var_after" not in table.columns  # no fake statistics
+    check_rmsnorm_table(at)
+    assert float(metric(at, "Output mean, measured")) > 0.95  # offset 5, std 1: 5/√26
+    assert metric(at, "Output RMS, measured") == "1.000"
+    note = infos(at)
+    assert "not zero-mean" in note and "**Mean offset**" in note and "now 5" in note and "eps=None" in note
+    compared = frame_with(at, "normalization").set_index("normalization")
+    assert abs(compared.loc["LayerNorm", "output mean"]) < 1e-5 and compared.loc["RMSNorm", "output mean"] > 0.95
+    step(at, 2)
+    assert "RMSNorm keeps no running statistics" in infos(at) and metric(at, "num_batches_tracked") == "—"
+    assert float(metric(at, "Output mean (population)")) == pytest.approx(5 / 26**0.5, abs=1e-3)
+    _, rows = chart(at, "Output mean per sample")
+    assert set(rows["series"]) == {"batch (noisy)", "true population"} and (rows["value"] > 0.95).all()
+    assert chart(at, "Mean square E[x²] per sample")[0] is not None
+    assert "✅" in parity_badge(at)
+
+
+RMS_EXTREMES = [
+    ("slider", "control_batch_size", 1, limits.MAX_BATCH_SIZE),
+    ("slider", "control_channels", 1, limits.MAX_CHANNELS),
+    ("slider", "control_spatial", 1, limits.MAX_SPATIAL),
+    ("select_slider", "control_eps", EPS_CHOICES[0], EPS_CHOICES[-1]),
+    ("number_input", "control_mean_offset", -100.0, 100.0),
+    ("number_input", "control_scale", 0.01, 100.0),
+]
+
+
+def test_rmsnorm_at_the_extremes_of_its_controls(rms_page):
+    """One session: each control to its minimum and maximum, then back (applied with the next
+    control's run); the table and the predicted vs measured mean checked against
+    torch.nn.RMSNorm, the stream stepped."""
+    at = rms_page
+    for kind, key, low, high in RMS_EXTREMES:
+        default = getattr(at, kind)(key=key).value
+        for value in (low, high):
+            getattr(at, kind)(key=key).set_value(value).run()
+            assert not at.exception, (key, value)
+            if at.error:  # over the element cap (batch size × channels × spatial)
+                assert "over this demo's cap" in at.error[0].value and "The stream needs valid settings" in infos(at)
+                continue
+            check_rmsnorm_table(at)
+            assert "✅" in parity_badge(step(at)), (key, value)
+        getattr(at, kind)(key=key).set_value(default)
+    at.slider(key="control_channels").set_value(1).run()
+    at.slider(key="control_spatial").set_value(1).run()  # one value per sample: a warning, and it still runs
+    assert any("RMSNorm over one value per sample" in w.value for w in at.warning) and not at.error
+    check_rmsnorm_table(at)

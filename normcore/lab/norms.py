@@ -16,8 +16,12 @@ def divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
+# What one statistic of a norm is: a mean and a variance, except RMSNorm's mean square E[x²].
+STATISTIC_WORDS = {"rms": "mean square(s) E[x²]"}
+
+
 def describe_axes(axes: ReductionAxes) -> str:
     """One sentence: how many statistics a norm computes, and over what."""
     over = " × ".join(axes.reduced_dims)
-    return (f"{NORM_LABELS[axes.kind]} computes {axes.num_stats} mean/variance pair(s), each over {over} "
-            f"= {axes.values_per_stat} values.")
+    what = STATISTIC_WORDS.get(axes.kind, "mean/variance pair(s)")
+    return f"{NORM_LABELS[axes.kind]} computes {axes.num_stats} {what}, each over {over} = {axes.values_per_stat} values."

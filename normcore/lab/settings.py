@@ -71,7 +71,8 @@ def _momentum_label(m) -> str:
 
 
 FIELDS = Schema((
-    Field("norm", "Normalization", "batch", "choice", "Which values share one mean and variance.",
+    Field("norm", "Normalization", "batch", "choice",
+          "Which values share one mean and variance (RMSNorm: one mean square, no mean).",
           choices=NORM_KINDS, labels=NORM_LABELS),
     Field("batch_size", "Batch size N", 32, "int", "Samples per batch.", 1, limits.MAX_BATCH_SIZE, 1,
           caps=("elements_per_batch",)),
@@ -143,6 +144,11 @@ def problems(s: LabSettings, training: bool = True) -> list[Problem]:
             "Expected more than 1 spatial element when training (torch's error): InstanceNorm averages "
             "over each sample's H×W positions, and a 1×1 map has only one. Increase the spatial size."
         ), ("norm", "spatial")))
+    if s.norm == "rms" and s.channels * s.spatial**2 == 1:
+        out.append(Problem("warning", (
+            "RMSNorm over one value per sample (1 channel, a 1×1 map): each output is x/√(x² + eps), so ±1 "
+            "whatever x is (LayerNorm would output 0). Use more channels or a larger spatial size."
+        ), ("norm", "channels", "spatial")))
     if s.norm == "group" and s.channels % s.num_groups == 0 and s.batch_size * (s.channels // s.num_groups) * s.spatial**2 == 1:
         out.append(Problem("error", "Expected more than 1 value per group (torch's error): increase the batch, spatial size "
                            "or channels per group.", ("norm", "batch_size", "channels", "num_groups", "spatial")))

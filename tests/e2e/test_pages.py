@@ -99,6 +99,23 @@ def test_live_stream_plays_and_pauses(app, warm_server):
     assert_healthy(app)
 
 
+def test_live_statistics_opens_with_rmsnorm_selected(app, warm_server):
+    """A link with norm=rms: RMSNorm is selected, and the page shows its output is not zero-mean."""
+    app.goto(page_url(warm_server, by_path("live_statistics"), norm="rms", mean_offset=5))
+    page, main = app.page, app.page.locator(MAIN)
+    assert page.locator('input[role="combobox"][aria-label="Normalization"]').input_value() == "RMSNorm"
+    assert main.get_by_text("not zero-mean").count() >= 1 and main.get_by_text("Mean offset").count() >= 1
+    measured, predicted = float(metric(page, "Output mean, measured")), float(metric(page, "Output mean, predicted"))
+    assert measured == pytest.approx(predicted, abs=1e-3) and measured > 0.95  # 5/√26 ≈ 0.98
+    assert metric(page, "Output RMS, measured") == "1.000"
+    app.click(button(main, "Step"))
+    assert metric(page, "num_batches_tracked") == "—"
+    assert main.get_by_text("RMSNorm keeps no running statistics").count() == 1
+    assert "norm=rms" in page.url and "mean_offset=5" in page.url
+    assert_healthy(app)
+    app.screenshot(E2E_ARTIFACTS / "live_statistics-rms.png")
+
+
 def test_training_config_upload_runs_and_downloads(app, warm_server, tmp_path):
     from normcore.lab.experiments.training import RunConfig
 

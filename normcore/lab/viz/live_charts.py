@@ -33,7 +33,7 @@ def statistic_diagram(diagram: Diagram, title: str) -> alt.FacetChart:
     """One panel per sample: channels down, positions across, each cell coloured (and
     numbered) by the statistic it shares. BN paints rows alike in every panel, LN a whole
     panel in one colour, IN every row of every panel differently, GN bands of rows."""
-    frame = diagram.frame.assign(label=lambda f: "μ" + f["statistic"].astype(str))
+    frame = diagram.frame.assign(label=lambda f: diagram.symbol + f["statistic"].astype(str))
     _, channels, positions = diagram.shown
     base = alt.Chart(frame).encode(
         x=alt.X("position:O", title="position (H·W, flattened)", axis=alt.Axis(labelAngle=0)),
@@ -100,20 +100,22 @@ def eps_chart(curve: pd.DataFrame, current_eps: float) -> alt.LayerChart:
     return alt.layer(theory, measured, rule).properties(height=230)
 
 
-def stream_chart(series: pd.DataFrame, statistic: str, title: str) -> dict:
+def stream_chart(series: pd.DataFrame, statistic: str, title: str, axis: str | None = None) -> dict:
     """One statistic over the steps: per unit (colour) the batch value (thin, faint), the
-    running estimate (thick) and the truth (dashed). A Vega-Lite spec for ``st.vega_lite_chart``."""
+    running estimate (thick) and the truth (dashed). A Vega-Lite spec for ``st.vega_lite_chart``.
+    ``axis`` titles the y axis (default: "mean" or "variance")."""
     frame = series.assign(series=series["series"].map(SERIES_LABELS))
     units = tuple(frame["unit"].unique())  # (vectorised: these are Arrow-backed columns of thousands of rows)
     present = set(series["series"].unique())
     shown = tuple(SERIES_LABELS[s] for s in SERIES if s in present)  # no "running" without running stats
-    return specs.with_data(_stream_template(statistic, title, units, shown), stream=frame)
+    axis = axis or ("variance" if statistic == "var" else "mean")
+    return specs.with_data(_stream_template(axis, title, units, shown), stream=frame)
 
 
 @functools.lru_cache(maxsize=64)
-def _stream_template(statistic: str, title: str, units: tuple[str, ...], labels: tuple[str, ...]) -> str:
+def _stream_template(axis: str, title: str, units: tuple[str, ...], labels: tuple[str, ...]) -> str:
     """The stream chart without its data (:mod:`normcore.lab.viz.specs`). Built once per
-    (statistic, title, units): the page redraws it on every Play tick, and building and
+    (axis title, title, units): the page redraws it on every Play tick, and building and
     validating the Altair chart costs more than the rest of a tick."""
     labels = list(labels)
     styles = {  # (dash, width, opacity) per series
@@ -124,7 +126,7 @@ def _stream_template(statistic: str, title: str, units: tuple[str, ...], labels:
         .mark_line(interpolate="linear", clip=True)
         .encode(
             x=alt.X("step:Q", title="step (batches seen)", axis=alt.Axis(format="d", tickMinStep=1)),
-            y=alt.Y("value:Q", title="variance" if statistic == "var" else "mean", scale=alt.Scale(zero=False)),
+            y=alt.Y("value:Q", title=axis, scale=alt.Scale(zero=False)),
             color=alt.Color("unit:N", sort=list(units), scale=alt.Scale(scheme="tableau10"), title=None),
             strokeDash=alt.StrokeDash("series:N", scale=alt.Scale(domain=labels, range=dash), title=None),
             # Same field and title on the three channels: Vega-Lite merges them into one legend.
@@ -144,5 +146,5 @@ def stream_charts(stream: live.LiveStream) -> list[dict]:
     if history.empty:
         return []
     unit = live.UNIT_WORD[stream.settings.norm]
-    return [stream_chart(live.series_frame(history, stat), stat, f"{name} per {unit}, last {live.CHART_WINDOW} steps")
-            for stat, name in (("mean", "Mean"), ("var", "Variance"))]
+    return [stream_chart(live.series_frame(history, stat), stat, f"{name} per {unit}, last {live.CHART_WINDOW} steps", axis)
+            for stat, name, axis in live.stream_statistics(stream.settings.norm)]

@@ -7,18 +7,22 @@
 * ``stream``: :class:`LiveStream`, batches streaming through a normcore layer in training
   mode next to its torch.nn twin (``parity``), with a bounded history; ``readouts``: its
   three numbers;
-* ``options``: the page's own controls (:data:`FIELDS`, :class:`LiveOptions`).
+* ``options``: the page's own controls (:data:`FIELDS`, :class:`LiveOptions`);
+* ``rms``: RMSNorm's panel: its output has RMS 1 but is not zero-mean (per-sample table,
+  predicted vs measured output mean, LayerNorm on the same batch).
 """
 
 from .one_batch import (
-    EXAMPLE_INPUT, HISTOGRAM_BINS, HISTOGRAM_UNITS, BatchView, channel0_spread, eps_curve, eps_theory, is_standard_normal,
-    one_batch,
+    EPS_CAPTIONS, EXAMPLE_INPUT, HISTOGRAM_BINS, HISTOGRAM_UNITS, MOMENTS_TITLE, BatchView, channel0_spread, eps_curve,
+    eps_theory, is_standard_normal, one_batch,
 )
 from .options import DRIFT_SHAPE, FIELDS, STREAM_OPTIONS, LiveOptions
 from .parity import PARITY_TOLERANCE, Parity, compare
-from .readouts import RUNNING_STATS, readouts
+from .readouts import RUNNING_STATS, STREAM_CAPTIONS, readouts, stream_caption
+from .rms import COMPARISON_TITLE, RmsView, predicted_output_mean, rms_view
 from .stream import (
-    CHART_UNITS, CHART_WINDOW, HISTORY_COLUMNS, TICK_ELEMENTS, LiveStream, restart_reason, series_frame, steps_per_tick,
+    CHART_UNITS, CHART_WINDOW, HISTORY_COLUMNS, STREAM_STATISTICS, TICK_ELEMENTS, LiveStream, restart_reason, series_frame,
+    steps_per_tick, stream_statistics,
 )
 from .units import (
     DIAGRAM_CHANNELS, DIAGRAM_POSITIONS, DIAGRAM_SAMPLES, SHARING, UNIT_WORD, Diagram, UnitTruth, diagram_frame,
@@ -26,10 +30,12 @@ from .units import (
 )
 
 __all__ = [
-    "CHART_UNITS", "CHART_WINDOW", "DIAGRAM_CHANNELS", "DIAGRAM_POSITIONS", "DIAGRAM_SAMPLES", "DRIFT_SHAPE", "EXAMPLE_INPUT", "FIELDS",
-    "HISTOGRAM_BINS", "HISTOGRAM_UNITS", "HISTORY_COLUMNS", "PARITY_TOLERANCE", "RUNNING_STATS", "SHARING",
-    "STREAM_OPTIONS", "TICK_ELEMENTS", "UNIT_WORD", "BatchView", "Diagram", "LiveOptions", "LiveStream", "Parity",
-    "UnitTruth", "channel0_spread", "compare", "diagram_frame", "eps_curve", "eps_theory", "is_standard_normal", "one_batch", "per_unit",
-    "readouts", "restart_reason", "series_frame", "steps_per_tick", "unit_channels", "unit_labels", "unit_truth",
-    "values_per_stat",
+    "CHART_UNITS", "CHART_WINDOW", "COMPARISON_TITLE", "DIAGRAM_CHANNELS", "DIAGRAM_POSITIONS", "DIAGRAM_SAMPLES",
+    "DRIFT_SHAPE", "EPS_CAPTIONS", "EXAMPLE_INPUT", "FIELDS", "HISTOGRAM_BINS", "HISTOGRAM_UNITS", "HISTORY_COLUMNS",
+    "MOMENTS_TITLE", "PARITY_TOLERANCE", "RUNNING_STATS", "SHARING", "STREAM_CAPTIONS", "STREAM_OPTIONS",
+    "STREAM_STATISTICS", "TICK_ELEMENTS", "UNIT_WORD", "BatchView", "Diagram", "LiveOptions", "LiveStream", "Parity",
+    "RmsView", "UnitTruth", "channel0_spread", "compare", "diagram_frame", "eps_curve", "eps_theory",
+    "is_standard_normal", "one_batch", "per_unit", "predicted_output_mean", "readouts", "restart_reason", "rms_view",
+    "series_frame", "steps_per_tick", "stream_caption", "stream_statistics", "unit_channels", "unit_labels",
+    "unit_truth", "values_per_stat",
 ]

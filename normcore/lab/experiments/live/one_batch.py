@@ -1,5 +1,6 @@
 """One batch before and after normalizing: histograms per unit, a per-channel table of
-moments, and the output std of channel 0 as eps grows (measured vs theory)."""
+moments (for RMSNorm a per-sample table, :mod:`.rms`), and the output std of channel 0 as
+eps grows (measured vs theory)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,23 @@ from normcore.lab.layers import build_layer
 from normcore.lab.populations import draw_batch, make_generator, population_stats
 from normcore.lab.settings import EPS_CHOICES, LabSettings
 
+from .rms import COLUMNS as RMS_COLUMNS, TABLE_TITLE as RMS_TABLE_TITLE, RmsView, rms_view
 from .units import unit_channels, unit_labels, unit_truth
 
 HISTOGRAM_UNITS = 6  # histograms drawn for the first units only
 HISTOGRAM_BINS = 40
 EXAMPLE_INPUT = {"mean_offset": 3.0, "scale": 2.0, "channel_spread": 1.0}  # an offset, spread-out input to try
+MOMENTS_TITLE = "Mean and variance per channel (biased, computed in float64 from this batch)"
+MOMENTS_COLUMNS = {c: c.replace("_", " ") for c in ("mean_before", "var_before", "mean_after", "var_after")}
+EPS_CAPTIONS = {
+    "default": "eps is added to the variance: an output std of 1/√(1 + eps/σ²) (dashed: theory for this setup, "
+    "dots: measured with normcore, within each group that shares statistics). It matters only once eps "
+    "nears the variance: turn on the quiet channel and move eps towards 1e-4. Under GN and LN channel 0 "
+    "shares its statistics with louder channels and is squashed whatever eps is.",
+    "rms": "RMSNorm adds eps to the mean square μ² + σ²: channel 0's output std is σ₀/√(μ² + σ² + eps) (dashed: "
+    "theory for this setup, dots: measured with normcore, within each sample). eps matters only once it nears "
+    "the mean square; a mean offset squashes the spread whatever eps is, since μ² is in the divisor.",
+}
 
 
 @dataclass(frozen=True)
@@ -30,12 +43,32 @@ class BatchView:
     units_shown: int
     units_total: int
     shape: tuple[int, int, int, int]  # (N, C, H, W) of the batch
+    norm: str = "batch"
+    rms: RmsView | None = None  # RMSNorm only: the per-sample table, LayerNorm beside it, the note
 
     @property
     def caption(self) -> str:
         shown = f"The first {self.units_shown} of {self.units_total} are shown. " if self.units_shown < self.units_total else ""
+        affine = "γ = 1; RMSNorm has no β" if self.norm == "rms" else "γ = 1, β = 0"
         return (f"{shown}The first batch of the stream below, {'×'.join(map(str, self.shape))}, "
-                "through a fresh layer in training mode (γ = 1, β = 0).")
+                f"through a fresh layer in training mode ({affine}).")
+
+    @property
+    def table(self) -> tuple[str, pd.DataFrame, dict[str, str]]:
+        """The statistics table: its title, its rows and the labels of its number columns."""
+        if self.rms is not None:
+            return RMS_TABLE_TITLE, self.rms.per_sample, RMS_COLUMNS
+        return MOMENTS_TITLE, self.moments, MOMENTS_COLUMNS
+
+    @property
+    def widths(self) -> tuple[int, int] | None:
+        """The statistics table's and the eps chart's shares of the page width, side by side;
+        None: one above the other (RMSNorm's per-sample table needs the whole width)."""
+        return None if self.rms is not None else (3, 2)
+
+    @property
+    def eps_caption(self) -> str:
+        return EPS_CAPTIONS.get(self.norm, EPS_CAPTIONS["default"])
 
 
 def is_standard_normal(s: LabSettings) -> bool:
@@ -56,7 +89,7 @@ def _channel0_output(x: torch.Tensor, s: LabSettings, eps: float) -> torch.Tenso
     """Channel 0 of normcore's normalized output (training mode, no affine) at this eps.
 
     Only the values channel 0 shares statistics with are passed: channel 0 alone for BN and
-    IN, its group for GN (as a one-group GroupNorm), the whole sample for LN.
+    IN, its group for GN (as a one-group GroupNorm), the whole sample for LN and RMSNorm.
     """
     if s.norm == "batch":
         return F.batch_norm(x[:, :1], None, None, training=True, eps=eps)[:, 0]
@@ -64,6 +97,8 @@ def _channel0_output(x: torch.Tensor, s: LabSettings, eps: float) -> torch.Tenso
         return F.instance_norm(x[:, :1], eps=eps)[:, 0]
     if s.norm == "group":
         return F.group_norm(x[:, : s.channels // s.num_groups], 1, eps=eps)[:, 0]
+    if s.norm == "rms":
+        return F.rms_norm(x, x.shape[1:], eps=eps)[:, 0]
     return F.layer_norm(x, x.shape[1:], eps=eps)[:, 0]
 
 
@@ -85,11 +120,15 @@ def eps_theory(s: LabSettings, quiet_channel: bool, eps: float) -> float:
     For BN and IN the unit is channel 0 alone (V − SE² = σ_0² (1 − 1/M)): this is
     1 / sqrt(1 + eps / σ_0²) up to the factor (1 − 1/M). For GN and LN the other channels
     make V large, so a quiet channel is squashed whatever eps is.
+
+    RMSNorm divides by sqrt(q + eps), q the sample's mean square, whose expectation is
+    exactly the unit's μ̄² + V (no bias term): sqrt(σ_0² (1 − 1/M_0) / (μ̄² + V + eps)).
     """
     _, var = population_stats(s, quiet_channel=quiet_channel)
     truth = unit_truth(s, quiet_channel)
     s0, se2, v = float(var[0]), float(truth.standard_error[0]) ** 2, float(truth.var[0])
-    return math.sqrt(s0 * (1 - 1 / _channel0_values_per_stat(s)) / (v - se2 + eps))
+    divisor = v + float(truth.mean[0]) ** 2 if s.norm == "rms" else v - se2
+    return math.sqrt(s0 * (1 - 1 / _channel0_values_per_stat(s)) / (divisor + eps))
 
 
 def channel0_spread(y0: torch.Tensor, s: LabSettings) -> float:
@@ -139,5 +178,6 @@ def one_batch(s: LabSettings, quiet_channel: bool = False) -> BatchView:
         for u in range(shown) for t, stage in ((xd, "before"), (yd, "after"))
     ], ignore_index=True)
     unit_of = {c: labels[u] for u, m in enumerate(members) for c in m}
+    rms = rms_view(s, x, y, layer.last_stats.var) if s.norm == "rms" else None  # var: the mean square it divided by
     return BatchView(histogram, _moments(xd, yd, unit_of), eps_curve(x, s, quiet_channel), shown, len(labels),
-                     tuple(x.shape))
+                     tuple(x.shape), s.norm, rms)

@@ -1,5 +1,8 @@
 """The live stream: batches through a normcore layer in training mode, next to its torch.nn
-twin fed the same batches, with a bounded history of batch, running and true statistics."""
+twin fed the same batches, with a bounded history of batch, running and true statistics.
+
+For RMSNorm, which has no mean or variance, the two statistics are its output mean (not 0)
+and the mean square it divided by (:data:`STREAM_STATISTICS` says what each chart shows)."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from normcore.lab.populations import draw_batch, drift_offset, make_generator
 from normcore.lab.settings import LabSettings
 
 from .options import LiveOptions
+from . import rms
 from .parity import Parity, compare
 from .units import per_unit, unit_labels, unit_truth
 
@@ -24,6 +28,16 @@ CHART_UNITS = 4  # lines per stream chart
 # Play advances several batches per tick; at large batches fewer, so a tick stays short.
 TICK_ELEMENTS = limits.MAX_ELEMENTS
 HISTORY_COLUMNS = ("batch_mean", "batch_var", "running_mean", "running_var", "true_mean", "true_var")
+# The two stream charts: (statistic in HISTORY_COLUMNS, chart title, y-axis title). RMSNorm
+# records its output mean as "mean" and the mean square it divided by as "var".
+STREAM_STATISTICS = {
+    "default": (("mean", "Mean", "mean"), ("var", "Variance", "variance")),
+    "rms": (("mean", "Output mean", "output mean (not 0)"), ("var", "Mean square E[x²]", "mean square")),
+}
+
+
+def stream_statistics(norm: str) -> tuple[tuple[str, str, str], ...]:
+    return STREAM_STATISTICS.get(norm, STREAM_STATISTICS["default"])
 
 
 def restart_reason(old: LabSettings, old_options: LiveOptions, new: LabSettings, new_options: LiveOptions) -> str | None:
@@ -39,8 +53,8 @@ def restart_reason(old: LabSettings, old_options: LiveOptions, new: LabSettings,
         reasons.append(f"the channel count changed from {old.channels} to {new.channels}")
     if new.norm == old.norm == "group" and new.num_groups != old.num_groups:
         reasons.append(f"the group count changed from {old.num_groups} to {new.num_groups}")
-    if new.norm == old.norm == "layer" and new.spatial != old.spatial:
-        reasons.append("LayerNorm's shape includes H and W, which changed")
+    if new.norm == old.norm and new.norm in ("layer", "rms") and new.spatial != old.spatial:
+        reasons.append(f"{new.norm_label}'s shape includes H and W, which changed")
     if new.affine != old.affine:
         reasons.append("the layer " + ("now has" if new.affine else "no longer has") + " an affine γ, β")
     if new.seed != old.seed:
@@ -65,7 +79,8 @@ class LiveStream:
     statistics the layer normalized with (biased variance; for the per-sample norms averaged
     over the batch's samples), the running statistics (NaN where none are kept) and the true
     population values. The running variance is the unbiased one (torch's), so it converges
-    to ``true_var``; the biased batch variance averages (M − 1)/M of it.
+    to ``true_var``; the biased batch variance averages (M − 1)/M of it. For RMSNorm "mean"
+    is the output mean and "var" the mean square it divided by (:data:`STREAM_STATISTICS`).
     """
 
     def __init__(self, settings: LabSettings, options: LiveOptions = LiveOptions(), max_steps: int = limits.MAX_STREAM_STEPS):
@@ -126,7 +141,12 @@ class LiveStream:
         stats = self.layer.last_stats
         nan = np.full(units, np.nan)
         running = (self.layer.running_mean.double().numpy(), self.layer.running_var.double().numpy()) if self.keeps_running_stats else (nan, nan)
-        record = np.stack([per_unit(stats.mean, units), per_unit(stats.var, units), *running, truth.mean, truth.var])
+        if s.norm == "rms":  # its output mean and the mean square (stats.var) it divided by
+            batch = (np.array([rms.output_mean(y)]), per_unit(stats.var, units))
+            true = rms.population_values(s, o.quiet_channel, offset)
+        else:
+            batch, true = (per_unit(stats.mean, units), per_unit(stats.var, units)), (truth.mean, truth.var)
+        record = np.stack([*batch, *running, *true])
         self.steps += 1
         self._records.append((self.steps, record))
         self.parity = compare(self.layer, self.twin, y, y_twin)

@@ -1,7 +1,8 @@
 """Units: which values share one mean and variance, and the true statistics of each unit.
 
 A *unit* is what a histogram or a line on the stream charts stands for: a channel for
-BatchNorm and InstanceNorm, a group of channels for GroupNorm, all channels for LayerNorm.
+BatchNorm and InstanceNorm, a group of channels for GroupNorm, all channels for LayerNorm
+and RMSNorm (which share LayerNorm's values but take only their mean square).
 It is the set of channels whose values are standardized together (per sample, for the
 per-sample norms). :func:`diagram_frame` draws which values of an (N, C, H·W) block share
 one statistic.
@@ -30,14 +31,21 @@ SHARING = {
     "layer": "LayerNorm: one mean and variance **per sample**, over all its channels and positions.",
     "group": "GroupNorm: one mean and variance **per sample and group** of C/G channels.",
     "instance": "InstanceNorm: one mean and variance **per sample and channel**, over its positions only.",
+    "rms": "RMSNorm: one **mean square** E[x²] **per sample**, over all its channels and positions, the values "
+    "LayerNorm uses. It divides by √(E[x²] + eps) and subtracts no mean, so there is no variance to share.",
 }
 
-UNIT_WORD = {"batch": "channel", "instance": "channel", "group": "group", "layer": "sample (all channels)"}
+UNIT_WORD = {"batch": "channel", "instance": "channel", "group": "group", "layer": "sample (all channels)",
+             "rms": "sample (all channels)"}
+PER_SAMPLE_ALL = ("layer", "rms")  # one statistic per sample over (C, H, W)
+# What one shared statistic is, in the diagram: its name and the symbol in each cell.
+STATISTIC_NAME = {"rms": ("mean square", "ms")}
+SHARED_STATISTIC = ("mean and variance", "μ")
 
 
 def unit_channels(s: LabSettings) -> list[list[int]]:
     """The channels of each unit, in order."""
-    if s.norm == "layer":
+    if s.norm in PER_SAMPLE_ALL:
         return [list(range(s.channels))]
     if s.norm == "group":
         k = s.channels // s.num_groups
@@ -46,7 +54,7 @@ def unit_channels(s: LabSettings) -> list[list[int]]:
 
 
 def unit_labels(s: LabSettings, quiet_channel: bool = False) -> list[str]:
-    if s.norm == "layer":
+    if s.norm in PER_SAMPLE_ALL:
         return ["all channels"]
     if s.norm == "group":
         return [f"group {g} (ch {m[0]})" if len(m) == 1 else f"group {g} (ch {m[0]}–{m[-1]})" for g, m in enumerate(unit_channels(s))]
@@ -56,12 +64,13 @@ def unit_labels(s: LabSettings, quiet_channel: bool = False) -> list[str]:
 def values_per_stat(s: LabSettings) -> int:
     """How many values one mean/variance is taken over (M)."""
     hw = s.spatial * s.spatial
-    return {"batch": s.batch_size * hw, "layer": s.channels * hw, "group": s.channels // s.num_groups * hw, "instance": hw}[s.norm]
+    return {"batch": s.batch_size * hw, "layer": s.channels * hw, "rms": s.channels * hw,
+            "group": s.channels // s.num_groups * hw, "instance": hw}[s.norm]
 
 
 def per_unit(stat: torch.Tensor, units: int) -> np.ndarray:
     """A layer's statistics averaged over samples to one value per unit: BN's (C,) stays,
-    IN's (N, C), GN's (N, G) and LN's (N,) are averaged over N."""
+    IN's (N, C), GN's (N, G) and LN's and RMSNorm's (N,) are averaged over N."""
     return stat.double().reshape(-1, units).mean(0).numpy()
 
 
@@ -99,13 +108,20 @@ class Diagram:
     frame: pd.DataFrame  # sample, channel, position, statistic (0.. in order of appearance), shares
     shown: tuple[int, int, int]  # (samples, channels, positions) drawn
     full: tuple[int, int, int]  # (N, C, H·W) of the real batch
+    norm: str = "batch"
+
+    @property
+    def symbol(self) -> str:
+        """What each cell is labelled with, before its statistic's number: μ, or ms for a mean square."""
+        return STATISTIC_NAME.get(self.norm, SHARED_STATISTIC)[1]
 
     @property
     def caption(self) -> str:
         (n, c, p), (fn, fc, fp) = self.shown, self.full
         cut = (n, c, p) != (fn, fc, fp)
         what = f"{n} of {fn} samples, {c} of {fc} channels, {p} of {fp} positions" if cut else "the whole batch"
-        return (f"Drawn: {what}. Cells with the same colour and number share one mean and variance. "
+        name = STATISTIC_NAME.get(self.norm, SHARED_STATISTIC)[0]
+        return (f"Drawn: {what}. Cells with the same colour and number share one {name}. "
                 f"Each statistic here is taken over {int(self.frame['shares'].iloc[0]):,} values of the batch.")
 
 
@@ -130,4 +146,4 @@ def diagram_frame(s: LabSettings) -> Diagram | None:
         "sample": sample.ravel(), "channel": channel.ravel(), "position": position.ravel(),
         "statistic": [renumber[v] for v in raw], "shares": values_per_stat(s),
     })
-    return Diagram(frame, (n, c, p), (s.batch_size, s.channels, s.spatial**2))
+    return Diagram(frame, (n, c, p), (s.batch_size, s.channels, s.spatial**2), s.norm)
