@@ -160,7 +160,8 @@ class BatchNormalization(LazyModuleMixin, nn.Module):
 
     def get_weights(self) -> list:
         """Keras's weight list as numpy arrays; ``[]`` before the layer is built, as in Keras."""
-        return [] if not self.built else [t.detach().cpu().numpy().copy() for t in self._weights()]
+        weights = [t.detach().cpu() for t in self._weights()] if self.built else []
+        return [(t.float() if t.dtype == torch.bfloat16 else t).numpy().copy() for t in weights]  # (numpy has no bfloat16)
 
     def set_weights(self, weights) -> None:
         """Write Keras's weight list (numpy arrays, tensors or lists), in ``get_weights()``'s order."""

@@ -68,6 +68,9 @@ def _keras_source(source, given: dict):
             named = ", ".join(f"{k}=" for k, v in given.items() if v is not None)
             raise TypeError(f"to_torch reads {named} from the layer; pass them only with a list of weights.")
         config, weights = source.get_config(), list(source.get_weights())
+        missing = [k for k in ("axis", "momentum", "epsilon", "center", "scale") if k not in config]
+        if missing:
+            raise NormcoreError(f"to_torch takes a BatchNormalization layer; this {type(source).__name__}'s config lacks {missing}.")
         if not weights:
             raise NormcoreError("The layer has no weights yet: build it (layer.build(input_shape)) or call it once first.")
         # A renorm layer appends moving_stddev, renorm_mean and renorm_stddev: the first ones are Keras's four.
@@ -131,7 +134,8 @@ def to_torch(source, cls, *, momentum=None, epsilon=None, center=None, scale=Non
                 target.copy_(value)
     notes += variance_notes
     if config["center"] and not config["scale"]:
-        module.weight.data.fill_(1.0)
+        with torch.no_grad():
+            module.weight.fill_(1.0)
         module.weight.requires_grad_(False)
         notes.append(FROZEN_WEIGHT)
     if config["axis"] != 1:
@@ -163,9 +167,10 @@ def _torch_source(source, eps, momentum, prefix: str):
     if like is None:
         raise NormcoreError(f"The state_dict has no {prefix}running_mean or {prefix}weight; its keys: {sorted(source)[:8]}. Pass prefix= for a layer inside a model.")
     tensors["features"] = like.shape[0]
-    notes = [f"{name}: not in a state_dict; torch's default {default} assumed." for name, default, v in
-             (("eps", 1e-5, eps), ("momentum", 0.1, momentum)) if v is None]
-    return tensors, TORCH_DEFAULTS["eps"] if eps is None else eps, 0.1 if momentum is None else momentum, True, notes
+    given = {"eps": eps, "momentum": momentum}
+    notes = [f"{name}: not in a state_dict; torch's default {TORCH_DEFAULTS[name]} assumed." for name, v in given.items() if v is None]
+    eps, momentum = (TORCH_DEFAULTS[name] if v is None else v for name, v in given.items())
+    return tensors, eps, momentum, True, notes
 
 
 def _keras_momentum(momentum, count, notes: list[str]) -> float:
