@@ -79,10 +79,19 @@ def check_keras_arguments(arguments: dict) -> None:
             raise NormcoreError(refusal(name, value))
 
 
+def _short(value) -> str:
+    """A serialized Keras object as ``L2(l2=0.01)``; anything else as its repr."""
+    if isinstance(value, dict) and "class_name" in value:
+        args = ", ".join(f"{k}={v!r}" for k, v in (value.get("config") or {}).items())
+        return f"{value['class_name']}({args})"
+    return repr(value)
+
+
 def config_notes(config: dict) -> list[str]:
     """What a Keras layer's ``get_config()`` holds that a converted layer cannot carry."""
     notes = []
     for name, (default, instead) in KERAS_ONLY.items():
         if name in config and not name.endswith("_initializer") and not is_default(name, config[name]):
-            notes.append(f"{name}={config[name]!r}: not carried over (torch's BatchNorm has none); {instead}.")
+            instead = instead.replace("layer.gamma", "bn.weight")  # said of the torch layer
+            notes.append(f"{name}={_short(config[name])}: not carried over (torch's BatchNorm has none); {instead}.")
     return notes
