@@ -271,3 +271,4 @@ def group_norm(
 
 
 from .rms_norm import rms_norm  # noqa: E402  (its own file: no centring, no β)
+from .keras.tf_nn import tf_batch_normalization  # noqa: E402  (TensorFlow's formula, with normcore.keras)

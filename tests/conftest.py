@@ -17,3 +17,18 @@ if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_av
 @pytest.fixture
 def devices() -> list[str]:
     return list(DEVICES)
+
+
+@pytest.fixture(scope="session")
+def keras():
+    """The real Keras on its torch backend, imported once per session: the oracle of tests/test_keras_*.py.
+
+    A test dependency only (requirements-dev.txt); ``import normcore`` never imports it.
+    """
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")  # without it Keras tries TensorFlow
+    import keras as keras_module
+
+    assert keras_module.backend.backend() == "torch", "set KERAS_BACKEND=torch (or unset it) to run the Keras tests"
+    return keras_module

@@ -49,9 +49,11 @@ def is_within(module: str, top: str) -> bool:
 
 
 def test_importing_the_library_loads_no_lab_dependency():
-    code = f"import sys, normcore; print(' '.join(m for m in {LAB_ONLY!r} if m in sys.modules))"
+    # Nor Keras: it is a test dependency only (the oracle of tests/test_keras_*.py), never normcore.keras's.
+    unwanted = LAB_ONLY + ("keras", "tensorflow")
+    code = f"import sys, normcore, normcore.keras; print(' '.join(m for m in {unwanted!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == [], f"import normcore loaded {out.stdout.strip()}"
+    assert out.stdout.split() == [], f"import normcore, normcore.keras loaded {out.stdout.strip()}"
 
 
 def test_nothing_under_normcore_imports_streamlit():
@@ -62,10 +64,17 @@ def test_nothing_under_normcore_imports_streamlit():
 
 
 def test_the_library_imports_nothing_from_the_lab():
-    library = sorted(PACKAGE.glob("*.py"))
-    assert {f.name for f in library} >= {"__init__.py", "functional.py", "modules.py"}
+    library = sorted(PACKAGE.glob("*.py")) + sorted((PACKAGE / "keras").glob("*.py"))
+    assert {f.name for f in library} >= {"__init__.py", "functional.py", "modules.py", "batch_normalization.py"}
     offenders = [(f.name, m) for f in library for m in imported_modules(f) if is_within(m, "normcore.lab")]
     assert offenders == []
+
+
+def test_nothing_under_normcore_imports_keras_or_tensorflow():
+    files = sorted(PACKAGE.rglob("*.py"))
+    offenders = [(module_name(f), m) for f in files for m in imported_modules(f) if is_within(m, "keras") or is_within(m, "tensorflow")]
+    assert offenders == []
+    assert "normcore.keras.batch_normalization" in imported_modules(PACKAGE / "keras" / "__init__.py")  # (the scan sees it)
 
 
 def test_the_import_scan_resolves_relative_imports():
@@ -116,6 +125,12 @@ def test_every_requirements_pin_satisfies_the_pyproject_range():
             assert req.specifier.contains(v, prereleases=True), (name, v)  # the version stands for the line
             assert ranges[name].specifier.contains(v, prereleases=True), (
                 f"requirements.txt's {req} allows {v}, which pyproject.toml's {ranges[name]} does not")
+
+
+def test_keras_is_a_test_dependency_only():
+    dev = (ROOT / "requirements-dev.txt").read_text(encoding="utf-8").splitlines()
+    assert any(Requirement(line).name == "keras" for line in dev if line.strip() and not line.startswith(("#", "-")))
+    assert "keras" not in requirements_txt() and "keras" not in pyproject()
 
 
 def test_representative_versions_of_the_forms_in_use():
