@@ -24,13 +24,10 @@ last row is issue 12's (4096, 1024) on one thread. Measured (``--cpu-time``, one
     (32, 128, 768)    2.81      5.39       5.10      7.37      24.48      15.16
     (4096, 1024)      4.69      7.75       6.93      11.62     34.47      20.71
 
-So on this CPU: torch's LayerNorm < normcore's RMSNorm < torch's RMSNorm, forward and
-forward+backward. RMSNorm does less arithmetic than LayerNorm, yet both RMSNorms are slower
-than torch's LayerNorm: torch 2.13's CPU ``rms_norm`` is a composite of eager ops (pow,
-mean, add, rsqrt, mul, mul: a full-size pass and buffer each) that autograd then
-differentiates op by op, while its LayerNorm is one fused kernel each way. normcore's
-closed form needs fewer passes than torch's autograd chain (backward: one buffer, dy·x̂,
-a row sum, a matrix-vector product and one elementwise expression) but is not fused either.
+On this CPU: torch's LayerNorm < normcore's RMSNorm < torch's RMSNorm, forward and
+forward+backward. torch 2.13's CPU ``rms_norm`` is a composite of eager ops (pow, mean, add,
+rsqrt, mul, mul) that autograd differentiates op by op; its LayerNorm is one fused kernel
+each way. normcore's closed form makes fewer passes than that autograd chain, unfused too.
 
 Measured with torch 2.13 on a 2-core AMD EPYC VM shared with other jobs. ``python -m
 benchmarks.norms --repeats 30`` (2 threads, wall time) in a quiet spell, two runs, and
@@ -142,8 +139,7 @@ def _cases(quick: bool) -> list[Case]:
 
 
 def _rms_cases(quick: bool) -> list[Case]:
-    """RMSNorm against torch's RMSNorm, with torch's LayerNorm on the same shape beside them;
-    the last row is issue 12's (4096, 1024) on one thread."""
+    """RMSNorm against torch's, with torch's LayerNorm beside; last, issue 12's 1-thread row."""
     rows = [((8, 64, 128), None), ((256, 256), 1)] if quick else [((32, 128, 768), None), ((4096, 1024), 1)]
     return [
         Case(f"RMSNorm[{shape[-1]}]" + (f" {threads} thr" if threads else ""), shape,
@@ -195,8 +191,7 @@ def _timed(fn: Callable[[], None], device: str, clock: Callable[[], float] = tim
 
 
 def measure(case: Case, device: str, repeats: int, warmup: int = 3, clock: Callable[[], float] = time.perf_counter) -> dict:
-    """Median seconds of fwd and fwd+bwd for the torch and normcore layers of one case (and
-    its torch reference layer, keyed "reference", if it has one)."""
+    """Median seconds of fwd and fwd+bwd per layer of one case: "torch", "normcore", "reference"."""
     torch.manual_seed(0)
     layers = {"torch": case.build(nn).to(device), "normcore": case.build(normcore).to(device)}
     layers["normcore"].load_state_dict(layers["torch"].state_dict())
@@ -290,13 +285,11 @@ def main(argv: list[str] | None = None) -> None:
 
 def print_rms_table(rows: list) -> None:
     """RMSNorm beside torch's LayerNorm on the same shape, in ms, and the order they come in."""
-    print("\nRMSNorm beside torch's LayerNorm on the same shape, in ms "
-          "(LN: torch's LayerNorm, RMS: torch's RMSNorm, nc: normcore's RMSNorm; order: fastest first)")
-    print(f"{'':48} {' fwd ':-^27}   {' fwd+bwd ':-^27}")
     columns = f"{'torch LN':>9} {'torch RMS':>9} {'nc RMS':>7}"
     header = f"{'device':6} {'layer':22} {'shape':18} {columns}   {columns}   order"
-    print(header)
-    print("-" * len(header))
+    print("\nRMSNorm beside torch's LayerNorm on the same shape, in ms (LN: torch's LayerNorm, RMS: torch's "
+          f"RMSNorm, nc: normcore's RMSNorm; order: fastest first)\n{'':48} {' fwd ':-^27}   {' fwd+bwd ':-^27}")
+    print(header + "\n" + "-" * len(header))
     short = {"reference": "LN", "torch": "RMS", "normcore": "nc"}
     for device, case, t in rows:
         row = f"{device:6} {case.layer:22} {str(case.shape):18}"
@@ -305,6 +298,7 @@ def print_rms_table(rows: list) -> None:
         orders = [label + " " + "<".join(short[lib] for lib in sorted(short, key=lambda lib, k=kind: t[(lib, k)]))
                   for label, kind in (("fwd", "fwd"), ("f+b", "fwd+bwd"))]
         print(row + " " + ", ".join(orders), flush=True)
+
 
 if __name__ == "__main__":
     main()
