@@ -24,7 +24,7 @@ UPSTREAM_LABELS = {"random": "Random N(0, 1)", "one_hot": "One-hot (the first va
 MODES = ("train", "eval")
 MODE_LABELS = {"train": "Training (batch statistics)", "eval": "Eval (running statistics)"}
 EXAMPLE_SHAPE = (5, 5, 1, 1)  # the worked example: N = 5 samples of C = 5 features
-_SIZE = dict(low=1, high=limits.MAX_GRADIENT_ELEMENTS, step=1, caps=("gradient_elements",))
+_SIZE = dict(low=1, high=limits.MAX_GRADIENT_ELEMENTS, step=1, widget="number_input", caps=("gradient_elements",))
 
 FIELDS = Schema((
     Field("input", "Input", "example", "choice", "The worked example, or a random input of the shape below.",
