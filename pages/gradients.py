@@ -81,7 +81,8 @@ with left:
     st.graphviz_chart(formulas.forward_dot(o))
     st.caption(view.axes)
 with right:
-    st.latex(formulas.CLOSED_FORM[formulas.family(o.norm)])
+    for line in formulas.CLOSED_FORM[formulas.family(o.norm)]:
+        st.latex(line)
     st.markdown(formulas.FORM_NOTES[o.norm])
 st.markdown("**Where normcore computes each term** (one-line comments there name it):")
 st.markdown("\n".join(f"* {term}: `{path}`, `{where}`" for term, path, where in formulas.LOCATIONS[formulas.family(o.norm)]))
@@ -103,13 +104,13 @@ first.metric("max over groups |Σdx|", f"{view.max_sum_dx:.3g}")
 second.metric("max |Σ(dx·x̂) − istd·Σ(dx̂·x̂)·ε/(σ²+ε)|", f"{view.max_identity_gap:.3g}")
 numbers(view.groups)
 st.altair_chart(charts.identity_vs_eps_chart(sweep, o.eps), width="stretch")
-st.caption("Lines: the prediction; dots: measured with normcore's backward; red: the eps in use. Σ(dx·x̂) grows "
+st.caption("Lines: the prediction; dots: measured with normcore's backward; red: the eps in use; dashed: each group's σ². Σ(dx·x̂) grows "
            "with eps until eps nears each group's σ² (hover for it): the eps control's effect on the gradient.")
 
 st.header("2 · How samples couple")
 option("mode")
 blocks, coupling, two = part_two(options())
-st.altair_chart(charts.jacobian_heatmap(blocks, f"∂y_i/∂x_j, {G.MODE_LABELS[o.mode].lower()}"), width="content")
+st.altair_chart(charts.jacobian_heatmap(blocks, f"∂y_i/∂x_j ({o.mode})"), width="content")
 within, across = st.columns(2)
 within.metric("max |entry| within a sample", f"{blocks.max_within:.3g}")
 across.metric("max |entry| across samples", f"{blocks.max_across:.3g}")

@@ -86,6 +86,7 @@ def test_options_travel_in_the_url_and_a_bad_value_says_so():
 @pytest.mark.parametrize("changes, words", [
     (dict(norm="group", c=4, groups=3), "Valid G for 4 channels: 1, 2, 4"),
     (dict(norm="batch", n=1, h=1, w=1), "more than one value per channel"),
+    (dict(norm="group", n=1, c=2, groups=2, h=1, w=1), "more than one value per group"),
     (dict(norm="instance", h=1, w=1), "more than one value per map"),
     (dict(n=8, c=4, h=2, w=2), f"cap of {limits.MAX_GRADIENT_ELEMENTS}"),
 ])

@@ -13,11 +13,11 @@ import pandas as pd
 
 from normcore.lab.experiments.gradients import Blocks
 
-CELL = {16: 18, 32: 10, 64: 6}  # pixel size of a heatmap cell by the Jacobian's side
+HEATMAP_PX = 420  # the heatmap's side in pixels, whatever the Jacobian's size
 
 
 def _cell_size(side: int) -> int:
-    return next((px for limit, px in CELL.items() if side <= limit), 6)
+    return max(6, HEATMAP_PX // side)
 
 
 def jacobian_heatmap(blocks: Blocks, title: str) -> alt.LayerChart:
@@ -71,4 +71,7 @@ def identity_vs_eps_chart(sweep: pd.DataFrame, eps_now: float) -> alt.LayerChart
         tooltip=["group", alt.Tooltip("eps", format=".0e"), alt.Tooltip("variance", format=".4g", title="σ²"),
                  alt.Tooltip("measured", format=".4g"), alt.Tooltip("predicted", format=".4g")])
     rule = alt.Chart(pd.DataFrame({"eps": [eps_now]})).mark_rule(color="red").encode(x=x)
-    return alt.layer(line, dots, rule).properties(height=260, title="Σ(dx·x̂) grows as eps nears σ²")
+    variances = frame.drop_duplicates("group")[["group", "variance"]]
+    at_variance = alt.Chart(variances).mark_rule(strokeDash=[4, 4]).encode(
+        x=alt.X("variance:Q"), color=colour, tooltip=["group", alt.Tooltip("variance", format=".4g", title="σ²")])
+    return alt.layer(line, dots, rule, at_variance).properties(height=260, title="Σ(dx·x̂) grows as eps nears σ²")

@@ -21,11 +21,12 @@ LOCATIONS = {  # where normcore computes each term: (file, function), shown as t
             ("r = istd factor", "normcore/rms_backward.py", "_rms_backward: mul_(inv_rms)"),
             ("dγ = Σdy·x̂", "normcore/rms_backward.py", "_rms_backward: d_weight")],
 }
-CLOSED_FORM = {
-    "stats": r"dx = \frac{\mathrm{istd}}{M}\Big(M\,d\hat x - \sum d\hat x - \hat x \sum (d\hat x\,\hat x)\Big),"
-             r"\quad d\hat x = \gamma\,dy,\quad d\gamma = \sum dy\,\hat x,\quad d\beta = \sum dy",
-    "rms": r"dx = \frac{\mathrm{istd}}{M}\Big(M\,d\hat x - \hat x \sum (d\hat x\,\hat x)\Big),"
-           r"\quad \mathrm{istd} = \frac{1}{\sqrt{\overline{x^2} + \varepsilon}},\quad d\gamma = \sum dy\,\hat x",
+CLOSED_FORM = {  # one LaTeX line each
+    "stats": (r"dx = \frac{\mathrm{istd}}{M}\Big(M\,d\hat x - \sum d\hat x - \hat x \sum (d\hat x\,\hat x)\Big),"
+              r"\quad d\hat x = \gamma\,dy",
+              r"d\gamma = \sum dy\,\hat x,\qquad d\beta = \sum dy,\qquad \mathrm{istd} = \frac{1}{\sqrt{\sigma^2 + \varepsilon}}"),
+    "rms": (r"dx = \frac{\mathrm{istd}}{M}\Big(M\,d\hat x - \hat x \sum (d\hat x\,\hat x)\Big),\quad d\hat x = \gamma\,dy",
+            r"d\gamma = \sum dy\,\hat x,\qquad \mathrm{istd} = \frac{1}{\sqrt{\overline{x^2} + \varepsilon}}"),
 }
 FORM_NOTES = {
     "batch": "BatchNorm: γ is one number per channel, constant in a statistic group, so this is "

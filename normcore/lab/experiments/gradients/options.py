@@ -96,6 +96,10 @@ def problems(o: GradientOptions) -> list[Problem]:
         ok = ", ".join(map(str, divisors(c)))
         out.append(Problem("error", f"GroupNorm needs C ({c}) divisible by the groups G ({o.groups}). "
                                     f"Valid G for {c} channels: {ok}.", ("groups", "c")))
+    elif o.norm == "group" and n * (c // o.groups) * h * w == 1:
+        out.append(Problem("error", "GroupNorm needs more than one value per group across the batch "
+                                    f"(N·C/G·H·W = {n}·{c // o.groups}·{h}·{w} = 1), as torch's does. Use fewer "
+                                    "groups, more samples or a larger map.", ("n", "c", "h", "w", "groups")))
     if o.norm == "batch" and n * h * w == 1:
         out.append(Problem("error", "BatchNorm in training needs more than one value per channel "
                                     f"(N·H·W = {n}·{h}·{w} = 1). Raise N, H or W.", ("n", "h", "w")))

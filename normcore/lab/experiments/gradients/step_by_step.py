@@ -18,6 +18,7 @@ from .options import GradientOptions
 
 MAX_GROUP_ROWS = 16  # statistic groups listed in the terms table (a 64-value LayerNorm has up to 64)
 MAX_SWEEP_GROUPS = 6  # groups drawn in the identity-vs-eps chart
+SWEEP_EPS = EPS_CHOICES + (3.0, 10.0, 30.0, 100.0)  # past the eps control's 1: up to and past σ²
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def backprop_view(o: GradientOptions) -> BackpropView:
     )
 
 
-def identity_vs_eps(o: GradientOptions, eps_values=EPS_CHOICES) -> pd.DataFrame:
+def identity_vs_eps(o: GradientOptions, eps_values=SWEEP_EPS) -> pd.DataFrame:
     """Σ(dx·x̂) per group (the first few) as eps sweeps: measured with normcore's backward,
     predicted by istd·Σ(dx̂·x̂)·ε/(σ²+ε); with each group's σ² (mean square for RMSNorm)."""
     x, dy = B.make_input(o), B.make_upstream(o)
