@@ -46,6 +46,7 @@ st.markdown("How a normalization layer is differentiated, and why BatchNorm's ou
             "other samples of the batch. Everything here is computed live, in float64.")
 st.info("This page has its own small input (at most 64 values), set below. The sidebar's shared controls "
         "(batch size, input distribution, norm, eps) do not apply here.")
+controls.sidebar(())  # none of the shared controls: only their URL read-back and Reset
 with st.sidebar:
     st.caption("Gradients: this page's controls are on the page; the shared controls do not apply here.")
 
