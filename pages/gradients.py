@@ -104,7 +104,7 @@ first, second = st.columns(2)
 first.metric("max over groups |Σdx|", f"{view.max_sum_dx:.3g}")
 second.metric("max |Σ(dx·x̂) − istd·Σ(dx̂·x̂)·ε/(σ²+ε)|", f"{view.max_identity_gap:.3g}")
 numbers(view.groups)
-st.altair_chart(charts.identity_vs_eps_chart(sweep, o.eps), width="stretch")
+st.altair_chart(charts.identity_vs_eps_chart(sweep, o.eps), width="stretch", height=340)
 st.caption("Lines: the prediction; dots: measured with normcore's backward; red: the eps in use; dashed: each group's σ². Σ(dx·x̂) grows "
            "with eps until eps nears each group's σ² (hover for it): the eps control's effect on the gradient.")
 
@@ -123,7 +123,7 @@ elif o.norm == "batch":
                 "batch-mates, −γ·istd·(1 + x̂ᵢx̂ⱼ)/M between values of one channel.")
 else:
     st.markdown("Each sample has its own statistics: the Jacobian is block-diagonal, one block per sample.")
-st.altair_chart(charts.coupling_vs_n_chart(coupling), width="stretch")
+st.altair_chart(charts.coupling_vs_n_chart(coupling), width="stretch", height=340)
 st.caption("BatchNorm on N random samples of one value (this page's γ and eps). Each cross-sample entry "
            "(dots; black crosses: −γ·istd·(1+x̂ᵢx̂ⱼ)/N) shrinks like 1/N (dashed), while the total a sample "
            "receives from its N − 1 batch-mates does not. At N = 2 both are ≈ 0: see below.")

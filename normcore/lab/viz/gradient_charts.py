@@ -47,11 +47,11 @@ def coupling_vs_n_chart(sweep: pd.DataFrame) -> alt.LayerChart:
         value=lambda f: first["mean |cross-sample entry|"] * first["N"] / f.N)
     x = alt.X("N:Q", scale=alt.Scale(type="log", base=2), title="batch size N (one value per channel)")
     y = alt.Y("value:Q", scale=alt.Scale(type="log"), title="|∂y_i/∂x_j|")
-    colour = alt.Color("quantity:N", legend=alt.Legend(title=None, orient="bottom"))
+    colour = alt.Color("quantity:N", legend=alt.Legend(title=None, orient="top"))
     measured = alt.Chart(long).mark_line(point=True).encode(x=x, y=y, color=colour,
                                                             tooltip=["N", "quantity", alt.Tooltip("value", format=".4g")])
     theory = alt.Chart(sweep).mark_point(shape="cross", size=80, color="black").encode(
-        x=x, y=alt.Y("theory −γ·istd·(1+x̂ᵢx̂ⱼ)/N:Q"), tooltip=["N", alt.Tooltip("theory −γ·istd·(1+x̂ᵢx̂ⱼ)/N:Q", format=".4g")])
+        x=x, y=alt.Y("theory −γ·istd·(1+x̂ᵢx̂ⱼ)/N:Q", scale=alt.Scale(type="log")), tooltip=["N", alt.Tooltip("theory −γ·istd·(1+x̂ᵢx̂ⱼ)/N:Q", format=".4g")])
     one_over_n = alt.Chart(guide).mark_line(strokeDash=[4, 4], color="grey").encode(x=x, y=y)
     return alt.layer(measured, theory, one_over_n).properties(height=260, title="BatchNorm: coupling vs batch size")
 
