@@ -115,14 +115,7 @@ st.altair_chart(charts.jacobian_heatmap(blocks, f"∂y_i/∂x_j ({o.mode})"), wi
 within, across = st.columns(2)
 within.metric("max |entry| within a sample", f"{blocks.max_within:.3g}")
 across.metric("max |entry| across samples", f"{blocks.max_across:.3g}")
-if o.mode == "eval":
-    st.markdown("In eval mode μ and σ² are constants (running statistics, here this batch's): each output "
-                "depends on its own input only, ∂y/∂x = γ·istd on the diagonal. The coupling vanishes.")
-elif o.norm == "batch":
-    st.markdown("BatchNorm shares μ and σ² across the batch: off-diagonal blocks couple every sample to its "
-                "batch-mates, −γ·istd·(1 + x̂ᵢx̂ⱼ)/M between values of one channel.")
-else:
-    st.markdown("Each sample has its own statistics: the Jacobian is block-diagonal, one block per sample.")
+st.markdown(formulas.coupling_note(o))
 st.altair_chart(charts.coupling_vs_n_chart(coupling), width="stretch", height=340)
 st.caption("BatchNorm on N random samples of one value (this page's γ and eps). Each cross-sample entry "
            "(dots; black crosses: −γ·istd·(1+x̂ᵢx̂ⱼ)/N) shrinks like 1/N (dashed), while the total a sample "

@@ -69,6 +69,19 @@ def title(o: GradientOptions) -> str:
     return f"{NORM_LABELS[o.norm]} on {'×'.join(map(str, o.shape))} (N×C×H×W)"
 
 
+def coupling_note(o: GradientOptions) -> str:
+    """What the Jacobian shows for this norm and mode."""
+    if o.norm != "batch":
+        mode = (f" {NORM_LABELS[o.norm]} keeps no running statistics here: eval mode normalizes with the same "
+                "per-sample statistics, so the Jacobian is the same." if o.mode == "eval" else "")
+        return "Each sample has its own statistics: the Jacobian is block-diagonal, one block per sample." + mode
+    if o.mode == "eval":
+        return ("In eval mode μ and σ² are constants (the running statistics, here this batch's): each output "
+                "depends on its own input only, ∂y/∂x = γ·istd on the diagonal. The coupling vanishes.")
+    return ("BatchNorm shares μ and σ² across the batch: off-diagonal blocks couple every sample to its "
+            "batch-mates, −γ·istd·(1 + x̂ᵢx̂ⱼ)/M between values of one channel.")
+
+
 BATCH_OF_TWO = (
     "Two samples, one value per channel, a ± d: μ = a, σ² = d², so y = ±d/√(d² + ε), **±1 up to eps** "
     "whatever a and d are. The output says only which sample is larger; its Jacobian "
