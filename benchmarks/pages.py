@@ -1,4 +1,5 @@
-"""Server-side time of a Step on the Live statistics page, at the defaults and at the caps.
+"""Server-side time of a Step on the Live statistics page, at the defaults and at the caps;
+and the Gradients page's first render and cached rerun.
 
     python -m benchmarks.pages            # default repeats
     python -m benchmarks.pages --quick    # a smoke test: few repeats, AppTest at the defaults only
@@ -13,6 +14,10 @@ Two measurements per setting, medians in milliseconds:
 * ``apptest``: ``AppTest`` clicking Step. AppTest reruns the *whole* page script (fragments
   are not isolated there), so this is an upper bound: it adds the sidebar, the diagram and the
   cached one-batch section, and Streamlit's own element handling.
+
+The Gradients page (AppTest, whole script): its **first render** with Streamlit's caches
+cleared (targets: ≤ 2 s) and a **cached rerun** (≤ 300 ms), at its defaults and at its cap
+(64 values: 4×4×2×2 GroupNorm, a 64×64 Jacobian).
 
 Each is given as wall-clock time and as this process's CPU time (all its threads). The
 machines are shared: with a load average above the core count, wall-clock time grows while
@@ -90,6 +95,36 @@ def time_apptest(settings, repeats: int) -> tuple[float, float]:
     return medians(times[1:])  # the first click also warms Streamlit's own caches
 
 
+GRADIENTS = "pages/gradients.py"
+GRADIENT_SETTINGS = {"defaults (worked example, BatchNorm)": {},
+                     "cap (4×4×2×2 = 64 values, GroupNorm G=2)": dict(g_input="random", g_n=4, g_c=4, g_h=2, g_w=2,
+                                                                       g_norm="group", g_groups=2)}
+FIRST_RENDER_TARGET, RERUN_TARGET = 2.0, 0.3  # seconds
+
+
+def time_gradients(query: dict, reruns: int) -> tuple[float, float]:
+    """(first render, median cached rerun) wall seconds of the Gradients page, caches cleared first."""
+    from tests.apptest_pages import open_app
+
+    st.cache_data.clear()
+    at = open_app(timeout=120, **query)
+    at.switch_page(GRADIENTS)
+    first, _ = timed(at.run)
+    if at.exception or at.error:
+        raise RuntimeError((at.exception or at.error)[0].value if at.error else at.exception[0].message)
+    reruns_s = [timed(at.run)[0] for _ in range(reruns)]
+    return first, statistics.median(reruns_s)
+
+
+def print_gradients(reruns: int) -> None:
+    print(f"Gradients page, AppTest (targets: first render ≤ {FIRST_RENDER_TARGET:g} s, cached rerun "
+          f"≤ {RERUN_TARGET * 1e3:.0f} ms), load average {os.getloadavg()[0]:.1f}")
+    for label, query in GRADIENT_SETTINGS.items():
+        first, rerun = time_gradients(query, reruns)
+        verdict = "within" if first <= FIRST_RENDER_TARGET and rerun <= RERUN_TARGET else "OVER"
+        print(f"  {label:44s} first render {first * 1e3:7.0f} ms   cached rerun {rerun * 1e3:6.0f} ms   {verdict} targets")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few repeats, short history (a smoke test)")
@@ -107,6 +142,7 @@ def main() -> None:
         else:
             apptest = time_apptest(s, 1 if args.quick else repeats // 3)
         print(f"{label:48s} {fragment[0]:10.1f}{fragment[1]:10.1f} {apptest[0]:10.1f}{apptest[1]:10.1f}")
+    print_gradients(3 if args.quick else 10)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 

@@ -164,7 +164,9 @@ def _batch_stats_backward(ctx, dy, x, shift, shifted_mean, inv_std, weight, want
     want_x, want_weight, want_bias = want
     cell, large = ctx.cell, not ctx.small_cells
 
+    # Closed-form terms (lab Gradients page): dx = (istd/M)·(M·dx̂ − Σdx̂ − x̂·Σ(dx̂·x̂)), dx̂ = γ·dy.
     count = math.prod(x.shape[d] for d in ctx.dims)  # M, values per statistic
+    # Term Σdy (gives dβ, and Σdx̂ = γ·Σdy):
     sum_dy = dy.sum_to_size(cell)  # Σ dy per cell (dy itself when a cell is one value)
     # `buf` is the one full-size buffer: x − μ = (x − shift) − shifted_mean (never through the
     # rounded μ), then dy·(x − μ), or dy·x̂ where cells are single values; it holds dx later.
@@ -179,6 +181,7 @@ def _batch_stats_backward(ctx, dy, x, shift, shifted_mean, inv_std, weight, want
         # their errors do not add up the same way.)
         residual = buf.sum_to_size(inv_std.shape).div_(count)  # mean(x − μ) as computed: −δ
         shifted_mean = shifted_mean + residual  # shift + shifted_mean = μ, now to within float32's last bit
+    # Term Σ(dy·x̂) (gives dγ, and Σ(dx̂·x̂) = γ·Σ(dy·x̂)), first as Σ dy·(x − μ), times istd just below:
     sum_dy_centered = buf.mul_(dy).sum_to_size(cell)  # Σ dy·(x − μ) per cell (Σ dy·x̂ if large)
     if not large:
         # Σ dy·x̂ per cell: (Σ dy·buf − residual·Σ dy)·istd, istd being constant in a cell
@@ -197,6 +200,7 @@ def _batch_stats_backward(ctx, dy, x, shift, shifted_mean, inv_std, weight, want
     else:  # dx̂ = γ·dy, with γ constant within a cell
         sum_d_xhat = _sum_of_product(weight, sum_dy, inv_std.shape, large)
         sum_d_xhat_xhat = _sum_of_product(weight, sum_dy_centered, inv_std.shape, large)
+    # The 1/M of the factor istd/M, applied to both sums; istd multiplies them when dx is formed below.
     mean_d_xhat = sum_d_xhat / count  # mean(dx̂): the path through μ
     mean_d_xhat_xhat = sum_d_xhat_xhat / count  # mean(dx̂·x̂): the path through σ²
 
@@ -207,6 +211,7 @@ def _batch_stats_backward(ctx, dy, x, shift, shifted_mean, inv_std, weight, want
     # (dx̂ is added before b, so that where a statistic holds a single value, dx̂ − mean(dx̂)
     # cancels exactly to the true gradient, 0.)
     d_x = torch.sub(x, shift, out=buf)  # every use of buf's old contents is above this line
+    # The istd of the factor istd/M:
     if ctx.small_cells:  # the outer istd folded into the coefficients (small tensors)
         d_x.mul_(a * inv_std)
         d_x.addcmul_(dy, inv_std if weight is None else weight * inv_std)  # + istd·dx̂

@@ -91,8 +91,9 @@ class NormalizeByRMS(torch.autograd.Function):
 def _rms_backward(dy, x, inv_rms, weight, dims, want):
     """dx and dγ, one full-size buffer (see the module docstring). Returns (dx, dγ)."""
     want_x, want_weight = want
+    # Closed-form terms (lab Gradients page): dx = (istd/M)·(M·dx̂ − x̂·Σ(dx̂·x̂)), istd = r; no Σdx̂ (no μ).
     count = math.prod(x.shape[d] for d in dims)  # M, values per row
-    buf = torch.mul(dy, x).mul_(inv_rms)  # dy · x̂
+    buf = torch.mul(dy, x).mul_(inv_rms)  # dy · x̂, summed into the term Σ(dx̂·x̂) below
     d_weight = None
     if want_weight:  # dγ = Σ dy·x̂ over the rows (torch's sum: a cascade, accurate in float32)
         d_weight = buf.sum_to_size(weight.shape)
@@ -104,8 +105,8 @@ def _rms_backward(dy, x, inv_rms, weight, dims, want):
         sum_d_xhat_xhat = buf.sum(dims, keepdim=True)
     else:  # dx̂ = γ · dy: a matrix-vector product
         sum_d_xhat_xhat = _sum_of_product(buf, weight, inv_rms.shape, True)
-    mean_d_xhat_xhat = sum_d_xhat_xhat / count  # the path through r
+    mean_d_xhat_xhat = sum_d_xhat_xhat / count  # the path through r: term Σ(dx̂·x̂), times the 1/M of istd/M
     # dx = r · (dx̂ − x̂ · mean(dx̂·x̂)) = (dx̂ − x · (r · mean(dx̂·x̂))) · r, in place on buf
     d_x = torch.mul(x, -(inv_rms * mean_d_xhat_xhat), out=buf)  # every use of dy·x̂ is above
     d_x = d_x.add_(dy) if weight is None else d_x.addcmul_(dy, weight)
-    return d_x.mul_(inv_rms), d_weight
+    return d_x.mul_(inv_rms), d_weight  # · r: the istd of istd/M

@@ -40,7 +40,7 @@ from normcore.lab import settings as S
 from normcore.lab.populations import DRIFTS
 from normcore.lab.experiments import train_eval as te
 from normcore.lab.experiments import training as T
-from normcore.lab.experiments import live
+from normcore.lab.experiments import gradients, live
 from normcore.lab.loop import OPTIMIZER_LABELS
 from pages.shared import controls as C
 from pages.shared.navigation import PAGES, ROOT
@@ -61,7 +61,10 @@ FUZZ = settings(
 FUZZ_SESSION = settings(FUZZ, phases=[Phase.explicit, Phase.generate])
 
 # What this module must know about particular pages.
-PAGE_URL_OPTIONS = {"live_statistics": ("live_options", live.LiveOptions, live.FIELDS)}  # session key, parser, schema
+PAGE_URL_OPTIONS = {  # session key, parser, schema
+    "live_statistics": ("live_options", live.LiveOptions, live.FIELDS),
+    "gradients": ("gradient_options", gradients.GradientOptions, gradients.FIELDS),
+}
 TAB_KEYS = {"train_vs_eval": "scenario"}  # st.tabs(key=...): the open tab is session state
 SKIP_BUTTONS = {"training": {"▶️ Run"}}  # long work: fuzzed separately with tiny configs
 RAW_OPTIONS = {  # widgets whose format_func hides the options from AppTest
@@ -72,6 +75,7 @@ RAW_OPTIONS = {  # widgets whose format_func hides the options from AppTest
     "training_optimizer": tuple(OPTIMIZER_LABELS),
     "training_norms": models.NORMS,
     "training_devices": tuple(t.key for t in devices.all_targets()),
+    **{f"grad_{f.name}": f.options for f in gradients.FIELDS.fields if f.kind == "choice"},
 }
 
 COUNTS: dict[str, int] = {}
@@ -173,6 +177,8 @@ def page_url_value(f) -> st.SearchStrategy[str]:
         valid = st.sampled_from(["true", "false", "1", "0"])
     elif f.kind == "choice":
         valid = st.sampled_from(list(f.options))
+    elif f.choices is not None:  # a number from a list (eps on a log scale)
+        valid = st.sampled_from([repr(c) for c in f.options]) | st.floats(1e-10, 10.0).map(repr)
     else:
         lo, hi = f.low, f.high
         valid = (st.integers(int(lo) - 1, int(hi) + 1) if f.kind == "int" else st.floats(lo - 1, hi + 1)).map(str)

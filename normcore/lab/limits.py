@@ -112,3 +112,18 @@ def global_batch(workers: int, per_worker_batch: int, train_size: int) -> str | 
         return None
     return (f"{workers} workers × {per_worker_batch} samples = {workers * per_worker_batch:,} per step is more than "
             f"the {train_size:,} training samples. Use fewer workers or a smaller per-worker batch.")
+
+
+# -- Gradients: one small batch, its backward and its full Jacobian (N·C·H·W)² -------------
+# jacrev builds one row per output value; at 64 values the Jacobian is 4,096 entries and the
+# heatmap stays readable.
+MAX_GRADIENT_ELEMENTS = 64  # N·C·H·W of the Gradients page's own input
+
+
+def gradient_elements(n: int, c: int, h: int, w: int) -> str | None:
+    """The Gradients page's input of N×C×H×W values (its fields n, c, h, w)."""
+    total = n * c * h * w
+    if total <= MAX_GRADIENT_ELEMENTS:
+        return None
+    return (f"N×C×H×W = {n}×{c}×{h}×{w} = {total} values is over this page's cap of {MAX_GRADIENT_ELEMENTS} "
+            "(its Jacobian has one row and one column per value). Lower N, C, H or W.")

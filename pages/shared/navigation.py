@@ -43,4 +43,9 @@ PAGES = (
         "Train small MLPs and CNNs with each normalization side by side, live, and time them on every "
         "device this machine has.",
     ),
+    PageInfo(
+        "pages/gradients.py", "Gradients", "🧮", "gradients",
+        "Backprop through a norm step by step: the closed form against autograd, its identities and "
+        "eps's effect; then the Jacobian that shows how BatchNorm couples the samples of a batch.",
+    ),
 )

@@ -138,4 +138,6 @@ PLANS: dict[str, Plan] = {
     "live_statistics": Plan(button="Step", showcase=play_for(5), picture_height=2800),
     # The default comparison for one epoch: 5 norms x the CPU targets, a few seconds.
     "training": Plan(slider="Epochs", slider_key="Home", button="Run", rerun_timeout_ms=180_000, picture_height=2400),
+    # No button: everything is computed as the page opens. γ moves from 1.0 to 1.1.
+    "gradients": Plan(slider="γ (every channel)", picture_height=3600),
 }

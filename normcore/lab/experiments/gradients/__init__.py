@@ -1,0 +1,20 @@
+"""The experiments behind the Gradients page. UI-free: options in, tidy frames out.
+
+* ``options``: the page's own controls (:data:`FIELDS`, :class:`GradientOptions`, :func:`problems`);
+* ``backprop``: the forward graph x → μ, σ² → x̂ → y in plain ops, autograd through it, the
+  layer's closed-form gradients, the closed form's terms and its two identities;
+* ``step_by_step``: part 1 as frames (:func:`backprop_view`, :func:`identity_vs_eps`);
+* ``coupling``: part 2, the Jacobian ∂y_i/∂x_j on a copy of the layer, its sample blocks,
+  the 1/N sweep and the batch-of-two limit.
+"""
+
+from .backprop import build_layer, make_input, make_upstream
+from .coupling import Blocks, batch_of_two, coupling_view, coupling_vs_batch_size, jacobian
+from .options import FIELDS, MODE_LABELS, SHAPE_FIELDS, UPSTREAM_LABELS, GradientOptions, problems
+from .step_by_step import BackpropView, backprop_view, identity_vs_eps
+
+__all__ = [
+    "FIELDS", "MODE_LABELS", "SHAPE_FIELDS", "UPSTREAM_LABELS", "BackpropView", "Blocks", "GradientOptions",
+    "backprop_view", "batch_of_two", "build_layer", "coupling_view", "coupling_vs_batch_size", "identity_vs_eps",
+    "jacobian", "make_input", "make_upstream", "problems",
+]
