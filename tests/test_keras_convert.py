@@ -12,6 +12,7 @@ import torch
 
 import normcore
 import normcore.keras as nk
+from tests.keras_arrays import arr
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
 
@@ -24,9 +25,6 @@ def report_largest_differences():
     print("\nconverted layers vs Keras / torch.nn, largest |difference|:", {k: f"{v:.1e}" for k, v in sorted(LARGEST.items())})
 
 
-def arr(value) -> np.ndarray:
-    value = getattr(value, "value", value)
-    return value.detach().cpu().numpy().copy() if isinstance(value, torch.Tensor) else np.array(value)
 
 
 def close(what: str, ours, theirs, atol: float = 2e-5) -> None:

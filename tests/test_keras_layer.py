@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 import normcore
 import normcore.keras as nk
+from tests.keras_arrays import arr
 from normcore.keras.arguments import KERAS_ONLY
 
 # Keras 3.15's get_weights() calls np.array on torch tensors, which numpy 2 warns about.
@@ -30,10 +31,6 @@ def report_largest_differences():
     print("\nnormcore.keras vs Keras, largest |difference|:", {k: f"{v:.1e}" for k, v in sorted(LARGEST.items())})
 
 
-def arr(value) -> np.ndarray:
-    """A torch tensor, a Keras variable (its .value is a torch Parameter) or an array, as numpy."""
-    value = getattr(value, "value", value)
-    return value.detach().cpu().numpy().copy() if isinstance(value, torch.Tensor) else np.array(value)
 
 
 def close(what: str, ours, theirs, atol: float = 2e-5, rtol: float = 1e-5) -> None:
@@ -239,16 +236,22 @@ def test_parity_over_shapes_axes_and_arguments(keras, drawn):
     k.build(shape), ours.build(shape)
     weights = random_weights(shape[config["axis"]], config["center"], config["scale"], gen)
     k.set_weights(weights), ours.set_weights(weights)
+    worst_seen = 0.0
     for _ in range(3):
         x = torch.randn(shape, generator=gen) * 2 + torch.randn((), generator=gen)
         worst, absolute, var = keras_variance_error(x, config["axis"])
+        worst_seen = max(worst_seen, worst)
         relative = float((absolute / (var + config["epsilon"])).max())  # Keras's output is off by up to this, relatively
         y = ours(x, training=True)
         what = "training output" if relative < 1e-6 else "training output where Keras's E[x²] − E[x]² loses digits"
         close(what, y, k(x, training=True), atol=2e-5 + relative * float(y.detach().abs().max()))
         for ours_w, theirs_w in zip(ours.get_weights(), k.get_weights()):
             close("moving statistics", ours_w, theirs_w, atol=2e-5 + worst)
-    close("inference output", ours(x, training=False), k(x, training=False))
+    # Keras's moving variance carries its float32 variance error into inference: relative to
+    # moving_variance + ε, the output can be off by up to that error (an 8-rounding bound).
+    y = ours(x, training=False)
+    relative = worst_seen / float(ours.moving_variance.min() + config["epsilon"])
+    close("inference output", y, k(x, training=False), atol=2e-5 + relative * float(y.detach().abs().max()))
 
 
 # -- Keras's weights and arguments --------------------------------------------------------------

@@ -98,12 +98,7 @@ def _torch_layer(case: dict) -> nn.Module:
 def _oracle(case: dict, shift: float) -> dict:
     """torch.nn.BatchNorm on each whole batch (minus ``shift``: exact, and BN's outputs and
     gradients do not depend on it; the running mean gets it back as m·shift per step)."""
-    layer = nn.BatchNorm2d if len(case["shape"]) == 4 else nn.BatchNorm1d
-    bn = layer(case["channels"], momentum=case["momentum"], affine=case["affine"], dtype=torch.float64)
-    if case["affine"]:
-        with torch.no_grad():
-            bn.weight.copy_(torch.as_tensor(case["weight"]))
-            bn.bias.copy_(torch.as_tensor(case["bias"]))
+    bn = _torch_layer(case)
     out = {k: [] for k in ("y", "dx", "dw", "db", "rm", "rv")}
     shift_in_mean = 0.0
     for step, (x_np, dy_np) in enumerate(zip(case["whole_x"], case["whole_dy"]), start=1):
