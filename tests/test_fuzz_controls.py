@@ -65,6 +65,8 @@ PAGE_URL_OPTIONS = {  # session key, parser, schema
     "live_statistics": ("live_options", live.LiveOptions, live.FIELDS),
     "gradients": ("gradient_options", gradients.GradientOptions, gradients.FIELDS),
 }
+# Gradients ignores the shared controls (its own dozen travel in the URL): half the draws.
+URL_EXAMPLES = {"gradients": max(10, EXAMPLES // 2)}
 TAB_KEYS = {"train_vs_eval": "scenario"}  # st.tabs(key=...): the open tab is session state
 SKIP_BUTTONS = {"training": {"▶️ Run"}}  # long work: fuzzed separately with tiny configs
 RAW_OPTIONS = {  # widgets whose format_func hides the options from AppTest
@@ -216,7 +218,7 @@ def as_widget_values(values: dict) -> dict:
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.url_path for p in PAGES])
 def test_url_parameters(page):
-    @FUZZ
+    @settings(FUZZ, max_examples=URL_EXAMPLES.get(page.url_path, EXAMPLES))
     @given(params=url_params(page))
     @example(params={"momentum": "5e-324"})  # subnormal: 1/log1p(-m) overflowed a warm-up length once
     @example(params={"batch_size": "512", "channels": "64", "spatial": "8", "norm": "group", "num_groups": "64"})
