@@ -63,3 +63,12 @@ def test_changing_norm_and_upstream_gradient_updates_the_charts(app, warm_server
     assert after_upstream[0] != after_norm[0], "the identity-vs-eps chart did not change with dy"
     assert after_upstream[2] == coupling  # the 1/N sweep is BatchNorm's whatever the page's norm and dy
     app.screenshot(E2E_ARTIFACTS / "gradients-layernorm-ones.png")
+
+
+def test_rmsnorm_opened_from_a_link(app, warm_server):
+    """RMSNorm selected through the URL: its closed form matches autograd and it couples no samples."""
+    app.goto(page_url(warm_server, by_path("gradients"), g_norm="rms"))
+    assert_healthy(app)
+    assert any("RMSNorm" in t for t in app.page.locator(MAIN).all_inner_texts())
+    assert float(metric(app.page, "max |Δ| dx")) < 1e-12
+    assert float(metric(app.page, "max |entry| across samples")) == 0.0  # one block per sample
