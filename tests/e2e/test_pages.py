@@ -128,15 +128,21 @@ def test_training_config_upload_runs_and_downloads(app, warm_server, tmp_path):
     bad = tmp_path / "broken.json"
     bad.write_text('{"kind": "normcore-training-config", "epochs": ')
     uploader.locator('input[type="file"]').set_input_files(bad)
+    # The upload's HTTP request comes before its rerun, so wait for the outcome itself:
+    # on a loaded machine the rerun can start later than wait_for_rerun's start window.
+    refused = page.locator('[data-testid="stAlertContentError"]').filter(has_text="cannot be loaded")
+    refused.wait_for(timeout=60_000)
     app.wait_for_rerun()
-    assert page.locator('[data-testid="stAlertContentError"]').filter(has_text="cannot be loaded").count() == 1
+    assert refused.count() == 1
     assert_healthy(app)
     # A tiny saved configuration loads and runs at once.
     tiny = tmp_path / "tiny.json"
     tiny.write_text(RunConfig(epochs=1, width=8, depth=1, norms=("batch", "layer"), devices=("cpu",)).to_json())
     uploader.locator('input[type="file"]').set_input_files(tiny)
+    loaded = page.locator('[data-testid="stAlertContentSuccess"]').filter(has_text="Configuration loaded")
+    loaded.wait_for(timeout=180_000)
     app.wait_for_rerun(timeout_ms=180_000)
-    assert page.locator('[data-testid="stAlertContentSuccess"]').filter(has_text="Configuration loaded").count() == 1
+    assert loaded.count() == 1
     assert_healthy(app)
     # Both downloads hold what the page shows.
     with page.expect_download() as csv_download:
