@@ -19,7 +19,8 @@ Invalid combinations must explain themselves: when the settings model reports an
 the settings a page shows, the page shows an st.error or st.warning; a disabled Run button
 comes with an st.error. The number of combinations tried is printed and written to
 ``artifacts/fuzz/combinations.json``. ``NORMCORE_FUZZ_EXAMPLES`` sets the examples per
-page and way in (default 80: about 500 combinations in all, 2 to 4 minutes).
+page and way in (default 40: about 300 combinations over seven pages, 2 to 3 minutes;
+raise it for a deeper search, e.g. NORMCORE_FUZZ_EXAMPLES=200).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from pages.shared import controls as C
 from pages.shared.navigation import PAGES, ROOT
 
 APP = str(ROOT / "app.py")
-EXAMPLES = int(os.environ.get("NORMCORE_FUZZ_EXAMPLES", "80"))
+EXAMPLES = int(os.environ.get("NORMCORE_FUZZ_EXAMPLES", "40"))
 COUNTS_FILE = Path(os.environ.get("NORMCORE_ARTIFACTS", ROOT / "artifacts")) / "fuzz" / "combinations.json"
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 FUZZ = settings(
