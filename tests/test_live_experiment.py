@@ -413,7 +413,13 @@ def test_readouts_explain_the_three_numbers():
     assert l3 == "Std error of a batch mean" and v3 == f"{1 / math.sqrt(6 * 9):.3g}" and "M = 54" in e3
     cumulative = live.LiveStream(replace(SMALL, momentum=None, norm="layer"), live.LiveOptions(quiet_channel=True))
     (_, v1, e1), (_, v2, _), (_, v3, e3) = live.readouts(cumulative)
-    assert v1 == "—" and "No running statistics" in e1 and v2 == "∞"
+    (_, _, e1), (_, v2, e2), _ = live.readouts(cumulative)
+    assert v1 == "—" and "No running statistics" in e1
+    assert v2 == "—" and "momentum does not apply" in e2 and e2.startswith("LayerNorm")
+    rms_stream = live.LiveStream(replace(SMALL, norm="rms"))
+    assert live.readouts(rms_stream)[1][1] == "—"
+    # BatchNorm's cumulative average (momentum None) never halves an old batch's weight.
+    assert live.readouts(live.LiveStream(replace(SMALL, momentum=None)))[1][1] == "∞"
     # LayerNorm's one unit pools the quiet channel: SE² = avg σ_c² / M with σ_0² = 1e-4.
     assert v3 == f"{math.sqrt((1e-4 + 3) / 4 / (4 * 9)):.3g}" and "all channels" in e3
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from normcore.ema import ema_half_life
+from normcore.lab.norms import NORM_LABELS
 
 from . import rms
 from .stream import LiveStream
@@ -62,9 +63,14 @@ def readouts(stream: LiveStream) -> list[tuple[str, str, str]]:
         counted = "Batches averaged into the running statistics so far."
     labels = unit_labels(s, o.quiet_channel)
     u = 1 if o.quiet_channel and len(labels) > 1 else 0  # a typical unit, not the quiet one
+    if tracked is None:
+        half_life_text = "—"
+        half_life_note = f"{NORM_LABELS[s.norm]} keeps no running average here, so momentum does not apply."
+    else:
+        half_life_text = "∞" if math.isinf(half_life) else f"{half_life:.1f} steps"
+        half_life_note = f"After this many batches an old batch's weight in the running average has halved ({s.momentum_text()})."
     return [
         ("num_batches_tracked", "—" if tracked is None else str(tracked), counted),
-        ("EMA half-life", "∞" if math.isinf(half_life) else f"{half_life:.1f} steps",
-         f"After this many batches an old batch's weight in the running average has halved ({s.momentum_text()})."),
+        ("EMA half-life", half_life_text, half_life_note),
         _third(stream, labels, u),
     ]
