@@ -18,8 +18,8 @@ that go over all of them at once: defaults, URL in and out, JSON validation.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable, ClassVar, Iterable, Mapping
 
 WIDGETS = ("slider", "select_slider", "number_input", "selectbox", "radio", "toggle", "multiselect")
 
@@ -245,3 +245,20 @@ class Schema:
                 except ValueError as exc:
                     errors.append(f"{f.name}: {str(exc).rstrip('.')}.")
         return values, errors
+
+
+class QueryOptions:
+    """Mixin for a page's frozen dataclass of options whose fields are ``SCHEMA``'s: the URL
+    form both ways. Subclasses set ``SCHEMA: ClassVar[Schema] = FIELDS``."""
+
+    SCHEMA: ClassVar[Schema]
+
+    def to_query(self) -> dict[str, str]:
+        """The options that differ from the defaults, as URL parameters."""
+        return type(self).SCHEMA.to_query(asdict(self))
+
+    @classmethod
+    def from_query(cls, params: Mapping):
+        """Options from URL parameters, and a message for each bad value (which keeps its default)."""
+        values, messages = cls.SCHEMA.from_query(params)
+        return replace(cls(), **values), messages

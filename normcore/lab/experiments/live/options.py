@@ -7,11 +7,11 @@ the frozen value the stream runs with, read from and written to the URL through 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
-from typing import Mapping
+from dataclasses import dataclass
+from typing import ClassVar
 
 from normcore.lab import limits
-from normcore.lab.fields import Field, Schema
+from normcore.lab.fields import Field, QueryOptions, Schema
 from normcore.lab.populations import DRIFT_LABELS, DRIFTS, QUIET_STD
 
 FIELDS = Schema((
@@ -29,22 +29,13 @@ STREAM_OPTIONS = ("drift", *DRIFT_SHAPE, "steps_per_tick")  # drawn side by side
 
 
 @dataclass(frozen=True)
-class LiveOptions:
+class LiveOptions(QueryOptions):
     """The page's options as the stream uses them; defaults are :data:`FIELDS`' defaults."""
 
+    SCHEMA: ClassVar[Schema] = FIELDS
     quiet_channel: bool = FIELDS["quiet_channel"].default
     drift: str = FIELDS["drift"].default
     drift_size: float = FIELDS["drift_size"].default  # in units of the input's std (the Scale control)
     drift_period: int = FIELDS["drift_period"].default  # steps
     track_running_stats: bool = FIELDS["track_running_stats"].default  # InstanceNorm only; torch's default
     steps_per_tick: int = FIELDS["steps_per_tick"].default  # batches per Play tick
-
-    def to_query(self) -> dict[str, str]:
-        """The options that differ from the defaults, as URL parameters."""
-        return FIELDS.to_query(asdict(self))
-
-    @classmethod
-    def from_query(cls, params: Mapping) -> tuple[LiveOptions, list[str]]:
-        """Options from URL parameters; a bad value keeps its default and yields a message."""
-        values, messages = FIELDS.from_query(params)
-        return replace(cls(), **values), messages
