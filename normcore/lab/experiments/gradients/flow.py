@@ -169,10 +169,10 @@ def flow_sentence(profile: pd.DataFrame, norm: str, when: str, column: str = "ac
     ratio = std[0] / last
     head = f"{name}, {when}: the {what}' std at layer 1 is {ratio:.2g}× that at layer {len(std)}"
     if ratio > EXPLODE:
-        where = int(p.layer.iloc[(std / last > EXPLODE).argmax()])
+        where = int(p.layer[std / last > EXPLODE].max())  # the layer nearest the output past 10×
         verdict = f"; they explode towards the input (past 10× from layer {where} down)"
     elif ratio < VANISH:
-        where = int(p.layer.iloc[(std / last < VANISH).argmax()])
+        where = int(p.layer[std / last < VANISH].max())
         verdict = f"; they vanish towards the input (below 1/10 from layer {where} down)"
     else:
         verdict = "; they stay within a factor of 10 across the depth"

@@ -35,7 +35,7 @@ SCALES = (0.5, 1.0, 2.0, 3.0, 4.0)  # step sizes along the gradient, in units of
 DEPTH, WIDTH, ACTIVATION = 4, 64, "relu"  # the small network
 RUNS = ("batch", "none")
 SLICE_BATCH = 256
-LINE_RANGE = (-0.25, 1.25)  # α: a little before the start and past the end
+LINE_MARGIN = 0.25  # the 1-D slice runs from α = −0.25 to 1.25: a little before the start and past the end
 BAND_COLUMNS = ("loss_min", "loss_max", "grad_change_min", "grad_change_max", "beta")
 
 
@@ -132,10 +132,17 @@ def slice_views(model: models.Classifier, start: Params, x: torch.Tensor, y: tor
                 s: LandscapeSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The 1-D slice from ``start`` to the model's weights, and the 2-D slice around them."""
     loss, end = slices.model_loss(model, x, y), slices.params_of(model)
-    line = slices.line_slice(loss, start, end, slices.grid(2 * s.resolution - 1, *LINE_RANGE))
+    line = slices.line_slice(loss, start, end, line_alphas(s.resolution))
     d1, d2 = slices.random_direction(end, s.seed + 1), slices.random_direction(end, s.seed + 2)
     plane = slices.plane_slice(loss, end, d1, d2, slices.grid(s.resolution))
     return line, plane
+
+
+def line_alphas(resolution: int) -> list[float]:
+    """``resolution`` points from α = 0 to 1 (both included), continued by LINE_MARGIN each side."""
+    intervals = resolution - 1
+    extra = math.ceil(LINE_MARGIN * intervals)
+    return [k / intervals for k in range(-extra, intervals + extra + 1)]
 
 
 def band_sentence(widths: pd.DataFrame) -> str:

@@ -79,7 +79,7 @@ FIELDS = Schema((
           1, 100, 1, url="g_every", caps=("probe_points",)),
     Field("land_lr", "Learning rate η", 0.1, "float", "The same for both runs, and the unit of the probe steps.",
           choices=LR_CHOICES, snap=True, url="g_llr"),
-    Field("resolution", "Slice resolution", 21, "int", "Points per side of the 2-D slice (the 1-D slice has twice as many).",
+    Field("resolution", "Slice resolution", 21, "int", "Points per side of the 2-D slice; the 1-D slice has as many from start to end, and a quarter more past each.",
           5, limits.MAX_SLICE_RESOLUTION, 2, url="g_res"),
 ))
 SHAPE_FIELDS = ("n", "c", "h", "w")
