@@ -50,19 +50,18 @@ def sentences(result: flow.FlowResult) -> None:
     st.markdown("**The measured profile, in words**\n\n" + "\n".join(lines))
 
 
-def charts_grid(result: flow.FlowResult) -> None:
-    p = result.profiles
-    shown = [charts.profile_chart(p, "act_grad_std", "std of the activation gradients ∂L/∂h", log=True),
-             charts.profile_chart(p, "weight_grad_std", "std of the weight gradients ∂L/∂W", log=True),
-             charts.profile_chart(p, "act_mean", "mean of the activations"),
-             charts.profile_chart(p, "act_std", "std of the activations"),
-             charts.update_ratio_chart(p, flow.HEALTHY_UPDATE_RATIO),
-             charts.percentile_chart(result.histories)]
-    if result.settings.activation != "relu":
-        shown.insert(4, charts.profile_chart(p, "saturation_pct", f"saturated % (|{result.settings.activation}| tails)"))
-    for start in range(0, len(shown), 2):
-        for column, chart in zip(st.columns(2), shown[start:start + 2]):
-            column.altair_chart(chart, width="stretch")
+@st.cache_data(max_entries=16, show_spinner=False)
+def flow_view(settings: flow.FlowSettings):
+    """The result and its charts as Vega-Lite specs, built once per setting (a rerun draws them as they are)."""
+    result = flow_result(settings)
+    shown = charts.flow_charts(result.profiles, result.histories, settings.activation, flow.HEALTHY_UPDATE_RATIO)
+    return result, [chart.to_dict() for chart in shown]
+
+
+def charts_grid(specs: list[dict]) -> None:
+    for start in range(0, len(specs), 2):
+        for column, spec in zip(st.columns(2), specs[start:start + 2]):
+            column.vega_lite_chart(spec, width="stretch")
 
 
 def render() -> None:
@@ -72,9 +71,10 @@ def render() -> None:
     o = options()
     if blocked_by(G.flow_problems(o)):
         return
-    result = long_run("flow", o.flow(), flow_result)
-    if result is None:
+    view = long_run("flow", o.flow(), flow_view)
+    if view is None:
         return
+    result, specs = view
     for run, status in result.status.items():
         if status == "diverged":
             st.warning(f"Without a norm the run diverged (its loss became NaN or infinite); only its "
@@ -83,7 +83,7 @@ def render() -> None:
     st.markdown("**First-layer over last-layer gradient std** (above 1: larger towards the input)")
     numbers(result.ratios())
     sentences(result)
-    charts_grid(result)
+    charts_grid(specs)
     st.caption("Green band: log10 update:data ratio −3 ± 0.5, the usual healthy range (Karpathy, makemore part 3); "
                "it uses the plain lr·gradient, SGD's momentum left out. Saturated: |tanh| > 0.97 "
                "(sigmoid: within 0.03 of 0 or 1). The percentiles come from the training loop's probe on layer 1.")

@@ -39,14 +39,20 @@ def landscape_result(settings: L.LandscapeSettings) -> L.LandscapeResult:
     return result
 
 
-def slices(result: L.LandscapeResult) -> None:
+@st.cache_data(max_entries=16, show_spinner=False)
+def landscape_view(settings: L.LandscapeSettings):
+    """The result and its charts as Vega-Lite specs, built once per setting."""
+    result = landscape_result(settings)
+    measures, line, planes = charts.landscape_charts(result.bands, result.line, result.plane, L.RUNS)
+    return result, ([c.to_dict() for c in measures], line.to_dict(), [c.to_dict() for c in planes])
+
+
+def slices(line: dict, planes: list[dict]) -> None:
     st.markdown(SLICES)
     st.info(TRAIN_MODE)
-    st.altair_chart(charts.line_slice_chart(result.line), width="stretch")
-    plane = result.plane
-    domain = (max(float(plane.loss.min()), 1e-6), float(plane.loss.max()))
-    for column, run in zip(st.columns(2), L.RUNS):
-        column.altair_chart(charts.plane_chart(plane, run, domain), width="content")
+    st.vega_lite_chart(line, width="stretch")
+    for column, spec in zip(st.columns(2), planes):
+        column.vega_lite_chart(spec, width="content")
 
 
 def render() -> None:
@@ -57,9 +63,10 @@ def render() -> None:
     o = options()
     if blocked_by(G.landscape_problems(o)):
         return
-    result = long_run("landscape", o.landscape(), landscape_result)
-    if result is None:
+    view = long_run("landscape", o.landscape(), landscape_view)
+    if view is None:
         return
+    result, (measures, line, planes) = view
     for run, status in result.status.items():
         if status == "diverged":
             st.warning(f"The {'no-norm' if run == 'none' else run} run diverged at this learning rate; lower it.")
@@ -67,10 +74,6 @@ def render() -> None:
     st.markdown("**Band widths** (mean over the probes of max − min; β: mean and largest)")
     numbers(widths)
     st.markdown(L.band_sentence(widths))
-    bands = result.bands
-    for column, chart in zip(st.columns(3), (
-            charts.band_chart(bands, "loss_min", "loss_max", "Loss landscape", log=True),
-            charts.band_chart(bands, "grad_change_min", "grad_change_max", "Gradient predictiveness ‖g − g′‖"),
-            charts.beta_chart(bands))):
-        column.altair_chart(chart, width="stretch")
-    slices(result)
+    for column, spec in zip(st.columns(3), measures):
+        column.vega_lite_chart(spec, width="stretch")
+    slices(line, planes)

@@ -102,3 +102,24 @@ def plane_chart(plane: pd.DataFrame, run: str, domain: tuple[float, float]) -> a
         color=alt.Color("loss:Q", scale=alt.Scale(type="log", scheme="viridis", domain=list(domain)), title="loss"),
         tooltip=[alt.Tooltip("a", format=".2f"), alt.Tooltip("b", format=".2f"), alt.Tooltip("loss", format=".4g")],
     ).properties(width=260, height=260, title=f"2-D slice: {NORM_LABELS.get(run, run)}")
+
+
+def flow_charts(profiles: pd.DataFrame, histories: pd.DataFrame, activation: str, healthy: float) -> list:
+    """Part 3's charts in page order: the two gradient series, the activations' mean and std,
+    the saturation (tanh, sigmoid), the update:data ratio, the loop's percentiles."""
+    shown = [profile_chart(profiles, "act_grad_std", "std of the activation gradients ∂L/∂h", log=True),
+             profile_chart(profiles, "weight_grad_std", "std of the weight gradients ∂L/∂W", log=True),
+             profile_chart(profiles, "act_mean", "mean of the activations"),
+             profile_chart(profiles, "act_std", "std of the activations")]
+    if activation != "relu":
+        shown.append(profile_chart(profiles, "saturation_pct", f"saturated % (|{activation}| tails)"))
+    return shown + [update_ratio_chart(profiles, healthy), percentile_chart(histories)]
+
+
+def landscape_charts(bands: pd.DataFrame, line: pd.DataFrame, plane: pd.DataFrame, runs) -> tuple[list, object, list]:
+    """Part 4's charts: the three measures, the 1-D slice, one 2-D slice per run (one colour scale)."""
+    measures = [band_chart(bands, "loss_min", "loss_max", "Loss landscape", log=True),
+                band_chart(bands, "grad_change_min", "grad_change_max", "Gradient predictiveness ‖g − g′‖"),
+                beta_chart(bands)]
+    domain = (max(float(plane.loss.min()), 1e-6), float(plane.loss.max()))
+    return measures, line_slice_chart(line), [plane_chart(plane, run, domain) for run in runs]
