@@ -11,6 +11,7 @@ from pages.shared import controls, widgets
 OPTIONS = "gradient_options"
 STOPPED = "gradient_stopped"  # part -> the settings whose run the user stopped
 FMT = {"format": "%.6g"}
+CHART_PX = 320  # the height of each chart of parts 3–4
 
 
 def read_url_once() -> None:

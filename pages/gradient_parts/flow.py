@@ -10,7 +10,7 @@ from normcore.lab.experiments.gradients import flow
 from normcore.lab.experiments.gradients.options import GAIN_MARKS
 from normcore.lab.viz import flow_charts as charts
 
-from .common import blocked_by, long_run, numbers, option, options
+from .common import CHART_PX, blocked_by, long_run, numbers, option, options
 
 INTRO = (
     "A deep MLP on the digits (Linear → norm → activation, Xavier-normal weights × the gain), trained by the "
@@ -61,7 +61,7 @@ def flow_view(settings: flow.FlowSettings):
 def charts_grid(specs: list[dict]) -> None:
     for start in range(0, len(specs), 2):
         for column, spec in zip(st.columns(2), specs[start:start + 2]):
-            column.vega_lite_chart(spec, width="stretch")
+            column.vega_lite_chart(spec, width="stretch", height=CHART_PX)
 
 
 def render() -> None:

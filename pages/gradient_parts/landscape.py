@@ -9,7 +9,7 @@ from normcore.lab.experiments import gradients as G
 from normcore.lab.experiments.gradients import landscape as L
 from normcore.lab.viz import flow_charts as charts
 
-from .common import blocked_by, long_run, numbers, option, options
+from .common import CHART_PX, blocked_by, long_run, numbers, option, options
 
 INTRO = (
     f"A small MLP ({L.DEPTH} hidden layers of {L.WIDTH}, ReLU) trained on the digits with BatchNorm and without, "
@@ -50,9 +50,9 @@ def landscape_view(settings: L.LandscapeSettings):
 def slices(line: dict, planes: list[dict]) -> None:
     st.markdown(SLICES)
     st.info(TRAIN_MODE)
-    st.vega_lite_chart(line, width="stretch")
+    st.vega_lite_chart(line, width="stretch", height=CHART_PX)
     for column, spec in zip(st.columns(2), planes):
-        column.vega_lite_chart(spec, width="content")
+        column.vega_lite_chart(spec, width="stretch", height=CHART_PX + 60)
 
 
 def render() -> None:
@@ -75,5 +75,5 @@ def render() -> None:
     numbers(widths)
     st.markdown(L.band_sentence(widths))
     for column, spec in zip(st.columns(3), measures):
-        column.vega_lite_chart(spec, width="stretch")
+        column.vega_lite_chart(spec, width="stretch", height=CHART_PX)
     slices(line, planes)

@@ -25,7 +25,7 @@ def _labelled(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _run_colour() -> alt.Color:
-    return alt.Color("run:N", title="run", legend=alt.Legend(orient="top"))
+    return alt.Color("run:N", title="run", legend=alt.Legend(orient="top"), scale=alt.Scale(scheme="category10"))
 
 
 def profile_chart(profiles: pd.DataFrame, column: str, title: str, log: bool = False) -> alt.Chart:
@@ -94,14 +94,21 @@ def line_slice_chart(line: pd.DataFrame) -> alt.LayerChart:
 
 
 def plane_chart(plane: pd.DataFrame, run: str, domain: tuple[float, float]) -> alt.Chart:
-    """The loss on trained + a·d₁ + b·d₂ (log colour scale, shared ``domain`` across runs)."""
+    """The loss on trained + a·d₁ + b·d₂ (log colour scale, shared ``domain`` across runs);
+    each grid point a cell centred on it."""
     frame = plane[plane.run == run]
+    a, b = sorted(frame.a.unique()), sorted(frame.b.unique())
+    half = (a[1] - a[0]) / 2 if len(a) > 1 else 0.5
+    frame = frame.assign(a0=frame.a - half, a1=frame.a + half, b0=frame.b - half, b1=frame.b + half)
     return alt.Chart(frame).mark_rect().encode(
-        x=alt.X("a:O", title="a (direction 1)", axis=alt.Axis(format=".2f", labelOverlap=True)),
-        y=alt.Y("b:O", title="b (direction 2)", sort="descending", axis=alt.Axis(format=".2f", labelOverlap=True)),
-        color=alt.Color("loss:Q", scale=alt.Scale(type="log", scheme="viridis", domain=list(domain)), title="loss"),
+        x=alt.X("a0:Q", title="a (direction 1)", scale=alt.Scale(domain=[a[0] - half, a[-1] + half], nice=False)),
+        x2="a1:Q",
+        y=alt.Y("b0:Q", title="b (direction 2)", scale=alt.Scale(domain=[b[0] - half, b[-1] + half], nice=False)),
+        y2="b1:Q",
+        color=alt.Color("loss:Q", scale=alt.Scale(type="log", scheme="viridis", domain=list(domain)),
+                        title="loss", legend=alt.Legend(format=".3g")),
         tooltip=[alt.Tooltip("a", format=".2f"), alt.Tooltip("b", format=".2f"), alt.Tooltip("loss", format=".4g")],
-    ).properties(width=260, height=260, title=f"2-D slice: {NORM_LABELS.get(run, run)}")
+    ).properties(height=300, title=f"2-D slice: {NORM_LABELS.get(run, run)}")
 
 
 def flow_charts(profiles: pd.DataFrame, histories: pd.DataFrame, activation: str, healthy: float) -> list:
