@@ -16,7 +16,7 @@ import pandas as pd
 from normcore.lab.norms import NORM_LABELS
 
 HEIGHT = 240
-WHEN = alt.StrokeDash("when:N", title="when", sort=["init", "trained"],
+WHEN = alt.StrokeDash("when:N", title="when", sort=["init", "trained"], legend=alt.Legend(symbolType="stroke"),
                       scale=alt.Scale(domain=["init", "trained"], range=[[5, 4], [1, 0]]))
 
 
