@@ -36,6 +36,9 @@ SATURATED = 0.97  # |tanh| above this (sigmoid: within 0.03 of 0 or 1) counts as
 IMPL = "torch"
 PROFILE_COLUMNS = ("layer", "act_mean", "act_std", "saturation_pct", "act_grad_std", "weight_grad_std", "update_ratio")
 HEALTHY_UPDATE_RATIO = -3.0  # log10(std(lr·grad)/std(w)) (Karpathy, makemore part 3)
+# Small layers: one thread is faster than two (and far faster on a loaded machine). placed()
+# also runs one such experiment at a time per process, as the training page's runs.
+ONE_THREAD = devices.Target("cpu", 1)
 EXPLODE, VANISH = 10.0, 0.1  # first/last std ratios past these are called exploding / vanishing
 
 
@@ -130,7 +133,7 @@ def compare(s: FlowSettings, on_progress: Callable[[float], None] | None = None,
     config = loop.TrainConfig(epochs=math.ceil(s.steps / per_epoch), batch_size=BATCH, lr=s.lr, seed=s.seed,
                               log_every=10, probe_layer=0)
     profiles, histories, status = [], [], {}
-    with _no_denormals(), devices.thread_count(1):  # small layers: one thread is faster than two
+    with devices.placed(ONE_THREAD), no_denormals():
         for k, norm in enumerate(s.norms):
             model = models.make_model("mlp", norm=norm, impl=IMPL, width=s.width, depth=s.depth,
                                       activation=s.activation, init_gain=s.gain, seed=s.seed)
@@ -144,7 +147,7 @@ def compare(s: FlowSettings, on_progress: Callable[[float], None] | None = None,
     return FlowResult(pd.concat(profiles, ignore_index=True), pd.concat(histories, ignore_index=True), status, s)
 
 
-class _no_denormals:
+class no_denormals:
     """Flush denormal floats to zero while training: a vanishing signal otherwise runs into
     them and slows every layer's arithmetic by orders of magnitude on a CPU."""
 

@@ -29,6 +29,7 @@ import torch
 from normcore.lab import datasets, devices, loop, models
 
 from . import slices
+from .flow import ONE_THREAD, no_denormals
 from .slices import Params
 
 SCALES = (0.5, 1.0, 2.0, 3.0, 4.0)  # step sizes along the gradient, in units of η
@@ -107,7 +108,7 @@ def compare(s: LandscapeSettings, on_progress: Callable[[float], None] | None = 
     per_epoch = len(data.x_train) // loop.TrainConfig().batch_size
     config = loop.TrainConfig(epochs=math.ceil(s.steps / per_epoch), lr=s.lr, seed=s.seed, log_every=10)
     bands, lines, planes, status = [], [], [], {}
-    with devices.thread_count(1):  # small layers: one thread is faster than two
+    with devices.placed(ONE_THREAD), no_denormals():
         for k, run in enumerate(RUNS):
             model = models.make_model("mlp", norm=run, impl="torch", width=WIDTH, depth=DEPTH,
                                       activation=ACTIVATION, seed=s.seed)
