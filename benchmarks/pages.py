@@ -3,6 +3,7 @@ and the Gradients page's first render and cached rerun.
 
     python -m benchmarks.pages            # default repeats
     python -m benchmarks.pages --quick    # a smoke test: few repeats, AppTest at the defaults only
+    python -m benchmarks.pages --gradients  # only the Gradients page, all four parts
 
 Two measurements per setting, medians in milliseconds:
 
@@ -17,7 +18,9 @@ Two measurements per setting, medians in milliseconds:
 
 The Gradients page (AppTest, whole script): its **first render** with Streamlit's caches
 cleared (targets: ≤ 2 s) and a **cached rerun** (≤ 300 ms), at its defaults and at its cap
-(64 values: 4×4×2×2 GroupNorm, a 64×64 Jacobian).
+(64 values: 4×4×2×2 GroupNorm, a 64×64 Jacobian). Then its parts 3 and 4 (their tabs opened
+at their defaults: two deep MLPs trained, or two small ones probed and sliced): the first
+render with the caches cleared (target ≤ 6 s) and a cached rerun (≤ 300 ms).
 
 Each is given as wall-clock time and as this process's CPU time (all its threads). The
 machines are shared: with a load average above the core count, wall-clock time grows while
@@ -100,6 +103,8 @@ GRADIENT_SETTINGS = {"defaults (worked example, BatchNorm)": {},
                      "cap (4×4×2×2 = 64 values, GroupNorm G=2)": dict(g_input="random", g_n=4, g_c=4, g_h=2, g_w=2,
                                                                        g_norm="group", g_groups=2)}
 FIRST_RENDER_TARGET, RERUN_TARGET = 2.0, 0.3  # seconds
+GRADIENT_PARTS = ("3 · Gradient flow in depth", "4 · The landscape")  # tabs that train: their defaults
+PART_TARGET = 6.0  # seconds, a training part's first render
 
 
 def time_gradients(query: dict, reruns: int) -> tuple[float, float]:
@@ -125,10 +130,40 @@ def print_gradients(reruns: int) -> None:
         print(f"  {label:44s} first render {first * 1e3:7.0f} ms   cached rerun {rerun * 1e3:6.0f} ms   {verdict} targets")
 
 
+def time_gradient_part(tab: str, reruns: int) -> tuple[float, float, float]:
+    """(first render wall, its CPU, median cached rerun wall) seconds of one Gradients tab at its
+    defaults. The training runs on one thread, so on a quiet machine its wall time is its CPU time."""
+    from tests.apptest_pages import open_page
+
+    at = open_page(GRADIENTS, timeout=120)  # parts 1–2 rendered (and cached) first
+    st.cache_data.clear()
+    at.session_state["gradient_part"] = tab
+    first, cpu = timed(at.run)
+    if at.exception or at.error:
+        raise RuntimeError((at.exception or at.error)[0].value if at.error else at.exception[0].message)
+    reruns_s = [timed(at.run)[0] for _ in range(reruns)]
+    return first, cpu, statistics.median(reruns_s)
+
+
+def print_gradient_parts(reruns: int) -> None:
+    print(f"Gradients page, training parts (targets: first render ≤ {PART_TARGET:g} s, cached rerun "
+          f"≤ {RERUN_TARGET * 1e3:.0f} ms), load average {os.getloadavg()[0]:.1f}")
+    for tab in GRADIENT_PARTS:
+        first, cpu, rerun = time_gradient_part(tab, reruns)
+        verdict = "within" if first <= PART_TARGET and rerun <= RERUN_TARGET else "OVER"
+        print(f"  {tab:44s} first render {first * 1e3:7.0f} ms (cpu {cpu * 1e3:6.0f} ms)   cached rerun "
+              f"{rerun * 1e3:6.0f} ms   {verdict} targets")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few repeats, short history (a smoke test)")
+    parser.add_argument("--gradients", action="store_true", help="only the Gradients page (all its parts)")
     args = parser.parse_args()
+    if args.gradients:
+        print_gradients(3 if args.quick else 10)
+        print_gradient_parts(3 if args.quick else 10)
+        return
     bare_streamlit.quiet()  # fragment_step uses Streamlit in bare mode
     repeats = 3 if args.quick else 25
     print(f"Live statistics, server-side time of one Step (median of {repeats}), load average {os.getloadavg()[0]:.1f}")
@@ -143,6 +178,7 @@ def main() -> None:
             apptest = time_apptest(s, 1 if args.quick else repeats // 3)
         print(f"{label:48s} {fragment[0]:10.1f}{fragment[1]:10.1f} {apptest[0]:10.1f}{apptest[1]:10.1f}")
     print_gradients(3 if args.quick else 10)
+    print_gradient_parts(3 if args.quick else 10)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 

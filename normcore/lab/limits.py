@@ -127,3 +127,34 @@ def gradient_elements(n: int, c: int, h: int, w: int) -> str | None:
         return None
     return (f"N×C×H×W = {n}×{c}×{h}×{w} = {total} values is over this page's cap of {MAX_GRADIENT_ELEMENTS} "
             "(its Jacobian has one row and one column per value). Lower N, C, H or W.")
+
+
+# -- Gradients page, parts 3–4: a deep MLP trained twice (the norm and none), and the landscape --
+# One optimizer step of a depth-D, width-W MLP costs ~3·128·D·W² multiply-accumulates, but
+# at these sizes per-layer overhead dominates (~0.25 ms per layer and step here), so the
+# work is capped as depth × width × steps, summed over both runs.
+MAX_FLOW_DEPTH = 50  # hidden blocks (the training page keeps its own MAX_DEPTH)
+MAX_FLOW_WIDTH = 128
+MAX_FLOW_STEPS = 1000
+MAX_FLOW_WORK = 3_000_000  # depth × width × steps of one run (the default: 20 × 64 × 200 = 256,000)
+MAX_LANDSCAPE_STEPS = 1000  # training steps of each landscape run
+MAX_PROBE_POINTS = 600  # points along the gradient evaluated in one run (probes × step sizes)
+MAX_SLICE_RESOLUTION = 41  # points per side of the 2-D slice (and of the 1-D slice × 2)
+
+
+def flow_work(depth: int, width: int, steps: int) -> str | None:
+    """One gradient-flow run of depth × width × steps (fields depth, width, steps)."""
+    work = depth * width * steps
+    if work <= MAX_FLOW_WORK:
+        return None
+    return (f"depth × width × steps = {depth} × {width} × {steps} = {work:,} is over this page's cap of "
+            f"{MAX_FLOW_WORK:,} per run. Use fewer layers, fewer units or fewer steps.")
+
+
+def probe_points(steps: int, every: int, scales: int) -> str | None:
+    """Points along the gradient one landscape run evaluates (fields land_steps, land_every)."""
+    points = (steps // every) * scales
+    if points <= MAX_PROBE_POINTS:
+        return None
+    return (f"{steps // every} probes × {scales} step sizes = {points} points along the gradient is over this "
+            f"page's cap of {MAX_PROBE_POINTS} per run. Probe less often (a larger k) or train fewer steps.")

@@ -130,6 +130,8 @@ def train(
     threads: int | None = None,
     callback: Callable[[Progress], None] | None = None,
     stop: Callable[[], bool] | None = None,
+    max_steps: int | None = None,
+    after_backward: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data`` with ``config`` on ``device`` (``threads``: CPU threads, None = all).
 
@@ -141,10 +143,14 @@ def train(
     torch's thread count is process-wide, so a caller running several trainings at once in
     one process (a server's sessions) serializes them itself, as the training experiment
     does with ``devices.placed``. This function never waits on anyone.
+
+    ``max_steps`` ends the run after that many steps (mid-epoch if need be; the last window is
+    reported). ``after_backward(step, x, y)`` is called on every step after the backward pass
+    and before the update, with that step's batch: the gradients are in ``.grad``.
     """
     config.check(len(data.x_train))
     with devices.thread_count(threads):
-        return _train_on(model, data, config, torch.device(device), callback, stop)
+        return _train_on(model, data, config, torch.device(device), callback, stop, max_steps, after_backward)
 
 
 class _TrainClock:
@@ -237,12 +243,14 @@ def _check_losses(losses: list[torch.Tensor]) -> tuple[torch.Tensor, float, int 
     return stacked, loss_sum, int((~torch.isfinite(stacked)).nonzero()[0])
 
 
-def _train_on(model, data, config, dev, callback, stop) -> TrainResult:
+def _train_on(model, data, config, dev, callback, stop, max_steps=None, after_backward=None) -> TrainResult:
     data = data.to(dev)  # once
     model.to(dev).train()
     optimizer = make_optimizer(model, config)
     order = batch_order(len(data.x_train), config.batch_size, config.epochs, config.seed).to(dev)
     window, clock = _ReportWindow(model, data, config, order, callback), _TrainClock(dev)
+    if max_steps is not None:  # a run counted in steps: it ends mid-epoch
+        window.total = min(window.total, int(max_steps))
     total, per_epoch = window.total, window.per_epoch
     status, message, bad_step, step = "finished", "", None, 0
     try:
@@ -255,6 +263,8 @@ def _train_on(model, data, config, dev, callback, stop) -> TrainResult:
             loss = nn.functional.cross_entropy(logits, window.targets[step])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if after_backward is not None:  # sees the step's gradients before the update
+                after_backward(step, data.x_train[order[step]], window.targets[step])
             optimizer.step()
             window.keep(loss, logits)
             step += 1
@@ -271,7 +281,7 @@ def _train_on(model, data, config, dev, callback, stop) -> TrainResult:
                 break
             window.report(step, clock.total, loss_sum / len(losses), end_of_epoch)
             clock.resume()
-        if status == "stopped" and step > window.start:
+        if status != "diverged" and step > window.start:  # stopped, or max_steps mid-window
             clock.pause()
             window.report(step, clock.total, float(torch.stack(window.losses).mean()), end_of_epoch=False)
     finally:

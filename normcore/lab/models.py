@@ -141,6 +141,7 @@ def make_model(
     activation: str = "relu",
     seed: int = 0,
     device=None,
+    init_gain: float | None = None,
 ) -> Classifier:
     """A ``kind`` classifier with ``depth`` hidden blocks of ``width`` units (MLP) or channels (CNN).
 
@@ -152,6 +153,9 @@ def make_model(
     norm layer that takes them; ``num_groups`` to GroupNorm. Weights are drawn on the CPU
     from ``seed`` and then moved, so the same seed gives the same start on every device.
     Invalid combinations raise ``ValueError`` with a readable reason (:func:`norm_problem`).
+    ``init_gain`` (None: torch's default init) draws every weight layer from Xavier-normal
+    init with that gain and zero biases: gain 1 is Xavier, √2 Kaiming's for ReLU (the two agree
+    on square layers).
     """
     _check(kind, norm, impl, width, depth, num_groups, activation)
     width, depth = int(width), int(depth)
@@ -174,7 +178,17 @@ def make_model(
                 channels = width
             head = nn.Sequential(nn.MaxPool2d(2), nn.Flatten(), nn.Linear(width * (h // 2) * (w // 2), num_classes))
             model = Classifier(nn.Sequential(*blocks), head, kind, norm, impl)
+        if init_gain is not None:
+            _xavier(model, float(init_gain))
     return model.to(device) if device is not None else model
+
+
+@torch.no_grad()
+def _xavier(model: nn.Module, gain: float) -> None:
+    for layer in model.modules():
+        if isinstance(layer, (nn.Linear, nn.Conv2d)):
+            nn.init.xavier_normal_(layer.weight, gain=gain)
+            nn.init.zeros_(layer.bias)
 
 
 @torch.no_grad()

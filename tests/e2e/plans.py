@@ -133,11 +133,21 @@ def play_for(seconds: float) -> Callable[[H.AppPage], None]:
     return showcase
 
 
+def open_tab(title: str, heading_timeout_ms: float = 120_000) -> Callable[[H.AppPage], None]:
+    """Click a tab that computes when it opens, and wait for its heading (its work done)."""
+    def showcase(app: H.AppPage) -> None:
+        main = app.page.locator(MAIN)
+        app.click(main.get_by_role("tab", name=title), timeout_ms=heading_timeout_ms)
+        main.get_by_role("heading", name=title).wait_for(state="visible", timeout=heading_timeout_ms)
+    return showcase
+
+
 PLANS: dict[str, Plan] = {
     # Tall picture: the stream (section 3) is what the page is about.
     "live_statistics": Plan(button="Step", showcase=play_for(5), picture_height=2800),
     # The default comparison for one epoch: 5 norms x the CPU targets, a few seconds.
     "training": Plan(slider="Epochs", slider_key="Home", button="Run", rerun_timeout_ms=180_000, picture_height=2400),
-    # No button: everything is computed as the page opens. γ moves from 1.0 to 1.1.
-    "gradients": Plan(slider="γ (every channel)", picture_height=3600),
+    # No button: parts 1–2 are computed as the page opens (γ moves from 1.0 to 1.1); the
+    # picture shows part 3, gradient flow in depth, trained at its defaults when its tab opens.
+    "gradients": Plan(slider="γ (every channel)", showcase=open_tab("3 · Gradient flow in depth"), picture_height=2900),
 }

@@ -72,3 +72,30 @@ def test_rmsnorm_opened_from_a_link(app, warm_server):
     assert any("RMSNorm" in t for t in app.page.locator(MAIN).all_inner_texts())
     assert float(metric(app.page, "max |Δ| dx")) < 1e-12
     assert float(metric(app.page, "max |entry| across samples")) == 0.0  # one block per sample
+
+
+def open_part(app: H.AppPage, title: str) -> list[tuple[str, ...]]:
+    """Click the part's tab, let its default computation finish, return its charts' marks."""
+    tab = app.page.locator(MAIN).get_by_role("tab", name=title)
+    app.click(tab, timeout_ms=180_000)
+    assert tab.get_attribute("aria-selected") == "true"
+    app.page.locator(MAIN).get_by_role("heading", name=title).wait_for(state="visible", timeout=120_000)
+    return chart_marks(app)
+
+
+def test_parts_three_and_four_at_their_defaults(app, warm_server):
+    """Each tab's default: trained live, then its charts drawn, its measured words shown."""
+    app.goto(page_url(warm_server, by_path("gradients")))
+    marks = open_part(app, "3 · Gradient flow in depth")
+    assert_healthy(app)
+    assert len(marks) == 7 and all(marks), "part 3: a chart drew nothing"
+    words = " ".join(app.page.locator(MAIN).all_inner_texts())
+    assert "std at layer 1 is" in words and "that at layer 20" in words  # the default depth, measured
+    assert "Yang et al. 2019" in words
+    app.screenshot(E2E_ARTIFACTS / "gradients-flow.png")
+    marks = open_part(app, "4 · The landscape")
+    assert_healthy(app)
+    assert len(marks) == 6 and all(marks), "part 4: a chart drew nothing"
+    words = " ".join(app.page.locator(MAIN).all_inner_texts())
+    assert "Measured here: the loss band is" in words and "in train mode on one fixed batch" in words
+    app.screenshot(E2E_ARTIFACTS / "gradients-landscape.png")

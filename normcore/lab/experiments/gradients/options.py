@@ -1,5 +1,6 @@
 """The Gradients page's own controls: its small input, the norm, eps, γ/β and the upstream
-gradient. The shared sidebar's batch size and input distribution do not apply here.
+gradient (parts 1–2); the deep MLP of part 3 and the landscape runs of part 4. The shared
+sidebar's batch size and input distribution do not apply here.
 
 :data:`FIELDS` says each control once (widget, range, URL name, all prefixed ``g_`` so they
 never collide with the shared controls' parameters); :class:`GradientOptions` is the frozen
@@ -17,6 +18,9 @@ from normcore.lab.fields import Field, Schema
 from normcore.lab.norms import NORM_LABELS, divisors
 from normcore.lab.settings import EPS_CHOICES, Problem
 
+from .flow import FlowSettings
+from .landscape import SCALES, LandscapeSettings
+
 INPUTS = ("example", "random")
 INPUT_LABELS = {"example": "Worked example (5×5, columns [1,2,3,4,5]·k)", "random": "Random N(0, 1), your shape"}
 UPSTREAMS = ("random", "one_hot", "ones")
@@ -24,6 +28,10 @@ UPSTREAM_LABELS = {"random": "Random N(0, 1)", "one_hot": "One-hot (the first va
 MODES = ("train", "eval")
 MODE_LABELS = {"train": "Training (batch statistics)", "eval": "Eval (running statistics)"}
 EXAMPLE_SHAPE = (5, 5, 1, 1)  # the worked example: N = 5 samples of C = 5 features
+FLOW_NORMS = ("batch", "layer", "group", "rms", "none")  # an MLP's (InstanceNorm needs a map)
+ACTIVATION_CHOICES = ("tanh", "relu", "sigmoid")
+LR_CHOICES = (0.001, 0.003, 0.01, 0.03, 0.05, 0.1, 0.3, 1.0)
+GAIN_MARKS = "1 = Xavier (Glorot); √2 ≈ 1.41 = Kaiming for ReLU (they agree on square layers); 5/3 = torch's gain for tanh."
 _SIZE = dict(low=1, high=limits.MAX_GRADIENT_ELEMENTS, step=1, widget="number_input", caps=("gradient_elements",))
 
 FIELDS = Schema((
@@ -49,8 +57,34 @@ FIELDS = Schema((
           widget="number_input", url="g_seed"),
     Field("mode", "Mode of the Jacobian", "train", "choice", "Eval mode normalizes with running statistics.",
           choices=MODES, labels=MODE_LABELS, widget="radio", url="g_mode"),
+    # -- part 3: gradient flow in depth
+    Field("depth", "Depth (hidden layers)", 20, "int", "Linear → norm → activation blocks.", 2,
+          limits.MAX_FLOW_DEPTH, 1, url="g_depth", caps=("flow_work",)),
+    Field("width", "Width", 64, "int", "Units per hidden layer (a multiple of 8, so GroupNorm's 4 groups fit).",
+          8, limits.MAX_FLOW_WIDTH, 8, url="g_width", caps=("flow_work",)),
+    Field("activation", "Activation", "tanh", "choice", "The nonlinearity after each norm.",
+          choices=ACTIVATION_CHOICES, widget="radio", url="g_act"),
+    Field("gain", "Init gain", 1.0, "float", "Weights ~ Xavier-normal × gain, biases 0. " + GAIN_MARKS,
+          0.2, 5.0, 0.05, resolution=2, url="g_gain"),
+    Field("flow_norm", "Normalization (against none)", "batch", "choice", "Trained beside the same net without a norm.",
+          choices=FLOW_NORMS, labels=NORM_LABELS, url="g_fnorm"),
+    Field("steps", "Training steps", 200, "int", "SGD steps (momentum 0.9, batch 128) of each run.", 10,
+          limits.MAX_FLOW_STEPS, 10, url="g_steps", caps=("flow_work",)),
+    Field("flow_lr", "Learning rate", 0.05, "float", "The same for both runs.", choices=LR_CHOICES, snap=True,
+          url="g_lr"),
+    # -- part 4: the landscape
+    Field("land_steps", "Training steps", 150, "int", "SGD steps (momentum 0.9, batch 32) of each run.", 10,
+          limits.MAX_LANDSCAPE_STEPS, 10, url="g_lsteps", caps=("probe_points",)),
+    Field("land_every", "Probe every k steps", 10, "int", f"Each probe evaluates {len(SCALES)} points along the gradient.",
+          1, 100, 1, url="g_every", caps=("probe_points",)),
+    Field("land_lr", "Learning rate η", 0.1, "float", "The same for both runs, and the unit of the probe steps.",
+          choices=LR_CHOICES, snap=True, url="g_llr"),
+    Field("resolution", "Slice resolution", 21, "int", "Points per side of the 2-D slice; the 1-D slice has as many from start to end, and a quarter more past each.",
+          5, limits.MAX_SLICE_RESOLUTION, 2, url="g_res"),
 ))
 SHAPE_FIELDS = ("n", "c", "h", "w")
+FLOW_FIELDS = ("depth", "width", "activation", "gain", "flow_norm", "steps", "flow_lr")
+LANDSCAPE_FIELDS = ("land_steps", "land_every", "land_lr", "resolution")
 
 
 @dataclass(frozen=True)
@@ -70,6 +104,24 @@ class GradientOptions:
     upstream: str = FIELDS["upstream"].default
     seed: int = FIELDS["seed"].default
     mode: str = FIELDS["mode"].default
+    depth: int = FIELDS["depth"].default
+    width: int = FIELDS["width"].default
+    activation: str = FIELDS["activation"].default
+    gain: float = FIELDS["gain"].default
+    flow_norm: str = FIELDS["flow_norm"].default
+    steps: int = FIELDS["steps"].default
+    flow_lr: float = FIELDS["flow_lr"].default
+    land_steps: int = FIELDS["land_steps"].default
+    land_every: int = FIELDS["land_every"].default
+    land_lr: float = FIELDS["land_lr"].default
+    resolution: int = FIELDS["resolution"].default
+
+    def flow(self) -> FlowSettings:
+        """Part 3's settings alone: changing another part's control keeps its cached result."""
+        return FlowSettings(self.depth, self.width, self.activation, self.gain, self.flow_norm, self.steps, self.flow_lr)
+
+    def landscape(self) -> LandscapeSettings:
+        return LandscapeSettings(self.land_steps, self.land_every, self.land_lr, self.resolution)
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -107,3 +159,20 @@ def problems(o: GradientOptions) -> list[Problem]:
         out.append(Problem("error", "InstanceNorm needs more than one value per map (H·W = 1): each "
                                     "statistic would see a single value. Raise H or W.", ("h", "w")))
     return out
+
+
+def flow_problems(o: GradientOptions) -> list[Problem]:
+    """Why part 3 cannot run with these options, in words."""
+    if too_much := limits.flow_work(o.depth, o.width, o.steps):
+        return [Problem("error", too_much, ("depth", "width", "steps"))]
+    return []
+
+
+def landscape_problems(o: GradientOptions) -> list[Problem]:
+    """Why part 4 cannot run with these options, in words."""
+    if o.land_every > o.land_steps:
+        return [Problem("warning", f"Probing every {o.land_every} steps in a run of {o.land_steps} steps probes only "
+                                 "at the start. Probe more often or train longer.", ("land_every", "land_steps"))]
+    if too_many := limits.probe_points(o.land_steps, o.land_every, len(SCALES)):
+        return [Problem("error", too_many, ("land_steps", "land_every"))]
+    return []
