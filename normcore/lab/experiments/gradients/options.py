@@ -9,12 +9,12 @@ value the experiments run with; :func:`problems` says, in words, what cannot run
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
-from typing import Mapping
+from dataclasses import dataclass
+from typing import ClassVar
 
 from normcore.axes import NORM_KINDS
 from normcore.lab import limits
-from normcore.lab.fields import Field, Schema
+from normcore.lab.fields import Field, QueryOptions, Schema
 from normcore.lab.norms import NORM_LABELS, divisors
 from normcore.lab.settings import EPS_CHOICES, Problem
 
@@ -88,9 +88,10 @@ LANDSCAPE_FIELDS = ("land_steps", "land_every", "land_lr", "resolution")
 
 
 @dataclass(frozen=True)
-class GradientOptions:
+class GradientOptions(QueryOptions):
     """The page's options; defaults are :data:`FIELDS`' defaults."""
 
+    SCHEMA: ClassVar[Schema] = FIELDS
     input: str = FIELDS["input"].default
     n: int = FIELDS["n"].default
     c: int = FIELDS["c"].default
@@ -128,14 +129,6 @@ class GradientOptions:
         """(N, C, H, W) of the input: the worked example's, or the chosen one."""
         return EXAMPLE_SHAPE if self.input == "example" else (self.n, self.c, self.h, self.w)
 
-    def to_query(self) -> dict[str, str]:
-        return FIELDS.to_query(asdict(self))
-
-    @classmethod
-    def from_query(cls, params: Mapping) -> tuple[GradientOptions, list[str]]:
-        """Options from URL parameters; a bad value keeps its default and yields a message."""
-        values, messages = FIELDS.from_query(params)
-        return replace(cls(), **values), messages
 
 
 def problems(o: GradientOptions) -> list[Problem]:
