@@ -1,0 +1,1 @@
+"""The Deploy & port page's experiments: folding BatchNorm, porting conventions, precision."""
