@@ -127,3 +127,23 @@ def gradient_elements(n: int, c: int, h: int, w: int) -> str | None:
         return None
     return (f"N×C×H×W = {n}×{c}×{h}×{w} = {total} values is over this page's cap of {MAX_GRADIENT_ELEMENTS} "
             "(its Jacobian has one row and one column per value). Lower N, C, H or W.")
+
+
+# -- Deploy & port, Fold tab: the digits CNN it folds, and the timing of both versions --------
+# Training the widest, deepest CNN here takes ~2 s; the timing runs the test set through both
+# versions of the model, repeats × 2 forward passes, so it is capped in multiply-accumulates.
+MAX_FOLD_WIDTH = 64  # channels of each conv block
+MAX_FOLD_DEPTH = 4  # conv blocks
+MAX_FOLD_BATCH = 256  # the one batch whose statistics the train-mode mistake bakes in
+MAX_FOLD_REPEATS = 200  # timed forward passes of each version
+MAX_FOLD_TIMING_MACS = 4e10  # Σ of the timed passes' multiply-accumulates (~1 s on 1 core here)
+
+
+def fold_timing_repeats(repeats: int, macs_per_pass: float) -> tuple[int, str | None]:
+    """Timed passes the Fold tab may make of each version at ``macs_per_pass`` (fields repeats,
+    width, depth): ``repeats`` or fewer (at least 5), with a message if fewer."""
+    cap = max(5, int(MAX_FOLD_TIMING_MACS // max(2 * macs_per_pass, 1)))
+    if repeats <= cap:
+        return repeats, None
+    return cap, (f"Timing: {cap} passes of each version instead of {repeats}, to keep this demo responsive at "
+                 f"{macs_per_pass:,.0f} multiply-accumulates per pass; a narrower or shallower model allows more.")
