@@ -19,6 +19,8 @@ import normcore
 
 from .fold_options import FoldOptions
 
+CALIBRATION_DIGITS = 512  # training digits of one calibration pass (statistics of a variant model)
+
 
 @dataclass(frozen=True)
 class Mistake:
@@ -99,7 +101,7 @@ def across_relu(cnn, o: FoldOptions, reference) -> Mistake:
     variant = copy.deepcopy(cnn.model)
     for i, block in enumerate(variant.body):
         variant.body[i] = nn.Sequential(block[0], block[2], block[1])
-    variant = _calibrated_copy(variant, cnn.data.x_train, momentum=None)
+    variant = _calibrated_copy(variant, cnn.data.x_train[:CALIBRATION_DIGITS], momentum=None)
     x = cnn.data.x_test
     truth = variant(x)
     wrong = copy.deepcopy(variant)
@@ -139,7 +141,7 @@ def transpose_flag(cnn, o: FoldOptions, reference) -> Mistake:
     with torch.no_grad():
         head[1].weight.copy_(torch.rand(o.width, generator=gen) + 0.5)
         head[1].bias.copy_(0.5 * torch.randn(o.width, generator=gen))
-    head = _calibrated_copy(head, cnn.model.body(cnn.data.x_train), momentum=None)
+    head = _calibrated_copy(head, cnn.model.body(cnn.data.x_train[:CALIBRATION_DIGITS]), momentum=None)
     features = cnn.model.body(cnn.data.x_test)
     truth = head(features)
     out = torch_fusion.fuse_conv_bn_eval(head[0], head[1])(features)  # transpose=False: no error, no warning
