@@ -7,7 +7,7 @@
 * :func:`run`: fold it and measure, on the 450 test digits, the max |Δ| of the logits against
   the unfolded model in eval (normcore's fold, and torch.nn.utils.fusion's for comparison),
   the parameter and layer counts before and after, the inference speed-up (the median of
-  per-pass time ratios, both versions timed alternately in this process), the classic
+  per-pass CPU-time ratios, both versions timed alternately in this process), the classic
   mistakes (``mistakes``) and the folded state_dict as bytes (tensors only).
 """
 
@@ -134,11 +134,14 @@ def counts(before: nn.Module, after: nn.Module) -> pd.DataFrame:
 
 
 def time_versions(unfolded: nn.Module, folded: nn.Module, x: torch.Tensor, passes: int) -> Timing:
-    """Both versions on ``x``, alternately (which goes first alternates too), ``passes`` times each."""
+    """Both versions on ``x``, alternately (which goes first alternates too), ``passes`` times each.
+
+    Each pass is timed in CPU time of this thread (torch runs on it alone: one thread, see
+    :func:`run`), so time the shared machine gives other processes mid-pass is not counted."""
     def once(model) -> float:
-        start = time.perf_counter()
+        start = time.thread_time()
         model(x)
-        return time.perf_counter() - start
+        return time.thread_time() - start
 
     with torch.inference_mode():
         for _ in range(WARMUP_PASSES):
