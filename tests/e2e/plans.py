@@ -140,4 +140,6 @@ PLANS: dict[str, Plan] = {
     "training": Plan(slider="Epochs", slider_key="Home", button="Run", rerun_timeout_ms=180_000, picture_height=2400),
     # No button: everything is computed as the page opens. γ moves from 1.0 to 1.1.
     "gradients": Plan(slider="γ (every channel)", picture_height=3600),
+    # The Fold tab computes as it opens; this slider reruns the fold, not the (cached) training.
+    "deploy_port": Plan(slider="Batch the train-mode fold sees", picture_height=3000),
 }
