@@ -58,6 +58,12 @@ def test_timing_alternates_the_versions_and_reports_a_ratio(folded):
     assert limits.fold_timing_repeats(30, 1e3) == (30, None)
 
 
+def test_the_speedup_is_the_unfolded_time_over_the_folded_one():
+    x = torch.randn(256, 256)
+    light, heavy = torch.nn.Linear(256, 256), torch.nn.Sequential(*[torch.nn.Linear(256, 256) for _ in range(6)])
+    assert F.time_versions(heavy, light, x, 5).speedup > 2 > 0.5 > F.time_versions(light, heavy, x, 5).speedup
+
+
 def test_the_download_loads_with_weights_only_into_the_batchnorm_free_cnn(folded, tmp_path, monkeypatch):
     o, cnn, r = folded
     state = torch.load(io.BytesIO(r.state_bytes), weights_only=True)
@@ -104,3 +110,13 @@ def test_options_from_the_url_and_their_checks():
         FoldOptions(width=limits.MAX_FOLD_WIDTH + 1)
     assert all(name.startswith("f_") for name in FIELDS.url_names)
     assert make_model("cnn", norm="none", width=4, depth=1)  # what the snippet builds
+
+
+def test_the_mistakes_chart_draws_an_exact_zero_at_its_floor(folded):
+    from normcore.lab.viz.deploy_charts import FLOOR, mistakes_chart
+
+    spec = mistakes_chart(folded[2].mistakes).to_dict()
+    rows = [r for data in spec["datasets"].values() for r in data]
+    zero = [r for r in rows if r["error"] == 0]
+    assert zero and all(r["shown"] == FLOOR and r["label"] == "0 (exactly)" for r in zero)
+    assert len(spec["layer"]) == 3

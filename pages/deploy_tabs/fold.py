@@ -75,7 +75,7 @@ def show_fold(r: F.FoldResult) -> None:
 
 def show_mistakes(r: F.FoldResult) -> None:
     st.subheader("The classic mistakes, made live")
-    st.altair_chart(charts.mistakes_chart(r.mistakes), width="stretch")
+    st.altair_chart(charts.mistakes_chart(r.mistakes), width="stretch", height=charts.mistakes_chart_height(r.mistakes))
     for m in r.mistakes.itertuples():
         changed = "" if math.isnan(m.predictions_changed) else f"; {m.predictions_changed:.0f} of 450 test digits change class"
         st.markdown(f"**{m.mistake}**: max |Δ| **{m.error:.3g}** (right way, {m.right_way}: {m.right_error:.2g}){changed}.")

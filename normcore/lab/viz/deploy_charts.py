@@ -33,7 +33,12 @@ def mistakes_chart(mistakes: pd.DataFrame) -> alt.LayerChart:
     dots = alt.Chart(long[long.how == "the right way"]).mark_point(filled=True, size=120).encode(
         x=x, y=y, color=colour, tooltip=tooltip)
     text = alt.Chart(long[long.how == "the mistake"]).mark_text(align="left", dx=4).encode(x=x, y=y, text="label")
-    return alt.layer(bars, dots, text).properties(height=48 * len(mistakes), title="The classic mistakes, measured")
+    return alt.layer(bars, dots, text)
 
 
-__all__ = ["FLOOR", "mistakes_chart"]
+def mistakes_chart_height(mistakes: pd.DataFrame) -> int:
+    """Pixels for the chart: a row per mistake, and the legend and axis."""
+    return 44 * len(mistakes) + 90
+
+
+__all__ = ["FLOOR", "mistakes_chart", "mistakes_chart_height"]
