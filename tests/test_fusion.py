@@ -38,14 +38,16 @@ def conv_bn_pairs(draw):
     c_in, c_out = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 3))
     kernel, stride, dilation = draw(st.integers(1, 3)), draw(st.integers(1, 2)), draw(st.integers(1, 2))
     extra = dict(output_padding=draw(st.integers(0, 1)) * (stride > 1)) if transposed else {}
+    padding = draw(st.integers(0, 1))
     gen = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
     affine = draw(st.booleans())
     with torch.random.fork_rng():
         torch.manual_seed(draw(st.integers(0, 2**31 - 1)))
         conv = CONVS[dims, transposed](c_in, c_out, kernel, stride=stride, dilation=dilation, groups=groups,
-                                       padding=draw(st.integers(0, 1)), bias=draw(st.booleans()), **extra).eval()
+                                       padding=padding, bias=draw(st.booleans()), **extra).eval()
         bn = BNS[dims](c_out, affine=affine, bias=draw(st.booleans()) if affine else True)
-    size = dilation * (kernel - 1) + 1 + draw(st.integers(0, 2))
+    # ≥ 1 output position either way: a transposed conv's padding crops its output
+    size = dilation * (kernel - 1) + 1 + 2 * padding + draw(st.integers(0, 2))
     x = torch.randn(2, c_in, *(size,) * dims, generator=gen)
     return conv, calibrated(bn, gen), x
 
