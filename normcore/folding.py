@@ -61,7 +61,7 @@ def _name(path: str) -> str:
 
 
 def _refuse_training(model: nn.Module) -> None:
-    training = [_name(n) for n, m in model.named_modules() if m.training]
+    training = [f"'{n}'" if n else _name(n) for n, m in model.named_modules() if m.training]
     if training:
         shown = ", ".join(training[:3]) + (f" and {len(training) - 3} more" if len(training) > 3 else "")
         raise ValueError(f"fold_batchnorm needs the model in eval mode, but {shown} "

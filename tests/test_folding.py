@@ -95,7 +95,7 @@ def test_training_mode_is_refused_and_says_to_call_eval(nested):
         normcore.fold_batchnorm(make_model("cnn", norm="batch", impl="torch", width=4, depth=1))  # fresh: training
     model.stem[1].train()  # one layer left in training mode is enough to refuse
     try:
-        with pytest.raises(ValueError, match=r"but stem\.1 is in training mode"):
+        with pytest.raises(ValueError, match=r"but 'stem\.1' is in training mode"):
             normcore.fold_batchnorm(model)
     finally:
         model.eval()
