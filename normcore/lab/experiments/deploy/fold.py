@@ -136,14 +136,15 @@ def counts(before: nn.Module, after: nn.Module) -> pd.DataFrame:
 def time_versions(unfolded: nn.Module, folded: nn.Module, x: torch.Tensor, passes: int) -> Timing:
     """Both versions on ``x``, alternately (which goes first alternates too), ``passes`` times each.
 
-    Each pass is timed in CPU time of this thread (torch runs on it alone: one thread, see
-    :func:`run`), so time the shared machine gives other processes mid-pass is not counted."""
+    Each pass is timed in CPU time of this thread, with torch on this one thread, so time the
+    shared machine gives other processes mid-pass is not counted (nor is any work hidden on
+    other threads)."""
     def once(model) -> float:
         start = time.thread_time()
         model(x)
         return time.thread_time() - start
 
-    with torch.inference_mode():
+    with placed(Target("cpu", 1)), torch.inference_mode():
         for _ in range(WARMUP_PASSES):
             once(unfolded), once(folded)
         pairs = []

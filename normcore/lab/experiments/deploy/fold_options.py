@@ -32,7 +32,7 @@ FIELDS = Schema((
     Field("batch", "Batch the train-mode fold sees", 16, "int",
           "Folding from training mode bakes in the statistics of one batch of this many digits.",
           2, limits.MAX_FOLD_BATCH, 1, url="f_batch"),
-    Field("repeats", "Timed passes of each version", 30, "int",
+    Field("repeats", "Timed passes of each version", 20, "int",
           "The speed-up is the median over this many passes of the test set through each version.",
           5, limits.MAX_FOLD_REPEATS, 1, url="f_repeats", caps=("fold_timing_repeats",)),
     Field("seed", "Seed", 0, "int", "Seed of the weights, the training order and the random γ/β.", 0, 2**31 - 1, 1,

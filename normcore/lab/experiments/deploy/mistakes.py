@@ -20,6 +20,7 @@ import normcore
 from .fold_options import FoldOptions
 
 CALIBRATION_DIGITS = 512  # training digits of one calibration pass (statistics of a variant model)
+HEAD_DIGITS = 256  # digits the upsampling head is calibrated and measured on (its maps are 4× the CNN's)
 
 
 @dataclass(frozen=True)
@@ -141,8 +142,8 @@ def transpose_flag(cnn, o: FoldOptions, reference) -> Mistake:
     with torch.no_grad():
         head[1].weight.copy_(torch.rand(o.width, generator=gen) + 0.5)
         head[1].bias.copy_(0.5 * torch.randn(o.width, generator=gen))
-    head = _calibrated_copy(head, cnn.model.body(cnn.data.x_train[:CALIBRATION_DIGITS]), momentum=None)
-    features = cnn.model.body(cnn.data.x_test)
+    head = _calibrated_copy(head, cnn.model.body(cnn.data.x_train[:HEAD_DIGITS]), momentum=None)
+    features = cnn.model.body(cnn.data.x_test[:HEAD_DIGITS])
     truth = head(features)
     out = torch_fusion.fuse_conv_bn_eval(head[0], head[1])(features)  # transpose=False: no error, no warning
     try:
@@ -156,7 +157,7 @@ def transpose_flag(cnn, o: FoldOptions, reference) -> Mistake:
                    "A ConvTranspose's weight is (in, out/groups, k, k): its output channels are dim 1, not dim 0. "
                    "With as many input as output channels torch's fuse_conv_bn_eval scales the wrong dim without a "
                    "word. Measured on the upsampled feature maps of an upsampling head (ConvTranspose2d → "
-                   "BatchNorm2d) on this CNN's features." + refusal)
+                   f"BatchNorm2d) on this CNN's features of {HEAD_DIGITS} test digits." + refusal)
 
 
 MISTAKES = (train_mode, dropped_gamma, across_relu, float16, transpose_flag)
