@@ -109,7 +109,10 @@ def fuse_conv_bn_eval(conv, bn, transpose=False):
 
 def fuse_linear_bn_eval(linear, bn):
     """A new ``Linear`` computing ``bn(linear(x))`` of the eval-mode pair, as torch.nn.utils.fusion's
-    (a BatchNorm1d over the linear layer's features, or one with a single feature)."""
+    (a BatchNorm1d over the linear layer's features, or one with a single feature).
+
+    Like torch's, it assumes the BatchNorm normalizes the linear layer's output features, as it
+    does on an (N, F) output; on an (N, L, F) one BatchNorm1d normalizes dim 1 (L) instead."""
     if not isinstance(linear, nn.Linear):
         raise TypeError(f"linear must be a torch.nn.Linear, got {type(linear).__name__}.")
     _check_bn(bn, linear, linear.out_features, "linear")
