@@ -24,6 +24,8 @@ from .sync_batchnorm import SyncBatchNorm
 from .checks import NormcoreDtypeError, NormcoreError, NormcoreIndexError, NormcoreTypeError, NormcoreZeroDivisionError
 from .axes import ReductionAxes, reduction_axes, statistic_ids
 from .ema import batch_mean_standard_error, ema_half_life, keras_momentum_from_torch, torch_momentum_from_keras
+from .fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
+from .folding import FoldReport, fold_batchnorm
 
 __all__ = [
     "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d",
@@ -32,4 +34,5 @@ __all__ = [
     "ema_half_life", "functional", "keras_momentum_from_torch", "reduction_axes", "statistic_ids",
     "torch_momentum_from_keras",
 ]
+__all__ += ["FoldReport", "fold_batchnorm", "fuse_conv_bn_eval", "fuse_linear_bn_eval"]
 __version__ = "0.1.0"

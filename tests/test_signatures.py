@@ -71,3 +71,10 @@ def test_rms_norm_has_no_bias_at_all_like_torch(affine):
 def test_rms_norm_repr_is_torchs(args, kwargs):
     assert repr(normcore.RMSNorm(*args, **kwargs)) == repr(nn.RMSNorm(*args, **kwargs))
     assert repr(normcore.RMSNorm(4, backward="autograd")) == "RMSNorm((4,), eps=None, elementwise_affine=True, backward='autograd')"
+
+
+@pytest.mark.parametrize("name", ["fuse_conv_bn_eval", "fuse_linear_bn_eval"])
+def test_fusion_signature_is_torchs(name):
+    from torch.nn.utils import fusion
+
+    assert _parameters(getattr(normcore, name)) == _parameters(getattr(fusion, name))

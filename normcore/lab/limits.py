@@ -158,3 +158,24 @@ def probe_points(steps: int, every: int, scales: int) -> str | None:
         return None
     return (f"{steps // every} probes × {scales} step sizes = {points} points along the gradient is over this "
             f"page's cap of {MAX_PROBE_POINTS} per run. Probe less often (a larger k) or train fewer steps.")
+
+
+# -- Deploy & port, Fold tab: the digits CNN it folds, and the timing of both versions --------
+# The widest, deepest CNN (1.8 M multiply-accumulates per digit) trains in a few seconds here; the
+# timing runs the test set through both versions, repeats × 2 passes, so it is capped in
+# multiply-accumulates.
+MAX_FOLD_WIDTH = 32  # channels of each conv block
+MAX_FOLD_DEPTH = 4  # conv blocks
+MAX_FOLD_BATCH = 256  # the one batch whose statistics the train-mode mistake bakes in
+MAX_FOLD_REPEATS = 200  # timed forward passes of each version
+MAX_FOLD_TIMING_MACS = 2e10  # Σ of the timed passes' multiply-accumulates (~1 s on 1 busy core here)
+
+
+def fold_timing_repeats(repeats: int, macs_per_pass: float) -> tuple[int, str | None]:
+    """Timed passes the Fold tab may make of each version at ``macs_per_pass`` (fields repeats,
+    width, depth): ``repeats`` or fewer (at least 5), with a message if fewer."""
+    cap = max(5, int(MAX_FOLD_TIMING_MACS // max(2 * macs_per_pass, 1)))
+    if repeats <= cap:
+        return repeats, None
+    return cap, (f"Timing: {cap} passes of each version instead of {repeats}, to keep this demo responsive at "
+                 f"{macs_per_pass:,.0f} multiply-accumulates per pass; a narrower or shallower model allows more.")

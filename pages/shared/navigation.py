@@ -48,4 +48,9 @@ PAGES = (
         "Backprop through a norm step by step: the closed form against autograd, its identities and "
         "eps's effect; then the Jacobian that shows how BatchNorm couples the samples of a batch.",
     ),
+    PageInfo(
+        "pages/deploy_port.py", "Deploy & port", "🚀", "deploy_port",
+        "Fold BatchNorm into the layer before it (and the classic mistakes, live), port normalization "
+        "settings between PyTorch and Keras, and measure each method's precision against float64.",
+    ),
 )

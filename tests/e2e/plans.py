@@ -150,4 +150,6 @@ PLANS: dict[str, Plan] = {
     # No button: parts 1–2 are computed as the page opens (γ moves from 1.0 to 1.1); the
     # picture shows part 3, gradient flow in depth, trained at its defaults when its tab opens.
     "gradients": Plan(slider="γ (every channel)", showcase=open_tab("3 · Gradient flow in depth"), picture_height=2900),
+    # The Fold tab computes as it opens; this slider reruns the fold, not the (cached) training.
+    "deploy_port": Plan(slider="Batch the train-mode fold sees", picture_height=3000),
 }
