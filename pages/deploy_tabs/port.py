@@ -58,7 +58,11 @@ def real_keras(o: P.PortOptions) -> None:
     if st.button("Run real Keras beside normcore", key="port_keras_button", help="Imports Keras (4–5 s) the first time."):
         st.session_state[KERAS_SHOWN] = True
     if st.session_state.get(KERAS_SHOWN):
-        comparison = keras_view(o)
+        try:
+            comparison = keras_view(o)
+        except Exception as exc:  # noqa: BLE001 (an optional dependency: its failure is a message, not a crash)
+            st.error(f"Real Keras could not run here: {type(exc).__name__}: {exc}")
+            return
         st.markdown(f"**Real Keras {comparison.version}** on the Keras side, same batches: max |Δ| against "
                     f"normcore.keras over the layers: **{comparison.agreement['difference'].max():.3g}**.")
         st.altair_chart(charts.port_chart(comparison.differences, "The same port with real Keras"), width="stretch")
