@@ -38,7 +38,7 @@ def chart_rows(at: AppTest) -> pd.DataFrame:
 
 
 def test_defaults_then_each_setting_as_typed():
-    at = open_tab()
+    at = open_tab(p_steps=10)  # (the defaults' 50 steps: in benchmarks/port_precision.py and the browser test)
     assert len(at.get("vega_lite_chart")) == 2  # the BatchNorm stack and the eps stack
     assert "keras.layers.BatchNormalization(axis=-1, momentum=0.9, epsilon=1e-05)" in texts(at.code)
     assert set(chart_rows(at)["label"].dropna()) >= {"all converted", "momentum as typed", "eps as typed", "your choices"}

@@ -136,7 +136,7 @@ def gradient_elements(n: int, c: int, h: int, w: int) -> str | None:
 MAX_PORT_DEPTH = 24  # normalized layers in one stack
 MAX_PORT_STEPS = 500  # training batches per side
 MAX_PORT_BATCH = 256  # samples per training batch
-MAX_PORT_LAYER_STEPS = 2400  # depth × steps per side (~5 sides: ~6-10 s at worst here)
+MAX_PORT_LAYER_STEPS = 1200  # depth × steps per side (≤ 5 sides: ~2-4 s at worst here, one thread)
 MAX_EPS_DEPTH = 48  # residual blocks of the LayerNorm/RMSNorm eps stack (float64, 64 tokens × 32)
 # Precision: every point of a sweep runs 7 methods (and their float64 twins) on one 8,192-value input.
 MAX_PRECISION_POINTS_PER_DECADE = 4  # the offset sweep spans 8 decades: at most 33 points + offset 0

@@ -28,13 +28,16 @@ def option(store: str, name: str, where=st, **extra):
 
 
 @st.cache_data(max_entries=32, show_spinner="Training both stacks…")
-def port_view(o: P.PortOptions) -> P.PortView:
-    return P.run(o)
+def port_view(o: P.PortOptions):
+    """The port and its chart as a Vega-Lite spec (built once: a rerun only sends it)."""
+    view = P.run(o)
+    return view, charts.port_chart(view.differences).to_dict()
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def eps_view(o: E.EpsOptions):
-    return E.differences(o)
+    frame = E.differences(o)
+    return frame, charts.eps_chart(frame, E.NORM_LABELS[o.norm]).to_dict()
 
 
 @st.cache_data(max_entries=8, show_spinner="Importing Keras and running it (about 5 s to import)…")
@@ -84,8 +87,8 @@ def batchnorm_section() -> None:
         st.error(message)
     if found:
         return
-    view = port_view(o)
-    st.altair_chart(charts.port_chart(view.differences), width="stretch")
+    view, chart = port_view(o)
+    st.vega_lite_chart(chart, width="stretch")
     st.caption(f"A stack of {o.depth} Linear → BatchNorm → ReLU blocks (16 features, the same weights on both sides) "
                f"runs {o.steps} training batches of {o.batch} in each convention, then one test batch in eval. "
                "Each line carries one setting as typed (the others converted); 'your choices' are the radios above.")
@@ -117,8 +120,8 @@ def eps_section() -> None:
     for message in E.problems(o):
         st.error(message)
         return
-    frame = eps_view(o)
-    st.altair_chart(charts.eps_chart(frame, E.NORM_LABELS[o.norm]), width="stretch")
+    frame, chart = eps_view(o)
+    st.vega_lite_chart(chart, width="stretch")
     st.caption(f"{o.depth} pre-norm residual blocks h ← h + W₂·ReLU(W₁·norm(h)) in float64, so only eps differs; "
                "eps matters as it nears the variance of h (lower the activation std to see it grow).")
     ends = frame[frame["layer"].isin((1, frame["layer"].max()))]

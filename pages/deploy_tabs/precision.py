@@ -24,7 +24,9 @@ def option(name: str, where=st, **extra):
 
 @st.cache_data(max_entries=32, show_spinner="Sweeping…")
 def sweep(o: X.PrecisionOptions):
-    return X.run(o)
+    """The sweep and its two charts as Vega-Lite specs (built once: a rerun only sends them)."""
+    frame = X.run(o)
+    return frame, charts.error_chart(frame, o.view, o.dtype).to_dict(), charts.variance_chart(frame, o.view).to_dict()
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -71,14 +73,14 @@ def render() -> None:
     option("eps", top[3])
     option("per_decade", top[4])
     o = options()
-    frame = sweep(o)
-    st.altair_chart(charts.error_chart(frame, o.view, o.dtype), width="stretch")
+    frame, errors, variances = sweep(o)
+    st.vega_lite_chart(errors, width="stretch")
     note = flagged_note(frame)
     if note:
         st.caption(note)
     st.markdown("**Why each lands where it does**")
     st.markdown("\n".join(f"* {X.WHY[m]}" for m in X.METHODS))
-    st.altair_chart(charts.variance_chart(frame, o.view), width="stretch")
+    st.vega_lite_chart(variances, width="stretch")
     negative = frame[frame["negative"]]
     if not negative.empty:
         worst = negative.loc[negative["variance"].idxmin()]

@@ -24,7 +24,7 @@ import torch
 
 from normcore import BatchNorm1d
 from normcore.keras import BatchNormalization, from_torch, to_torch
-from normcore.lab import limits
+from normcore.lab import devices, limits
 from normcore.lab.fields import Field, Schema
 
 from . import conventions as C
@@ -245,6 +245,10 @@ def axis_check(source: str, target: str, choice: str, length: int = 5) -> AxisCh
 
 # -- the whole tab ---------------------------------------------------------------------------------
 
+# Thousands of calls on 16-feature tensors: worker threads only add overhead, and on a loaded
+# machine torch's spinning threads made them ~10x slower. One thread, through the lab's lock.
+ONE_THREAD = devices.Target("cpu", 1)
+
 
 @dataclass(frozen=True)
 class PortView:
@@ -266,7 +270,9 @@ def problems(o: PortOptions) -> list[str]:
 
 def run(o: PortOptions) -> PortView:
     target = target_arguments(o.source, o.target, o.choices())
-    return PortView(differences(o), target, C.code(target, WIDTH), converted_arguments(o.source, o.target)[1],
+    with devices.placed(ONE_THREAD):
+        frame = differences(o)
+    return PortView(frame, target, C.code(target, WIDTH), converted_arguments(o.source, o.target)[1],
                     tuple(same_in_both(o.source, o.target)), axis_check(o.source, o.target, o.axis))
 
 

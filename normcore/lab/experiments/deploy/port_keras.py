@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from normcore.checks import NormcoreError
+from normcore.lab import devices
 
 from . import conventions as C
 from . import port as P
@@ -73,7 +74,9 @@ def compare(o: P.PortOptions) -> KerasComparison:
     keras = import_keras()
     build = real_keras_builder(keras)
     data = P.stack_data(o.depth, o.steps, o.batch, o.seed)
-    mine = P.run_side(lambda: C.build(args, P.WIDTH), data)
-    theirs = P.run_side(lambda: build(args, P.WIDTH), data)
+    with devices.placed(P.ONE_THREAD):
+        mine = P.run_side(lambda: C.build(args, P.WIDTH), data)
+        theirs = P.run_side(lambda: build(args, P.WIDTH), data)
+        frame = P.differences(o, build)
     agreement = pd.DataFrame({"layer": range(1, o.depth + 1), "difference": P.per_layer(mine, theirs)})
-    return KerasComparison(keras.__version__, P.differences(o, build), agreement)
+    return KerasComparison(keras.__version__, frame, agreement)
