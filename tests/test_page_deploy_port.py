@@ -40,15 +40,22 @@ def chart_rows(at: AppTest) -> pd.DataFrame:
 def test_defaults_then_each_setting_as_typed():
     at = open_tab(p_steps=10)  # (the defaults' 50 steps: in benchmarks/port_precision.py and the browser test)
     assert len(at.get("vega_lite_chart")) == 2  # the BatchNorm stack and the eps stack
-    assert "keras.layers.BatchNormalization(axis=-1, momentum=0.9, epsilon=1e-05)" in texts(at.code)
-    assert set(chart_rows(at)["label"].dropna()) >= {"all converted", "momentum as typed", "eps as typed", "your choices"}
+    assert "normcore.BatchNorm1d(16, eps=0.001, momentum=0.01, unbiased_running_var=False)" in texts(at.code)
+    rows = chart_rows(at)
+    assert set(rows["label"].dropna()) >= {"all converted", "momentum as typed", "eps as typed", "your choices"}
+    converted = rows[rows["label"] == "all converted"]["difference"]
+    assert converted.max() < 1e-4 and rows[rows["label"] == "eps as typed"]["difference"].min() > 1e-4
     at.radio(key="port_options.momentum").set_value("as_typed").run()
     at.radio(key="port_options.eps").set_value("as_typed").run()
-    assert "momentum=0.1, epsilon=0.001" in texts(at.code)
+    at.radio(key="port_options.variance").set_value("as_typed").run()
+    assert "torch.nn.BatchNorm1d(16, eps=1e-05, momentum=0.99)" in texts(at.code)
     assert not at.error
     at.radio(key="port_options.axis").set_value("as_typed").run()
-    assert "16 features along axis -1" in texts(at.error) and "axis=1" in texts(at.success)
+    assert "running_mean should contain 5 elements not 16" in texts(at.error) and "movedim(-1, 1)" in texts(at.success)
     assert at.query_params["p_momentum"] == "as_typed"
+    at.selectbox(key="port_options.source").set_value("pytorch").run()
+    at.selectbox(key="port_options.target").set_value("keras").run()
+    assert "16 features along axis -1" in texts(at.error) and "axis=1" in texts(at.success)
 
 
 def test_extremes_and_invalid_choices_say_what_to_change():
@@ -61,7 +68,7 @@ def test_extremes_and_invalid_choices_say_what_to_change():
     assert not at.error and len(at.get("vega_lite_chart")) == 2
     rows = chart_rows(at)
     assert rows["layer"].max() == limits.MAX_PORT_DEPTH
-    at.selectbox(key="port_options.target").set_value("pytorch").run()
+    at.selectbox(key="port_options.target").set_value("keras").run()  # = the source
     assert "Pick another target" in texts(at.error)
     at = open_tab(p_depth=1, p_steps=1, p_batch=2, p_source="d2l_0", p_target="d2l_1", p_ln_depth=limits.MAX_EPS_DEPTH,
                   p_ln_scale="1e-3")

@@ -68,7 +68,8 @@ def real_keras(o: P.PortOptions) -> None:
             return
         st.markdown(f"**Real Keras {comparison.version}** on the Keras side, same batches: max |Δ| against "
                     f"normcore.keras over the layers: **{comparison.agreement['difference'].max():.3g}**.")
-        st.altair_chart(charts.port_chart(comparison.differences, "The same port with real Keras"), width="stretch")
+        st.altair_chart(charts.port_chart(comparison.differences, "The same port with real Keras"), width="stretch",
+                        height=380)
         table(comparison.differences)
 
 
@@ -88,7 +89,7 @@ def batchnorm_section() -> None:
     if found:
         return
     view, chart = port_view(o)
-    st.vega_lite_chart(chart, width="stretch")
+    st.vega_lite_chart(spec=chart, width="stretch", height=380)
     st.caption(f"A stack of {o.depth} Linear → BatchNorm → ReLU blocks (16 features, the same weights on both sides) "
                f"runs {o.steps} training batches of {o.batch} in each convention, then one test batch in eval. "
                "Each line carries one setting as typed (the others converted); 'your choices' are the radios above.")
@@ -121,7 +122,7 @@ def eps_section() -> None:
         st.error(message)
         return
     frame, chart = eps_view(o)
-    st.vega_lite_chart(chart, width="stretch")
+    st.vega_lite_chart(spec=chart, width="stretch", height=380)
     st.caption(f"{o.depth} pre-norm residual blocks h ← h + W₂·ReLU(W₁·norm(h)) in float64, so only eps differs; "
                "eps matters as it nears the variance of h (lower the activation std to see it grow).")
     ends = frame[frame["layer"].isin((1, frame["layer"].max()))]

@@ -74,13 +74,13 @@ def render() -> None:
     option("per_decade", top[4])
     o = options()
     frame, errors, variances = sweep(o)
-    st.vega_lite_chart(errors, width="stretch")
+    st.vega_lite_chart(spec=errors, width="stretch", height=420)
     note = flagged_note(frame)
     if note:
         st.caption(note)
     st.markdown("**Why each lands where it does**")
     st.markdown("\n".join(f"* {X.WHY[m]}" for m in X.METHODS))
-    st.vega_lite_chart(variances, width="stretch")
+    st.vega_lite_chart(spec=variances, width="stretch", height=360)
     negative = frame[frame["negative"]]
     if not negative.empty:
         worst = negative.loc[negative["variance"].idxmin()]

@@ -28,8 +28,10 @@ from tests.e2e.plans import ALL_PAGES, OVERVIEW, PLANS, Plan, by_path, move_slid
 WIDTH = 1400  # of the main area in the picture
 # Pictures of one tab of a page: picture name -> (the page's url path, the plan; its query opens the tab).
 TAB_PICTURES = {
-    "deploy_port_port": ("deploy_port", Plan(query={"deploy_tab": "🔁 Port between frameworks"}, picture_height=3000)),
-    "deploy_port_precision": ("deploy_port", Plan(query={"deploy_tab": "🎯 Precision"}, picture_height=2600)),
+    "deploy_port_port": ("deploy_port", Plan(query={"deploy_tab": "🔁 Port between frameworks"}, slider="Layers k",
+                                                picture_height=3000)),
+    "deploy_port_precision": ("deploy_port", Plan(query={"deploy_tab": "🎯 Precision"}, slider="Points per decade",
+                                                          picture_height=2600)),
 }
 MAX_BYTES = 400_000
 

@@ -19,7 +19,7 @@ def depth_chart(frame: pd.DataFrame, colour: str, title: str, y_title: str) -> a
     return alt.Chart(frame).mark_line(point=True).encode(
         x=alt.X("layer:Q", title="layer (depth)", axis=alt.Axis(tickMinStep=1)),
         y=_log_y(y_title),
-        color=alt.Color(f"{colour}:N", title=None, legend=alt.Legend(orient="top", columns=2), sort=None),
+        color=alt.Color(f"{colour}:N", title=None, legend=alt.Legend(orient="top", columns=2, labelLimit=420), sort=None),
         tooltip=[colour, "layer", alt.Tooltip("difference:Q", format=".3g")],
     ).properties(height=300, title=title)
 

@@ -28,7 +28,7 @@ def error_chart(frame: pd.DataFrame, view: str, dtype: str) -> alt.LayerChart:
     data = frame.assign(shown_x=_shown_x(frame), shown=frame["error"].fillna(CEILING).clip(FLOOR, CEILING))
     lines = alt.Chart(data).mark_line(point=True).encode(
         x=_x(view), y=alt.Y("shown:Q", scale=alt.Scale(type="log"), title="max |y − y₆₄| / rms(y₆₄)"),
-        color=alt.Color("label:N", title=None, sort=None, legend=alt.Legend(orient="top", columns=4)),
+        color=alt.Color("label:N", title=None, sort=None, legend=alt.Legend(orient="top", columns=4, labelLimit=300)),
         tooltip=["label", "offset", "std", alt.Tooltip("error:Q", format=".3g"), "input"],
     )
     flagged = data[data["input"] != ""].drop_duplicates("x")
@@ -45,7 +45,7 @@ def variance_chart(frame: pd.DataFrame, view: str) -> alt.LayerChart:
                        shown_reference=data["reference_variance"].clip(lower=FLOOR))
     y = alt.Y("shown:Q", scale=alt.Scale(type="log"), title="|variance| (smallest group)")
     lines = alt.Chart(data).mark_line().encode(
-        x=_x(view), y=y, color=alt.Color("label:N", title=None, sort=None, legend=alt.Legend(orient="top", columns=4)),
+        x=_x(view), y=y, color=alt.Color("label:N", title=None, sort=None, legend=alt.Legend(orient="top", columns=4, labelLimit=300)),
         tooltip=["label", "offset", "std", alt.Tooltip("variance:Q", format=".4g"),
                  alt.Tooltip("reference_variance:Q", title="float64", format=".4g")])
     negative = alt.Chart(data[data["negative"]]).mark_point(shape="cross", size=90, color="red", filled=True).encode(

@@ -48,9 +48,9 @@ def _choice(name: str) -> Field:
 
 
 FIELDS = Schema((
-    Field("source", "Source", "pytorch", "choice", "The convention the model was written and trained in.",
+    Field("source", "Source", "keras", "choice", "The convention the model was written and trained in.",
           choices=tuple(C.CONVENTIONS), labels=C.LABELS, url="p_source"),
-    Field("target", "Target", "keras", "choice", "The convention it is ported to.",
+    Field("target", "Target", "pytorch", "choice", "The convention it is ported to.",
           choices=tuple(C.CONVENTIONS), labels=C.LABELS, url="p_target"),
     *(_choice(name) for name in SETTINGS),
     Field("depth", "Layers k", 6, "int", "Normalized layers in the stack.", 1, limits.MAX_PORT_DEPTH, 1,
