@@ -5,8 +5,9 @@ says nothing: its defaults. Four settings differ:
 
 * **momentum**: PyTorch's ``m`` weights the NEW batch value (``running = (1 − m)·running + m·batch``,
   default 0.1); Keras's weights the OLD one (``moving = m·moving + (1 − m)·batch``, 0.99). d2l's
-  from-scratch ``batch_norm`` weighted the old value with ``momentum=0.9`` in its 0.x editions and
-  the new one with ``momentum=0.1`` in edition 1.x (PyTorch).
+  from-scratch ``batch_norm`` weighted the old value with ``momentum=0.9`` in its earlier editions
+  (0.x, the MXNet code and the Chinese 2.0 edition) and the new one with ``momentum=0.1`` in
+  edition 1.x (PyTorch).
 * **eps**: 1e-5 (PyTorch, d2l) or 1e-3 (Keras).
 * **the running variance**: torch stores the unbiased batch variance, Keras and d2l the biased one.
 * **the channel axis**: 1 (channels first: PyTorch, d2l's PyTorch code) or −1 (Keras).
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 
 from normcore import BatchNorm1d
-from normcore.ema import keras_momentum_from_torch, torch_momentum_from_keras
+from normcore.ema import keras_momentum_from_torch
 from normcore.keras import BatchNormalization
 
 
@@ -48,8 +49,8 @@ class Convention:
 CONVENTIONS = {
     "pytorch": Convention("pytorch", "PyTorch (torch.nn.BatchNorm1d)", 0.1, "new", 1e-5, True, 1),
     "keras": Convention("keras", "Keras / TensorFlow (keras.layers.BatchNormalization)", 0.99, "old", 1e-3, False, -1),
-    "d2l_0": Convention("d2l_0", "d2l from scratch, editions 0.x (momentum=0.9, old value)", 0.9, "old", 1e-5, False, 1),
-    "d2l_1": Convention("d2l_1", "d2l from scratch, edition 1.x (momentum=0.1, new value)", 0.1, "new", 1e-5, False, 1),
+    "d2l_0": Convention("d2l_0", "d2l from scratch, earlier editions (momentum=0.9 weights the old value)", 0.9, "old", 1e-5, False, 1),
+    "d2l_1": Convention("d2l_1", "d2l from scratch, edition 1.x (momentum=0.1 weights the new value)", 0.1, "new", 1e-5, False, 1),
 }
 LABELS = {key: c.label for key, c in CONVENTIONS.items()}
 
@@ -117,5 +118,4 @@ def code(args: Arguments, features: int) -> str:
     return f"batch_norm(X, gamma, beta, moving_mean, moving_var, eps={eps}, momentum={m})  # stored variance: {rule}"
 
 
-__all__ = ["Arguments", "CONVENTIONS", "Convention", "D2LBatchNorm", "LABELS", "build", "code", "defaults",
-           "torch_momentum_from_keras"]
+__all__ = ["Arguments", "CONVENTIONS", "Convention", "D2LBatchNorm", "LABELS", "build", "code", "defaults"]
