@@ -38,7 +38,7 @@ def chart_rows(at: AppTest) -> pd.DataFrame:
 
 
 def test_defaults_then_each_setting_as_typed():
-    at = open_tab(p_steps=10)  # (the defaults' 50 steps: in benchmarks/port_precision.py and the browser test)
+    at = open_tab(p_steps=10, p_depth=3)  # (the defaults, 6 × 50: in benchmarks/port_precision.py and the browser)
     assert len(at.get("vega_lite_chart")) == 2  # the BatchNorm stack and the eps stack
     assert "normcore.BatchNorm1d(16, eps=0.001, momentum=0.01, unbiased_running_var=False)" in texts(at.code)
     rows = chart_rows(at)

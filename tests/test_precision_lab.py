@@ -18,7 +18,7 @@ from normcore.lab.experiments.deploy import precision as X
 
 @pytest.fixture(scope="module")
 def float32_sweeps():
-    return X.sweep("offset", "float32", per_decade=1), X.sweep("std", "float32", per_decade=1, offset=1e4)
+    return X.run(X.PrecisionOptions(per_decade=1)), X.run(X.PrecisionOptions(view="std", per_decade=1, offset=1e4))
 
 
 def test_the_reference_is_the_textbook_formula_in_float64():
