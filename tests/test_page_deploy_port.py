@@ -66,6 +66,7 @@ def test_extremes_and_invalid_choices_say_what_to_change():
     at.slider(key="port_options.steps").set_value(1).run()
     at.radio(key="port_eps_options.norm").set_value("rms").run()
     assert not at.error and len(at.get("vega_lite_chart")) == 2
+    assert "torch.nn.RMSNorm(32, eps=None)" in texts(at.code) and "epsilon=1.1920929e-07" in texts(at.code)
     rows = chart_rows(at)
     assert rows["layer"].max() == limits.MAX_PORT_DEPTH
     at.selectbox(key="port_options.target").set_value("keras").run()  # = the source

@@ -125,6 +125,8 @@ def eps_section() -> None:
     st.vega_lite_chart(spec=chart, width="stretch", height=380)
     st.caption(f"{o.depth} pre-norm residual blocks h ← h + W₂·ReLU(W₁·norm(h)) in float64, so only eps differs; "
                "eps matters as it nears the variance of h (lower the activation std to see it grow).")
+    st.markdown("**To keep the source's eps**, spell it out on the target (copy it):")
+    st.code(E.keep_code(o.norm, o.source_eps), language="python")
     ends = frame[frame["layer"].isin((1, frame["layer"].max()))]
     table = ends.pivot_table(index="eps", columns="layer", values="difference").rename(columns=lambda c: f"block {c}")
     st.dataframe(table, column_config={c: st.column_config.NumberColumn(c, format="%.3g") for c in table.columns})

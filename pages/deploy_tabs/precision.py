@@ -81,6 +81,8 @@ def render() -> None:
     st.markdown("**Why each lands where it does**")
     st.markdown("\n".join(f"* {X.WHY[m]}" for m in X.METHODS))
     st.vega_lite_chart(spec=variances, width="stretch", height=360)
+    st.caption("The smallest variance over the statistic groups. torch's LayerNorm and GroupNorm return only 1/σ: "
+               "their variance is read back as 1/rstd² − eps (meaningful while σ² ≫ eps); RMSNorm has none.")
     negative = frame[frame["negative"]]
     if not negative.empty:
         worst = negative.loc[negative["variance"].idxmin()]

@@ -71,6 +71,18 @@ def value(eps: str) -> float:
     return FLOAT32_EPS if eps == "none" else float(eps)
 
 
+def keep_code(norm: str, eps: str) -> str:
+    """The source's eps spelled out in both frameworks, so a port keeps it (defaults differ)."""
+    if norm == "layer":
+        return (f"torch.nn.LayerNorm({DIM}, eps={eps})\n"
+                f"keras.layers.LayerNormalization(epsilon={eps})  # its default is 1e-3")
+    if eps == "none":
+        return (f"torch.nn.RMSNorm({DIM}, eps=None)  # finfo(dtype).eps: 1.19e-7 in float32\n"
+                f"keras.layers.RMSNormalization(epsilon={FLOAT32_EPS:.8g})  # torch's None, for float32")
+    return (f"torch.nn.RMSNorm({DIM}, eps={eps})  # its default None is finfo(dtype).eps\n"
+            f"keras.layers.RMSNormalization(epsilon={eps})")
+
+
 def blocks(depth: int, seed: int = 0):
     """Each block's (W₁, W₂) in float64, scaled so the residual stream grows slowly."""
     g = torch.Generator().manual_seed(seed)
