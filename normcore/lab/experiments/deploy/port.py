@@ -38,6 +38,7 @@ AS_TYPED = {
     "variance": "as typed: the target's own rule",
     "axis": "as typed: the target's default axis",
 }
+ARGUMENT_OF = {"momentum": "momentum", "eps": "eps", "variance": "unbiased", "axis": "axis"}  # in C.Arguments
 SETTING_LABELS = {"momentum": "Momentum", "eps": "eps", "variance": "Running variance (biased/unbiased)", "axis": "Channel axis"}
 
 
@@ -116,8 +117,8 @@ def as_typed_arguments(source: str, target: str) -> C.Arguments:
 def target_arguments(source: str, target: str, choices: Mapping[str, str]) -> C.Arguments:
     """Per setting, the converted or the as-typed value."""
     converted, typed = converted_arguments(source, target)[0], as_typed_arguments(source, target)
-    fields = {"momentum": "momentum", "eps": "eps", "variance": "unbiased", "axis": "axis"}
-    return replace(converted, **{fields[s]: getattr(typed, fields[s]) for s in SETTINGS if choices.get(s) == "as_typed"})
+    typed_now = [ARGUMENT_OF[s] for s in SETTINGS if choices.get(s) == "as_typed"]
+    return replace(converted, **{name: getattr(typed, name) for name in typed_now})
 
 
 # -- the stack --------------------------------------------------------------------------------
@@ -202,8 +203,7 @@ def differences(o: PortOptions, builder: Callable = C.build) -> pd.DataFrame:
 def same_in_both(source: str, target: str) -> list[str]:
     """The settings where as typed and converted give the same target (no mismatch to carry)."""
     converted, typed = converted_arguments(source, target)[0], as_typed_arguments(source, target)
-    fields = {"momentum": "momentum", "eps": "eps", "variance": "unbiased", "axis": "axis"}
-    return [s for s in SETTINGS if getattr(converted, fields[s]) == getattr(typed, fields[s])]
+    return [s for s in SETTINGS if getattr(converted, ARGUMENT_OF[s]) == getattr(typed, ARGUMENT_OF[s])]
 
 
 # -- the channel axis: a shape error ---------------------------------------------------------------
