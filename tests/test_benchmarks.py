@@ -19,7 +19,8 @@ BENCHMARKS = sorted(p.stem for p in (ROOT / "benchmarks").glob("*.py")
                     if p.stem != "__init__" and "def main(" in p.read_text())
 # What each one's output must contain: the line that carries its result.
 PRINTS = {"norms": "ratio", "pages": "defaults (", "train_eval": "slowest cached rerun", "training_overhead": "speed-up",
-          "load": "errors: 0", "distributed": "SyncBN overhead", "fold": "fold speed-up"}
+          "load": "errors: 0", "distributed": "SyncBN overhead", "fold": "fold speed-up",
+          "port_precision": "Precision, defaults"}
 IN_BACKGROUND = "load"
 
 

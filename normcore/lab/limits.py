@@ -179,3 +179,24 @@ def fold_timing_repeats(repeats: int, macs_per_pass: float) -> tuple[int, str | 
         return repeats, None
     return cap, (f"Timing: {cap} passes of each version instead of {repeats}, to keep this demo responsive at "
                  f"{macs_per_pass:,.0f} multiply-accumulates per pass; a narrower or shallower model allows more.")
+
+
+# -- Deploy & port: the Port and Precision tabs -------------------------------------------
+# Port: a stack of 16-feature Linear → BatchNorm → ReLU blocks runs T training batches on the
+# source side and on up to four target sides (one per mismatch); one BatchNorm call costs
+# ~0.3-1 ms here (small tensors: Python overhead), so the work is capped in layer-steps.
+MAX_PORT_DEPTH = 24  # normalized layers in one stack
+MAX_PORT_STEPS = 500  # training batches per side
+MAX_PORT_BATCH = 256  # samples per training batch
+MAX_PORT_LAYER_STEPS = 1200  # depth × steps per side (≤ 5 sides: ~2-4 s at worst here, one thread)
+MAX_EPS_DEPTH = 48  # residual blocks of the LayerNorm/RMSNorm eps stack (float64, 64 tokens × 32)
+# Precision: every point of a sweep runs 7 methods (and their float64 twins) on one 8,192-value input.
+MAX_PRECISION_POINTS_PER_DECADE = 4  # the offset sweep spans 8 decades: at most 33 points + offset 0
+
+
+def port_work(depth: int, steps: int) -> str | None:
+    """The Port tab's stack: layers × training steps per side (fields depth, steps)."""
+    if depth * steps <= MAX_PORT_LAYER_STEPS:
+        return None
+    return (f"{depth} layers × {steps} steps = {depth * steps:,} layer-steps per side is over this demo's cap of "
+            f"{MAX_PORT_LAYER_STEPS:,}. Use fewer layers or fewer training steps.")

@@ -23,9 +23,16 @@ from PIL import Image
 
 from pages.shared.navigation import SCREENSHOTS
 from tests.e2e import harness as H
-from tests.e2e.plans import ALL_PAGES, OVERVIEW, PLANS, Plan, move_slider, page_url, press_main_button, problems
+from tests.e2e.plans import ALL_PAGES, OVERVIEW, PLANS, Plan, by_path, move_slider, page_url, press_main_button, problems
 
 WIDTH = 1400  # of the main area in the picture
+# Pictures of one tab of a page: picture name -> (the page's url path, the plan; its query opens the tab).
+TAB_PICTURES = {
+    "deploy_port_port": ("deploy_port", Plan(query={"deploy_tab": "🔁 Port between frameworks"}, slider="Layers k",
+                                                picture_height=3000)),
+    "deploy_port_precision": ("deploy_port", Plan(query={"deploy_tab": "🎯 Precision"}, slider="Points per decade",
+                                                          picture_height=2600)),
+}
 MAX_BYTES = 400_000
 
 
@@ -59,8 +66,8 @@ def capture_main(app: H.AppPage, max_height: int) -> bytes:
     return page.screenshot(clip={"x": box["x"], "y": 0, "width": min(WIDTH, box["width"]), "height": height})
 
 
-def take(browser, server: H.StreamlitServer, info, out_dir: Path) -> Path:
-    plan = PLANS.get(info.url_path, Plan())
+def take(browser, server: H.StreamlitServer, info, out_dir: Path, name: str | None = None, plan: Plan | None = None) -> Path:
+    plan = plan or PLANS.get(info.url_path, Plan())
     context = browser.new_context(viewport=H.VIEWPORT)
     try:
         app = H.AppPage.open(context)
@@ -77,7 +84,7 @@ def take(browser, server: H.StreamlitServer, info, out_dir: Path) -> Path:
         png = shrink(capture_main(app, plan.picture_height))
     finally:
         context.close()
-    path = out_dir / f"{info.url_path}.png"
+    path = out_dir / f"{name or info.url_path}.png"
     path.write_bytes(png)
     return path
 
@@ -91,8 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"cannot take screenshots: {problem}", file=sys.stderr)
         return 2
-    wanted = [p for p in ALL_PAGES if not args.pages or p.url_path in args.pages]
-    wanted.sort(key=lambda p: p is OVERVIEW)  # the overview shows the others' new pictures
+    wanted = [(p, None, None) for p in ALL_PAGES if not args.pages or p.url_path in args.pages]
+    wanted += [(by_path(path), name, plan) for name, (path, plan) in TAB_PICTURES.items()
+               if not args.pages or name in args.pages]
+    wanted.sort(key=lambda w: w[0] is OVERVIEW)  # the overview shows the others' new pictures
     args.out.mkdir(parents=True, exist_ok=True)
 
     from playwright.sync_api import sync_playwright
@@ -102,9 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         warm = browser.new_context()
         H.AppPage.open(warm).goto(server.url(), timeout_ms=120_000)  # the cold first run, once
         warm.close()
-        for info in wanted:
+        for info, name, plan in wanted:
             started = time.monotonic()
-            path = take(browser, server, info, args.out)
+            path = take(browser, server, info, args.out, name, plan)
             with Image.open(path) as image:
                 size = f"{image.width}x{image.height}"
             print(f"{path}  {size}  {path.stat().st_size / 1000:.0f} KB  {time.monotonic() - started:.1f} s")
