@@ -48,4 +48,9 @@ PAGES = (
         "Backprop through a norm step by step: the closed form against autograd, its identities and "
         "eps's effect; then the Jacobian that shows how BatchNorm couples the samples of a batch.",
     ),
+    PageInfo(
+        "pages/data_parallel.py", "Data-parallel BN", "🔀", "data_parallel",
+        "Real worker processes train with DDP: local BatchNorm vs SyncBatchNorm vs GroupNorm, per-worker "
+        "running statistics, the eval gap and SyncBN's step time, with Stop and no worker left behind.",
+    ),
 )

@@ -1,0 +1,59 @@
+"""Faults injected into a worker on purpose, for the tests of what a run does when one breaks.
+
+Set the environment variable ``NORMCORE_DP_FAULT`` to ``KIND@RANK:STEP`` before a run
+(spawned workers inherit the environment): worker RANK then, at its training step STEP
+(counted from 1 over the whole run), does KIND:
+
+* ``raise``: raises ``RuntimeError`` (a bug in the worker);
+* ``kill``: sends itself SIGKILL (the OOM killer, a user's ``kill -9``);
+* ``hang``: sleeps without end (a deadlock; the others wait in a collective until its timeout).
+
+Not a control of any page: it exists for the tests only.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+VARIABLE = "NORMCORE_DP_FAULT"
+KINDS = ("raise", "kill", "hang")
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str
+    rank: int
+    step: int
+
+    def to_text(self) -> str:
+        return f"{self.kind}@{self.rank}:{self.step}"
+
+
+def parse(text: str | None) -> Fault | None:
+    """``"raise@1:3"`` -> Fault("raise", 1, 3); empty -> None; anything else is a ValueError."""
+    if not text:
+        return None
+    kind, _, where = text.partition("@")
+    rank, _, step = where.partition(":")
+    if kind not in KINDS or not rank.isdigit() or not step.isdigit():
+        raise ValueError(f"{VARIABLE}={text!r}: expected KIND@RANK:STEP with KIND in {KINDS}.")
+    return Fault(kind, int(rank), int(step))
+
+
+def from_environment() -> Fault | None:
+    return parse(os.environ.get(VARIABLE))
+
+
+def inject(fault: Fault | None, rank: int, step: int) -> None:
+    """Do ``fault`` if it is this worker's, at this step."""
+    if fault is None or fault.rank != rank or fault.step != step:
+        return
+    if fault.kind == "raise":
+        raise RuntimeError(f"injected fault: worker {rank} raised at step {step}")
+    if fault.kind == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    while True:  # hang
+        time.sleep(1.0)
