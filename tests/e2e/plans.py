@@ -133,6 +133,12 @@ def play_for(seconds: float) -> Callable[[H.AppPage], None]:
     return showcase
 
 
+def run_two_epochs(app: H.AppPage) -> None:
+    """Epochs 1 -> 2, then Run: the picture has curves, not single points."""
+    app.press_slider(slider(app.page, "Epochs").first, "ArrowRight")
+    app.click(button(app.page.locator(MAIN), "Run"), timeout_ms=180_000)
+
+
 PLANS: dict[str, Plan] = {
     # Tall picture: the stream (section 3) is what the page is about.
     "live_statistics": Plan(button="Step", showcase=play_for(5), picture_height=2800),
@@ -140,4 +146,8 @@ PLANS: dict[str, Plan] = {
     "training": Plan(slider="Epochs", slider_key="Home", button="Run", rerun_timeout_ms=180_000, picture_height=2400),
     # No button: everything is computed as the page opens. γ moves from 1.0 to 1.1.
     "gradients": Plan(slider="γ (every channel)", picture_height=3600),
+    # Real worker processes: 2 workers, the three norms for 1 epoch at 64 per worker (10 steps each).
+    # The picture: the same for 2 epochs, run after the checks.
+    "data_parallel": Plan(query={"dp_batch": "64", "dp_epochs": "1"}, slider="Batch per worker", slider_key="ArrowLeft",
+                          button="Run", rerun_timeout_ms=180_000, showcase=run_two_epochs, picture_height=3200),
 }

@@ -71,6 +71,7 @@ class Comparison:
             self.step = (event.step, event.steps)
         elif isinstance(event, EpochReport):
             self.epochs[self.current].append(event)
+            self.step = (0, 1)
 
     def finish(self, results: list[RunResult]) -> None:
         worst = next((r for r in results if r.status != "finished"), results[0])

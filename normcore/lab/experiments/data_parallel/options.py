@@ -83,8 +83,6 @@ def problems(o: DataParallelOptions) -> list[str]:
     _, errors = FIELDS.check(asdict(o) | {"norms": list(o.norms)})
     if errors:
         return errors
-    if not o.norms:
-        return ["Pick at least one normalization."]
     found: list[str] = []
     for config in run_configs(o):
         found += [m for m in run_problems(config) if m not in found]
