@@ -8,6 +8,7 @@ process sent SIGTERM or SIGKILL. Runs are tiny (MLP, 2 workers, big per-worker b
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -80,12 +81,14 @@ def test_a_hung_worker_ends_the_run_at_the_collective_timeout(monkeypatch):
     assert elapsed < 2.0 + GONE_WITHIN_S  # the collective's timeout, then every worker ended
 
 
-def test_the_time_cap_ends_the_run(monkeypatch):
+def test_the_time_cap_ends_the_run_mid_training(monkeypatch):
     monkeypatch.delenv(faults.VARIABLE, raising=False)
+    events = []
     start = time.monotonic()
-    result = run(RunConfig(workers=2, norm="local", per_worker_batch=4, epochs=20), time_cap_s=5.0)
-    assert result.status == "timed out" and result.message.startswith("The run hit its time cap of 5 s."), result.message
-    assert time.monotonic() - start < 5.0 + GONE_WITHIN_S
+    result = run(RunConfig(workers=2, norm="local", per_worker_batch=4, epochs=20), events.append, time_cap_s=15.0)
+    assert events, "the cap struck before training began: this tests the cap on training, not on the start"
+    assert result.status == "timed out" and result.message.startswith("The run hit its time cap of 15 s; every worker was ended."), result.message
+    assert time.monotonic() - start < 15.0 + GONE_WITHIN_S
     assert_no_worker_left(result.worker_pids, within_s=0.5)
 
 
@@ -101,35 +104,38 @@ def test_one_run_per_server_at_a_time_the_others_are_told():
 
 def test_the_fault_hook_reads_only_its_own_form():
     assert faults.parse("hang@3:12") == faults.Fault("hang", 3, 12)
+    assert faults.parse("hang@*:2") == faults.Fault("hang", -1, 2) and faults.parse("hang@*:2").to_text() == "hang@*:2"
     assert faults.parse("") is None and faults.parse(None) is None
     for bad in ("explode@1:2", "raise@x:1", "raise1:2", "raise@1"):
         with pytest.raises(ValueError, match="KIND@RANK:STEP"):
             faults.parse(bad)
 
 
-def _server(*argv) -> subprocess.Popen:
-    env = os.environ | {"PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
-    env.pop(faults.VARIABLE, None)
+def _server(*argv, fault: str = "") -> subprocess.Popen:
+    env = os.environ | {"PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT), faults.VARIABLE: fault}
     return subprocess.Popen([sys.executable, "-m", "normcore.lab.distributed", *argv], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _wait_for_training(server: subprocess.Popen) -> list[int]:
-    """The server's worker pids, once it has printed its first epoch (the workers are training)."""
+def _wait_for_hung_workers(server: subprocess.Popen, count: int) -> list[int]:
+    """The server's worker pids, once ``count`` of them said they hang (in training, stuck)."""
+    said, lines = 0, []
     for line in server.stdout:
-        if line.startswith("epoch 1/"):
+        lines.append(line)
+        said += line.startswith("injected fault: worker")
+        if said == count:
             return [p.pid for p in descendants(server.pid)]
-    raise AssertionError(f"the server ended before its first epoch (exit code {server.wait()})")
+    raise AssertionError(f"the server ended before its workers hung (exit code {server.wait()}):\n{''.join(lines)[-3000:]}")
 
 
 def test_workers_exit_when_their_server_dies_by_SIGTERM_or_SIGKILL():
     """Two servers (here the command line, the same runner as the page) die mid-run without any
-    clean-up of their own, one by SIGTERM, one by SIGKILL: each worker's parent watchdog sees its
-    parent gone and exits."""
-    servers = {sig: _server("--workers", "2", "--norm", "local", "--per-worker-batch", "32", "--epochs", "20")
-               for sig in (signal.SIGTERM, signal.SIGKILL)}
+    clean-up of their own, one by SIGTERM, one by SIGKILL. Their workers all hang (no collective,
+    no queue traffic that could fail): only each worker's parent watchdog can end them."""
+    servers = {sig: _server("--workers", "2", "--norm", "local", "--per-worker-batch", "64", "--epochs", "2",
+                            fault="hang@*:2") for sig in (signal.SIGTERM, signal.SIGKILL)}
     try:
-        workers = {sig: _wait_for_training(server) for sig, server in servers.items()}
+        workers = {sig: _wait_for_hung_workers(server, 2) for sig, server in servers.items()}
         assert all(len(pids) == 2 for pids in workers.values()), workers
         for sig, server in servers.items():
             os.kill(server.pid, sig)
@@ -137,7 +143,10 @@ def test_workers_exit_when_their_server_dies_by_SIGTERM_or_SIGKILL():
             assert server.wait(10) == -sig
         for sig in servers:
             assert_no_worker_left(workers[sig])
-    finally:
-        for server in servers.values():
+    finally:  # whatever happened, leave nothing behind for the next tests
+        for sig, server in servers.items():
             server.kill()
             server.wait()
+            for pid in workers.get(sig, []) if "workers" in locals() else []:
+                with contextlib.suppress(psutil.Error):
+                    psutil.Process(pid).kill()

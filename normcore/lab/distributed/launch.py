@@ -166,8 +166,8 @@ def _run_series(configs, on_progress, should_stop, time_cap_s, collective_timeou
     except RunStopped:
         status = "stopped"
         message = f"Stopped after {len(results[index].epochs)} of {configs[index].epochs} epochs; the workers were ended."
-    except TimeoutError as exc:
-        status, message = "timed out", f"The run hit its time cap of {time_cap_s:g} s. {exc}"
+    except TimeoutError:
+        status, message = "timed out", f"The run hit its time cap of {time_cap_s:g} s; every worker was ended."
     except WorkerError as exc:
         status, message = "failed", fault_message(str(exc), collective_timeout_s)
     wall_s = time.perf_counter() - start
