@@ -50,7 +50,7 @@ def ticker(view: redraw.LiveView, comparison: D.Comparison):
     return should_stop
 
 
-st.title("🔀 Data-parallel BN")
+st.title("👥 Data-parallel BN")
 st.markdown("Real `torch.distributed` worker processes on this machine (gloo, one CPU thread each) train the digits "
             "classifier with DDP, each on its slice of every batch: **local BN** (each worker's own statistics, what "
             "plain DDP gives), **SyncBN** (the global batch's) and **GroupNorm** (per sample), one after the other.")

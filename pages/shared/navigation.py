@@ -49,7 +49,7 @@ PAGES = (
         "eps's effect; then the Jacobian that shows how BatchNorm couples the samples of a batch.",
     ),
     PageInfo(
-        "pages/data_parallel.py", "Data-parallel BN", "🔀", "data_parallel",
+        "pages/data_parallel.py", "Data-parallel BN", "👥", "data_parallel",
         "Real worker processes train with DDP: local BatchNorm vs SyncBatchNorm vs GroupNorm, per-worker "
         "running statistics, the eval gap and SyncBN's step time, with Stop and no worker left behind.",
     ),

@@ -18,6 +18,7 @@ from ..experiments.data_parallel import tables
 NORM_ORDER = ("local BN", "SyncBN", "GroupNorm")
 NORM_COLORS = ("#1f77b4", "#9467bd", "#2ca02c")  # local BN blue like BatchNorm elsewhere, GN green
 HEIGHT = 260
+WORKER_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")  # one per worker (at most 4)
 
 
 def _norm_color(title: str = "normalization") -> alt.Color:
@@ -65,7 +66,7 @@ def rank_means_chart(frame: pd.DataFrame) -> dict:
     chart = alt.Chart(frame).mark_point(filled=True, size=60).encode(
         x=alt.X("channel:O", title="channel of the first BatchNorm"),
         y=alt.Y("running mean:Q", title="running mean"),
-        color=alt.Color("worker:N", title="worker"), shape=alt.Shape("worker:N"),
+        color=alt.Color("worker:N", title="worker", scale=alt.Scale(range=list(WORKER_COLORS))), shape=alt.Shape("worker:N"),
         tooltip=["norm", "worker", "channel", alt.Tooltip("running mean:Q", format=".4f")],
     ).properties(height=200, width=320).facet(column=alt.Column("norm:N", title=None, sort=list(NORM_ORDER)))
     return chart.to_dict()
