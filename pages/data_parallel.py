@@ -109,4 +109,5 @@ elif live.status in ("stopped", "interrupted", "busy"):
 results.show_accuracy(live)
 results.show_statistics(live)
 results.show_step_time(live)
+results.show_accumulation(live.options)
 results.show_notes()

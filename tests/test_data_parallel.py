@@ -124,3 +124,14 @@ def test_fault_messages_name_the_worker_and_the_cause():
     assert raised == "The run failed: worker 1 raised ValueError: bad; every worker was ended."
     dead = fault_message("worker 0 was killed (SIGKILL) without answering", 20.0)
     assert dead == "The run failed: worker 0 was killed (SIGKILL) without answering; the other workers were ended."
+
+
+def test_accumulation_matches_one_batch_for_group_norm_only():
+    from normcore.lab.experiments.data_parallel.accumulation import accumulation_table
+
+    table = accumulation_table(8, k_values=(1, 4)).set_index(["Normalization", "k micro-batches"])
+    diff = table["Relative gradient difference"]
+    assert diff[("BatchNorm", 1)] == 0.0 and diff[("GroupNorm", 1)] == 0.0  # one micro-batch is the batch
+    assert diff[("GroupNorm", 4)] < 1e-12  # per-sample statistics: accumulation is exact
+    assert diff[("BatchNorm", 4)] > 1e-2  # per-micro-batch statistics: a different gradient
+    assert list(table["Samples"]) == [8, 32, 8, 32]

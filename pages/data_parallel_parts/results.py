@@ -4,6 +4,7 @@ import streamlit as st
 
 from normcore.lab.experiments import data_parallel as D
 from normcore.lab.experiments import training as T
+from normcore.lab.experiments.data_parallel.accumulation import accumulation_table
 from normcore.lab.viz import data_parallel_charts as charts
 
 PCT = st.column_config.NumberColumn(format="%.1f%%")
@@ -54,8 +55,21 @@ def show_step_time(comparison: D.Comparison) -> None:
     st.caption(D.STEP_TIME_NOTE)
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def accumulation(per_batch: int, model: str, width: int, depth: int, seed: int):
+    return accumulation_table(per_batch, model, width, depth, seed)
+
+
+def show_accumulation(o: D.DataParallelOptions) -> None:
+    st.subheader("Reference in one process: gradient accumulation with BN")
+    st.caption(f"k micro-batches of {o.per_worker_batch} (the batch per worker), gradients accumulated, against one "
+               f"batch of k×{o.per_worker_batch}, on the same fresh model and samples (float64).")
+    st.dataframe(accumulation(o.per_worker_batch, o.model, o.width, o.depth, o.seed), hide_index=True,
+                 column_config={"Relative gradient difference": st.column_config.NumberColumn(format="%.2e")})
+    st.caption(D.ACCUMULATION_NOTE)
+
+
 def show_notes() -> None:
     st.subheader("Scaling out")
     st.markdown(D.SCALE_OUT_NOTE)
     st.code(D.SCALE_OUT_COMMAND, language="bash")
-    st.caption(D.ACCUMULATION_NOTE)

@@ -4,6 +4,7 @@ on the same real worker processes (``normcore.lab.distributed``), one after the 
 * ``options.py``: :class:`DataParallelOptions`, its fields (URL-carried), checks, the runs it makes;
 * ``comparison.py``: :class:`Comparison`, the live record a page draws, and :func:`run`;
 * ``tables.py``: the result tables (accuracy, eval gap, step-time split, running statistics);
+* ``accumulation.py``: the one-process reference, gradient accumulation against one large batch;
 * ``sweep.py``: accuracy against the per-worker batch (``python -m normcore.lab.experiments.data_parallel``).
 """
 

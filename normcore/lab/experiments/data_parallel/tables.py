@@ -23,8 +23,9 @@ SCALE_OUT_NOTE = (
     "it uses NCCL on cuda:LOCAL_RANK; **that GPU/NCCL path was not run here** (this server has no GPU): "
     "everything on this page is gloo on CPU cores.")
 ACCUMULATION_NOTE = (
-    "Gradient accumulation is not the same fix: k micro-batches of B accumulate the gradients of k×B samples, "
-    "but BatchNorm still normalizes each micro-batch with its own B-sample statistics, like local BN here.")
+    "Accumulating k micro-batches equals one batch of k×B only for GroupNorm (each sample alone). BatchNorm "
+    "normalizes each micro-batch with its own B-sample statistics, so its accumulated gradient is that of local "
+    "BN on k workers of B each, not of one large batch: to get the large batch's statistics, use SyncBN.")
 
 
 def _last(comparison, norm):
