@@ -52,7 +52,8 @@ def inject(fault: Fault | None, rank: int, step: int) -> None:
     """Do ``fault`` if it is this worker's, at this step."""
     if fault is None or fault.rank not in (rank, -1) or fault.step != step:
         return
-    print(f"injected fault: worker {rank} does {fault.kind} at step {step}", file=sys.stderr, flush=True)
+    sys.stderr.write(f"injected fault: worker {rank} does {fault.kind} at step {step}\n")  # one write: one line
+    sys.stderr.flush()
     if fault.kind == "raise":
         raise RuntimeError(f"injected fault: worker {rank} raised at step {step}")
     if fault.kind == "kill":
