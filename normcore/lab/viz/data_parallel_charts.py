@@ -71,12 +71,3 @@ def rank_means_chart(frame: pd.DataFrame) -> dict:
     ).properties(height=200, width=320).facet(column=alt.Column("norm:N", title=None, sort=list(NORM_ORDER)))
     return chart.to_dict()
 
-
-def batch_sweep_chart(frame: pd.DataFrame) -> dict:
-    """Test error against the per-worker batch, one line per norm (frame: norm, per_worker_batch, error)."""
-    chart = alt.Chart(frame).mark_line(point=True).encode(
-        x=alt.X("per_worker_batch:Q", title="batch per worker", scale=alt.Scale(type="log", base=2)),
-        y=alt.Y("test error:Q", title="test error (%)"), color=_norm_color(),
-        tooltip=["norm", "per_worker_batch", alt.Tooltip("test error:Q", format=".1f")],
-    ).properties(height=HEIGHT, title="This lab: test error against the per-worker batch (2 workers)")
-    return chart.to_dict()
