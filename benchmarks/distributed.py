@@ -3,6 +3,9 @@
     python -m benchmarks.distributed            # 1, 2 and 4 workers, MLP and CNN
     python -m benchmarks.distributed --quick    # 1 and 2 workers, MLP, few steps (a smoke test)
 
+Last, the Data-parallel BN page's default run (2 workers; local BN, SyncBN, GroupNorm in turn),
+timed end to end, process start included.
+
 For each worker count W a :class:`~normcore.lab.distributed.pool.WorkerPool` is spawned (gloo,
 one thread per worker) and timed from start until every worker is in the process group. Each
 worker then trains two DDP copies of the digits classifier on its own 32 random samples per
@@ -100,6 +103,22 @@ def table(kind: str, counts: tuple[int, ...], steps: int) -> None:
               f"{r['local'] / base:>12.2f} {r['sync'] / base:>11.2f}")
 
 
+def page_run(quick: bool) -> None:
+    """The Data-parallel BN page's default run (quick: 1 epoch at 64 per worker), as the page
+    starts it, timed from the call to its return: process start, three trainings, process end."""
+    from normcore.lab.experiments import data_parallel as D
+
+    options = D.DataParallelOptions(epochs=1, per_worker_batch=64) if quick else D.DataParallelOptions()
+    start = time.perf_counter()
+    comparison = D.run(D.Comparison(options))
+    wall = time.perf_counter() - start
+    print(f"\nData-parallel BN page, {'tiny' if quick else 'default'} run ({options.workers} workers, "
+          f"{options.per_worker_batch} per worker, {options.epochs} epochs, norms {', '.join(options.norms)}): "
+          f"{comparison.status} in {wall:.1f} s, workers up in {comparison.spawn_s:.1f} s")
+    print(D.results_table(comparison).round(3).to_string(index=False))
+    print(D.step_time_table(comparison).round(2).to_string(index=False))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 and 2 workers, the MLP, few steps: a smoke test")
@@ -113,6 +132,7 @@ def main() -> None:
         table(kind, counts, steps)
     print("\nSyncBN overhead = median over steps of (sync − local), the two run alternately; "
           "share = collectives / sync step.")
+    page_run(args.quick)
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ def test_the_api_reports_progress_and_a_stop_ends_every_worker():
     events = []
     stop_after_first_epoch = lambda: any(isinstance(e, EpochReport) for e in events)  # noqa: E731
     result = run(RunConfig(workers=2, norm="sync", per_worker_batch=64, epochs=3), events.append, stop_after_first_epoch)
-    assert result.status == "stopped" and result.message == "Stopped after 1 of 3 epochs."
+    assert result.status == "stopped" and result.message == "Stopped after 1 of 3 epochs; the workers were ended."
     assert [e.epoch for e in result.epochs] == [1]
     steps = [e for e in events if isinstance(e, StepProgress)]
     assert steps and steps[-1].step == steps[-1].steps == TRAIN_SIZE // 128

@@ -102,8 +102,40 @@ def config_size(size: int) -> str | None:
 # thread, so the worker count is what costs: memory and cores. (torchrun runs are not capped
 # in workers: torchrun decides how many there are.)
 MAX_WORKERS = 4
+MAX_HOSTED_WORKERS = 2  # on a hosted server (environment variable NORMCORE_HOSTED=1)
+HOSTED_VARIABLE = "NORMCORE_HOSTED"
 MAX_PER_WORKER_BATCH = 256
 MAX_DISTRIBUTED_EPOCHS = 20
+MAX_DISTRIBUTED_STEPS = 6000  # Σ over one page run's normalizations of epochs × steps per epoch
+MAX_DISTRIBUTED_PARAMS = 250_000  # trainable parameters of the data-parallel model (width × depth)
+MAX_DISTRIBUTED_RUN_S = 120.0  # a run's wall-clock cap; its workers are then stopped
+MAX_DISTRIBUTED_RUNS = 1  # distributed runs at a time on one server (others are told to wait)
+
+
+def worker_cap(environ) -> int:
+    """Workers a spawned run may have: 2 on a hosted server, else MAX_WORKERS."""
+    return MAX_HOSTED_WORKERS if environ.get(HOSTED_VARIABLE, "") not in ("", "0") else MAX_WORKERS
+
+
+def workers_allowed(workers: int, environ) -> str | None:
+    """The worker count against :func:`worker_cap` (field workers)."""
+    cap = worker_cap(environ)
+    if workers <= cap:
+        return None
+    return (f"{workers} workers is over this server's cap of {cap} (each worker takes about 230 MB and a core). "
+            f"Use at most {cap}.")
+
+
+def distributed_work(steps: int, params: int) -> list[str]:
+    """One data-parallel page run: optimizer steps over its normalizations, and the model's size."""
+    out = []
+    if steps > MAX_DISTRIBUTED_STEPS:
+        out.append(f"This run needs {steps:,} optimizer steps, over this demo's cap of {MAX_DISTRIBUTED_STEPS:,}. "
+                   "Use fewer epochs, fewer normalizations or a larger per-worker batch.")
+    if params > MAX_DISTRIBUTED_PARAMS:
+        out.append(f"The model has {params:,} parameters, over this demo's cap of {MAX_DISTRIBUTED_PARAMS:,} for "
+                   "data-parallel runs. Use a narrower or shallower model.")
+    return out
 
 
 def global_batch(workers: int, per_worker_batch: int, train_size: int) -> str | None:

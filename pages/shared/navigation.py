@@ -49,6 +49,11 @@ PAGES = (
         "eps's effect; then the Jacobian that shows how BatchNorm couples the samples of a batch.",
     ),
     PageInfo(
+        "pages/data_parallel.py", "Data-parallel BN", "👥", "data_parallel",
+        "Real worker processes train with DDP: local BatchNorm vs SyncBatchNorm vs GroupNorm, per-worker "
+        "running statistics, the eval gap and SyncBN's step time, with Stop and no worker left behind.",
+    ),
+    PageInfo(
         "pages/deploy_port.py", "Deploy & port", "🚀", "deploy_port",
         "Fold BatchNorm into the layer before it (and the classic mistakes, live), port normalization "
         "settings between PyTorch and Keras, and measure each method's precision against float64.",

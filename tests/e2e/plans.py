@@ -142,6 +142,12 @@ def open_tab(title: str, heading_timeout_ms: float = 120_000) -> Callable[[H.App
     return showcase
 
 
+def run_two_epochs(app: H.AppPage) -> None:
+    """Epochs 1 -> 2, then Run: the picture has curves, not single points."""
+    app.press_slider(slider(app.page, "Epochs").first, "ArrowRight")
+    app.click(button(app.page.locator(MAIN), "Run"), timeout_ms=180_000)
+
+
 PLANS: dict[str, Plan] = {
     # Tall picture: the stream (section 3) is what the page is about.
     "live_statistics": Plan(button="Step", showcase=play_for(5), picture_height=2800),
@@ -152,4 +158,8 @@ PLANS: dict[str, Plan] = {
     "gradients": Plan(slider="γ (every channel)", showcase=open_tab("3 · Gradient flow in depth"), picture_height=2900),
     # The Fold tab computes as it opens; this slider reruns the fold, not the (cached) training.
     "deploy_port": Plan(slider="Batch the train-mode fold sees", picture_height=3000),
+    # Real worker processes: 2 workers, the three norms for 1 epoch at 64 per worker (10 steps each).
+    # The picture: the same for 2 epochs, run after the checks.
+    "data_parallel": Plan(query={"dp_batch": "64", "dp_epochs": "1"}, slider="Batch per worker", slider_key="ArrowLeft",
+                          button="Run", rerun_timeout_ms=180_000, showcase=run_two_epochs, picture_height=3200),
 }

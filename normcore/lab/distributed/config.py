@@ -12,6 +12,7 @@ Caps come from ``normcore.lab.limits`` (the "Data-parallel runs" section).
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 
 from .. import limits, models
@@ -41,6 +42,7 @@ class RunConfig:
     num_groups: int = 4
     seed: int = 0
     device: str = "auto"
+    broadcast_buffers: bool = False  # DDP copies worker 0's running statistics to the others at every forward
 
     @property
     def global_batch(self) -> int:
@@ -64,6 +66,8 @@ FIELDS = Schema((
     Field("num_groups", "GroupNorm groups", 4, "int", low=1, high=limits.MAX_WIDTH),
     Field("seed", "Seed", 0, "int", low=0, high=2**31 - 1),
     Field("device", "Device", "auto", "choice", choices=DEVICES, labels=DEVICE_LABELS),
+    Field("broadcast_buffers", "DDP broadcast_buffers", False, "bool",
+          "DDP copies worker 0's buffers (BatchNorm's running statistics) to every worker before each forward."),
 ))
 
 
@@ -77,6 +81,8 @@ def problems(config: RunConfig, *, under_torchrun: bool = False) -> list[str]:
     if errors:
         return errors
     out = []
+    if not under_torchrun and (message := limits.workers_allowed(config.workers, os.environ)):
+        out.append(message)
     if (message := limits.global_batch(config.workers, config.per_worker_batch, TRAIN_SIZE)):
         out.append(message)
     if config.norm in ("local", "sync") and config.model == "mlp":

@@ -16,18 +16,24 @@ from __future__ import annotations
 
 import datetime
 import os
+import threading
 import time
 from dataclasses import dataclass, field, fields
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.distributed as dist
 
+from .. import limits
 from .config import RunConfig, problems
 from .pool import RunStopped, Worker, WorkerError, WorkerPool
 from .training import split_arrays, train_worker
 
-COLLECTIVE_TIMEOUT_S = 60.0  # a worker waits this long for the others (worker 0 evaluates between epochs)
+COLLECTIVE_TIMEOUT_S = 20.0  # a worker waits this long in a collective, or to join the group (worker 0 evaluates between epochs)
+START_TIMEOUT_S = 60.0  # from spawning to every worker in the process group
+BUSY_MESSAGE = ("Another data-parallel run is using this server's workers right now (one at a time, "
+                "each worker takes ~230 MB and a core). Try again in a moment.")
+_ONE_RUN = threading.Lock()
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
 
@@ -51,20 +57,32 @@ class EpochReport:
     sync_calls_per_step: float
     samples_per_s: float  # the global batch's throughput
     wall_s: float  # since the workers started training
+    # BatchNorm's running statistics over workers (NaN / empty for GroupNorm):
+    mean_spread: float = float("nan")  # largest difference of a running mean between two workers
+    var_spread: float = float("nan")  # largest ratio − 1 of a running variance between two workers
+    test_accuracy_averaged: float = float("nan")  # eval with the running statistics averaged over workers
+    rank_means: tuple = ()  # per worker, the first BatchNorm's running means (first channels)
 
     @property
     def sync_share(self) -> float:
         return self.sync_ms / self.step_ms if self.step_ms else float("nan")
 
+    @property
+    def compute_ms(self) -> float:
+        """The step without SyncBatchNorm's all-reduces (DDP's gradient all-reduce stays in)."""
+        return self.step_ms - self.sync_ms
+
     @classmethod
     def from_message(cls, message: dict) -> EpochReport:
-        return cls(**{f.name: message.get(f.name, float("nan")) for f in fields(cls)})
+        values = {f.name: message.get(f.name, float("nan")) for f in fields(cls)}
+        values["rank_means"] = tuple(tuple(row) for row in message.get("rank_means", ()))
+        return cls(**values)
 
 
 @dataclass
 class RunResult:
     config: RunConfig
-    status: str  # "finished", "stopped", "failed" or "invalid"
+    status: str  # "finished", "stopped", "failed", "timed out", "busy" or "invalid"
     message: str = ""  # why it did not finish, in words
     epochs: list[EpochReport] = field(default_factory=list)
     spawn_s: float = float("nan")  # from start to every worker in the process group
@@ -92,34 +110,85 @@ def placement(config: RunConfig, local_workers: int) -> tuple[str, list[str]]:
     return "gloo", ["cpu"] * local_workers
 
 
-def run(config: RunConfig, on_progress: Callable | None = None, should_stop: Callable[[], bool] | None = None) -> RunResult:
-    """Spawn ``config.workers`` workers on this machine and train; see the module docstring."""
-    found = problems(config)
+def run(config: RunConfig, on_progress: Callable | None = None, should_stop: Callable[[], bool] | None = None,
+        **limits_) -> RunResult:
+    """Spawn ``config.workers`` workers on this machine and train; see the module docstring.
+    ``limits_`` are :func:`run_series`'s keywords."""
+    forward = None if on_progress is None else (lambda _index, event: on_progress(event))
+    return run_series([config], forward, should_stop, **limits_)[0]
+
+
+def run_series(configs: Sequence[RunConfig], on_progress: Callable | None = None,
+               should_stop: Callable[[], bool] | None = None, *, time_cap_s: float = limits.MAX_DISTRIBUTED_RUN_S,
+               collective_timeout_s: float = COLLECTIVE_TIMEOUT_S) -> list[RunResult]:
+    """Train each of ``configs`` (all with the same worker count and device) in turn on one set of
+    spawned workers: the processes start once. ``on_progress(index, event)``. One result per
+    config; after a stop, a fault or the time cap, the configs not reached get the same status.
+    At most one series runs per process at a time (the others get status "busy")."""
+    configs = list(configs)
+    if len({(c.workers, c.device) for c in configs}) > 1:
+        raise ValueError("run_series needs the same workers and device for every config.")
+    found = [" ".join(p) for c in configs if (p := problems(c))]
     if found:
-        return RunResult(config, "invalid", " ".join(found))
-    backend, devices = placement(config, config.workers)
-    result = RunResult(config, "finished", backend=backend, device=devices[0].split(":")[0])
+        return [RunResult(c, "invalid", found[0]) for c in configs]
+    if not _ONE_RUN.acquire(blocking=False):
+        return [RunResult(c, "busy", BUSY_MESSAGE) for c in configs]
+    try:
+        return _run_series(configs, on_progress, should_stop, time_cap_s, collective_timeout_s)
+    finally:
+        _ONE_RUN.release()
+
+
+def _run_series(configs, on_progress, should_stop, time_cap_s, collective_timeout_s) -> list[RunResult]:
+    backend, devices = placement(configs[0], configs[0].workers)
+    results = [RunResult(c, "finished", backend=backend, device=devices[0].split(":")[0]) for c in configs]
+    index = 0
 
     def on_message(_rank: int, message: dict) -> None:
         event = to_event(message)
         if isinstance(event, EpochReport):
-            result.epochs.append(event)
+            results[index].epochs.append(event)
         if on_progress is not None:
-            on_progress(event)
+            on_progress(index, event)
 
-    job = (config, split_arrays(config))
     start = time.perf_counter()
+    deadline = start + time_cap_s
+    status, message = "finished", ""
     try:
-        with WorkerPool(config.workers, backend=backend, devices=devices, timeout_s=COLLECTIVE_TIMEOUT_S) as pool:
-            result.spawn_s, result.worker_pids = pool.spawn_s, pool.pids
-            pool.map(train_worker, [job] * config.workers, timeout_s=120.0 + 120.0 * config.epochs,
-                     on_message=on_message, should_stop=should_stop)
+        with WorkerPool(configs[0].workers, backend=backend, devices=devices, timeout_s=collective_timeout_s,
+                        start_timeout_s=min(START_TIMEOUT_S, time_cap_s)) as pool:
+            for r in results:
+                r.spawn_s, r.worker_pids = pool.spawn_s, pool.pids
+            for index, config in enumerate(configs):
+                pool.map(train_worker, [(config, split_arrays(config))] * config.workers, fail_fast=True,
+                         timeout_s=max(0.0, deadline - time.perf_counter()), on_message=on_message,
+                         should_stop=should_stop)
     except RunStopped:
-        result.status, result.message = "stopped", f"Stopped after {len(result.epochs)} of {config.epochs} epochs."
-    except (WorkerError, TimeoutError) as exc:
-        result.status, result.message = "failed", str(exc)
-    result.wall_s = time.perf_counter() - start
-    return result
+        status = "stopped"
+        message = f"Stopped after {len(results[index].epochs)} of {configs[index].epochs} epochs; the workers were ended."
+    except TimeoutError:
+        status, message = "timed out", f"The run hit its time cap of {time_cap_s:g} s; every worker was ended."
+    except WorkerError as exc:
+        status, message = "failed", fault_message(str(exc), collective_timeout_s)
+    wall_s = time.perf_counter() - start
+    for i, r in enumerate(results):
+        r.wall_s = wall_s
+        if i >= index and status != "finished":
+            r.status, r.message = status, message
+    return results
+
+
+def fault_message(text: str, collective_timeout_s: float) -> str:
+    """A worker's failure in a sentence, then its traceback's last line."""
+    last = [line for line in text.strip().splitlines() if line.strip()]
+    first = last[0].rstrip(":")
+    if "without answering" in first:
+        return f"The run failed: {first}; the other workers were ended."
+    cause = last[-1].strip() if last else ""
+    if "timed out" in text.lower() or "timeout" in cause.lower():
+        return (f"The run failed: {first} waited more than {collective_timeout_s:g} s in a collective for another "
+                f"worker (hung?) and gave up; every worker was ended. ({cause})")
+    return f"The run failed: {first} raised {cause}; every worker was ended."
 
 
 def under_torchrun() -> bool:

@@ -20,7 +20,9 @@ import datetime
 import os
 import queue
 import shutil
+import signal
 import tempfile
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -31,6 +33,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 POLL_S = 0.05
+PARENT_POLL_S = 0.5  # how often a worker checks that its parent is alive
+PARENT_GONE_EXIT = 3  # a worker's exit code when it left because its parent was gone
 
 
 class WorkerError(RuntimeError):
@@ -69,8 +73,17 @@ def _next_task(tasks, parent: int):
     return None
 
 
+def _watch_parent(parent: int, every_s: float = PARENT_POLL_S) -> None:
+    """Runs on a daemon thread in each worker: leave at once when the parent is gone (killed,
+    even with SIGKILL, which runs no clean-up in the parent: the worker is then re-parented)."""
+    while os.getppid() == parent:
+        time.sleep(every_s)
+    os._exit(PARENT_GONE_EXIT)
+
+
 def _serve(rank, world_size, init_method, backend, timeout_s, threads, device, tasks, results, parent):
     """A worker's life: join the group, run tasks until ``None`` arrives, leave the group."""
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="watch-parent").start()
     torch.set_num_threads(threads)
     try:
         if device.startswith("cuda"):
@@ -94,6 +107,16 @@ def _serve(rank, world_size, init_method, backend, timeout_s, threads, device, t
         results.close()
         results.join_thread()  # every answer is in the pipe
     os._exit(0)  # skip the interpreter's teardown (seconds, once DDP has imported torch._dynamo)
+
+
+def exit_words(code: int) -> str:
+    """A worker's exit code in words: "was killed (SIGKILL)", "exited with code 1"."""
+    if code is not None and code < 0:
+        try:
+            return f"was killed ({signal.Signals(-code).name})"
+        except ValueError:
+            return f"was killed (signal {-code})"
+    return f"exited with code {code}"
 
 
 class WorkerPool:
@@ -137,12 +160,14 @@ class WorkerPool:
 
     def map(self, fn: Callable, args: Sequence | None = None, *, timeout_s: float = 60.0,
             on_message: Callable[[int, dict], None] | None = None,
-            should_stop: Callable[[], bool] | None = None) -> list:
+            should_stop: Callable[[], bool] | None = None, fail_fast: bool = False) -> list:
         """Run ``fn(worker, args[rank])`` on every worker; their return values, by rank.
 
         Raises :class:`WorkerError` if any worker raised (the pool stays usable when every
         worker answered), ``TimeoutError`` after ``timeout_s`` and :class:`RunStopped` when
         ``should_stop()`` turns True; in those two cases the workers are terminated first.
+        ``fail_fast``: the first error ends the map (the pool is closed, the others terminated)
+        instead of waiting for the other workers, which may be stuck in a collective with it.
         """
         if self._closed:
             raise RuntimeError("This WorkerPool is closed; start a new one.")
@@ -152,9 +177,9 @@ class WorkerPool:
         self._seq += 1
         for rank, arg in enumerate(args):
             self._tasks[rank].put((self._seq, fn, arg))
-        return self._collect(self._seq, "result", timeout_s, on_message, should_stop)
+        return self._collect(self._seq, "result", timeout_s, on_message, should_stop, fail_fast)
 
-    def _collect(self, seq, kind, timeout_s, on_message=None, should_stop=None) -> list:
+    def _collect(self, seq, kind, timeout_s, on_message=None, should_stop=None, fail_fast=False) -> list:
         """Wait until every rank answered ``kind`` (or an error) for task ``seq``."""
         answers: dict[int, tuple[str, Any]] = {}
         deadline = time.monotonic() + timeout_s
@@ -175,6 +200,9 @@ class WorkerPool:
                 on_message(rank, payload)
             elif got_kind in (kind, "error") and got_seq == seq:
                 answers[rank] = (got_kind, payload)
+                if got_kind == "error" and fail_fast:
+                    self.close(grace_s=0.0)
+                    raise WorkerError(f"worker {rank}:\n{payload}")
         errors = [f"worker {rank}:\n{payload}" for rank, (k, payload) in sorted(answers.items()) if k == "error"]
         if errors:
             if seq is None:
@@ -185,9 +213,9 @@ class WorkerPool:
     def _check_alive(self, answers) -> None:
         dead = [r for r, p in enumerate(self._procs) if r not in answers and p.exitcode is not None]
         if dead:
-            codes = {r: self._procs[r].exitcode for r in dead}
-            self.close()
-            raise WorkerError(f"Worker(s) {dead} exited (exit codes {codes}) without answering.")
+            how = "; ".join(f"worker {r} {exit_words(self._procs[r].exitcode)}" for r in dead)
+            self.close(grace_s=0.0)
+            raise WorkerError(f"{how} without answering")
 
     def close(self, grace_s: float = 5.0) -> None:
         """Ask the workers to leave, then terminate, then kill; remove the rendezvous files."""

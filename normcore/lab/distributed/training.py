@@ -9,13 +9,16 @@ over the global batch. ``norm="sync"`` converts the model's BatchNorms with
 
 At the end of each epoch the workers add up their counts and timings (one all-reduce), and
 worker 0 evaluates the test set in eval mode (running statistics: no collective) and
-reports an epoch summary. Reports are plain numbers. Buffers are not broadcast by DDP
-(``forward_sync_buffers=False``): with ``local`` each worker keeps its own running statistics
-and worker 0's are the ones evaluated; with ``sync`` they are equal on every worker.
+reports an epoch summary. Reports are plain numbers. Buffers are broadcast by DDP only with
+``config.broadcast_buffers`` (``forward_sync_buffers``): without it, with ``local`` each worker
+keeps its own running statistics and worker 0's are the ones evaluated; with ``sync`` they
+are equal on every worker. Each epoch also gathers every worker's running statistics: how far
+they drift apart, and the test accuracy with them averaged over workers (the eval gap).
 """
 
 from __future__ import annotations
 
+import copy
 import time
 
 import torch
@@ -26,10 +29,12 @@ from torch.nn.parallel import DistributedDataParallel
 from normcore.sync_batchnorm import SyncBatchNorm, time_collectives
 
 from .. import datasets, models
+from . import faults
 from .config import RunConfig
 from .pool import Worker
 
 STEP_REPORTS_PER_EPOCH = 10
+RANK_CHANNELS = 16  # channels of the first BatchNorm whose running means are reported per worker
 
 
 def build_model(config: RunConfig) -> nn.Module:
@@ -50,7 +55,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _train_epoch(worker: Worker, ddp, opt, data, config: RunConfig, epoch: int) -> torch.Tensor:
+def _train_epoch(worker: Worker, ddp, opt, data, config: RunConfig, epoch: int, fault=None) -> torch.Tensor:
     """One epoch; returns this worker's [loss sum, correct, samples, step seconds, steps]."""
     device = data.device
     b, g = config.per_worker_batch, config.global_batch
@@ -60,6 +65,7 @@ def _train_epoch(worker: Worker, ddp, opt, data, config: RunConfig, epoch: int) 
     totals = torch.zeros(5, dtype=torch.float64, device=device)
     ddp.train()
     for step in range(steps):
+        faults.inject(fault, worker.rank, (epoch - 1) * steps + step + 1)
         idx = order[step * g + worker.rank * b: step * g + (worker.rank + 1) * b]
         x, y = data.x_train[idx], data.y_train[idx]
         _sync(device)
@@ -99,9 +105,49 @@ def _epoch_summary(worker: Worker, totals: torch.Tensor, timer, model, data, epo
         "step_ms": 1e3 * step_s / per_step, "sync_ms": 1e3 * sync_s / per_step, "sync_calls_per_step": sync_calls / per_step,
         "samples_per_s": seen / step_s * worker.world_size if step_s else float("nan"), "wall_s": wall_s,
     }
+    summary |= _rank_statistics(worker, model, data)
     if worker.rank == 0:
         summary["test_accuracy"] = _test_accuracy(model, data)
     return summary
+
+
+def _running_buffers(model: nn.Module, kind: str) -> list[torch.Tensor]:
+    return [b for name, b in model.named_buffers() if name.endswith(kind)]
+
+
+def _gather(worker: Worker, buffers: list[torch.Tensor]) -> torch.Tensor:
+    """Every worker's ``buffers``, flattened: a (workers, values) tensor (one all-gather)."""
+    flat = torch.cat([b.detach().flatten().double() for b in buffers])
+    out = [torch.empty_like(flat) for _ in range(worker.world_size)]
+    dist.all_gather(out, flat)
+    return torch.stack(out)
+
+
+def _rank_statistics(worker: Worker, model: nn.Module, data) -> dict:
+    """BatchNorm's running statistics on every worker (two all-gathers; nothing for GroupNorm).
+    Worker 0 reports how far they drift apart, its first layer's running means per worker
+    (``rank_means``, at most ``RANK_CHANNELS`` channels), and the test accuracy with the
+    running statistics averaged over workers (``test_accuracy_averaged``)."""
+    means, variances = _running_buffers(model, "running_mean"), _running_buffers(model, "running_var")
+    if not means:
+        return {}
+    all_means, all_vars = _gather(worker, means), _gather(worker, variances)
+    if worker.rank != 0:
+        return {}
+    first = means[0].numel()
+    averaged = copy.deepcopy(model)
+    offset = 0
+    for m, v in zip(_running_buffers(averaged, "running_mean"), _running_buffers(averaged, "running_var")):
+        n = m.numel()
+        m.copy_(all_means[:, offset:offset + n].mean(0).view_as(m))
+        v.copy_(all_vars[:, offset:offset + n].mean(0).view_as(v))
+        offset += n
+    return {
+        "mean_spread": (all_means.max(0).values - all_means.min(0).values).max().item(),
+        "var_spread": (all_vars.max(0).values / all_vars.min(0).values.clamp_min(1e-12) - 1).max().item(),
+        "rank_means": [row[:min(first, RANK_CHANNELS)].tolist() for row in all_means],
+        "test_accuracy_averaged": _test_accuracy(averaged, data),
+    }
 
 
 def split_arrays(config: RunConfig) -> dict:
@@ -126,12 +172,13 @@ def train_worker(worker: Worker, job: tuple[RunConfig, dict | None]) -> list[dic
     data = _split(config, arrays, device)
     model = build_model(config).to(device)
     ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                  forward_sync_buffers=False)
+                                  forward_sync_buffers=config.broadcast_buffers)
+    fault = faults.from_environment()
     opt = torch.optim.SGD(ddp.parameters(), lr=config.lr, momentum=0.9)
     summaries, start = [], time.perf_counter()
     for epoch in range(1, config.epochs + 1):
         with time_collectives() as timer:
-            totals = _train_epoch(worker, ddp, opt, data, config, epoch)
+            totals = _train_epoch(worker, ddp, opt, data, config, epoch, fault)
         summary = _epoch_summary(worker, totals, timer, model, data, epoch, time.perf_counter() - start)
         if worker.rank == 0:
             worker.report(summary)

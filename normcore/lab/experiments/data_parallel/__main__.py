@@ -1,0 +1,8 @@
+"""``python -m normcore.lab.experiments.data_parallel``: the per-worker batch sweep (sweep.py)."""
+
+import sys
+
+from .sweep import main
+
+if __name__ == "__main__":
+    sys.exit(main())
