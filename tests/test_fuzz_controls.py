@@ -41,7 +41,10 @@ from normcore.lab import settings as S
 from normcore.lab.populations import DRIFTS
 from normcore.lab.experiments import train_eval as te
 from normcore.lab.experiments import training as T
+from normcore.lab.experiments import data_parallel as dp
 from normcore.lab.experiments import gradients, live
+from normcore.lab.experiments.deploy import fold_options, port as deploy_port, port_eps as deploy_eps
+from normcore.lab.experiments.deploy import precision as deploy_precision
 from normcore.lab.loop import OPTIMIZER_LABELS
 from pages.shared import controls as C
 from pages.shared.navigation import PAGES, ROOT
@@ -65,11 +68,18 @@ FUZZ_SESSION = settings(FUZZ, phases=[Phase.explicit, Phase.generate])
 PAGE_URL_OPTIONS = {  # session key, parser, schema
     "live_statistics": ("live_options", live.LiveOptions, live.FIELDS),
     "gradients": ("gradient_options", gradients.GradientOptions, gradients.FIELDS),
+    "data_parallel": ("dp_options", dp.DataParallelOptions, dp.FIELDS),
+    "deploy_port": ("fold_options", fold_options.FoldOptions, fold_options.FIELDS),  # its default tab's
 }
-# Gradients ignores the shared controls (its own dozen travel in the URL): half the draws.
-URL_EXAMPLES = {"gradients": max(10, EXAMPLES // 2)}
-TAB_KEYS = {"train_vs_eval": "scenario"}  # st.tabs(key=...): the open tab is session state
-SKIP_BUTTONS = {"training": {"▶️ Run"}}  # long work: fuzzed separately with tiny configs
+# Pages that ignore the shared controls take fewer draws; each Fold example may retrain its CNN (~3 s).
+URL_EXAMPLES = {"gradients": max(10, EXAMPLES // 2), "data_parallel": max(10, EXAMPLES // 2),
+                "deploy_port": max(10, EXAMPLES // 8)}
+# st.tabs(key=...): the open tab is session state. The Gradients tabs 3-4 train deep networks
+# at random sizes (tested at their extremes in tests/test_page_gradients.py), so not here.
+TAB_KEYS = {"train_vs_eval": "scenario", "deploy_port": "deploy_tab"}
+# Long work, fuzzed separately with tiny configs (training) or run in tests of their own
+# (data_parallel starts worker processes: tests/test_page_data_parallel.py, the fault tests).
+SKIP_BUTTONS = {"training": {"▶️ Run"}, "data_parallel": {"▶️ Run"}}
 RAW_OPTIONS = {  # widgets whose format_func hides the options from AppTest
     "live_drift": DRIFTS,
     "training_mode": T.MODES,
@@ -79,6 +89,11 @@ RAW_OPTIONS = {  # widgets whose format_func hides the options from AppTest
     "training_norms": models.NORMS,
     "training_devices": tuple(t.key for t in devices.all_targets()),
     **{f"grad_{f.name}": f.options for f in gradients.FIELDS.fields if f.kind == "choice"},
+    **{f"dp_{f.name}": f.options for f in dp.FIELDS.fields if f.kind in ("choice", "choices")},
+    **{f"fold_{f.name}": f.options for f in fold_options.FIELDS.fields if f.kind == "choice"},
+    **{f"port_options.{f.name}": f.options for f in deploy_port.FIELDS.fields if f.kind == "choice"},
+    **{f"port_eps_options.{f.name}": f.options for f in deploy_eps.FIELDS.fields if f.kind == "choice"},
+    **{f"precision_options.{f.name}": f.options for f in deploy_precision.FIELDS.fields if f.choices is not None},
 }
 
 COUNTS: dict[str, int] = {}

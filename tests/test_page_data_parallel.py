@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 
 import psutil
-import pytest
 
 from normcore.lab.distributed import faults, launch
 from tests.apptest_pages import open_page

@@ -259,6 +259,8 @@ class QueryOptions:
 
     @classmethod
     def from_query(cls, params: Mapping):
-        """Options from URL parameters, and a message for each bad value (which keeps its default)."""
+        """Options from URL parameters, and a message for each bad value (which keeps its default).
+        A list (a multiselect's value) becomes a tuple, so the options stay hashable."""
         values, messages = cls.SCHEMA.from_query(params)
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
         return replace(cls(), **values), messages

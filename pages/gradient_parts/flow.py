@@ -77,8 +77,8 @@ def render() -> None:
     result, specs = view
     for run, status in result.status.items():
         if status == "diverged":
-            st.warning(f"Without a norm the run diverged (its loss became NaN or infinite); only its "
-                       f"initialization is shown. Lower the learning rate." if run == "none" else
+            st.warning("Without a norm the run diverged (its loss became NaN or infinite); only its "
+                       "initialization is shown. Lower the learning rate." if run == "none" else
                        f"The {run} run diverged; only its initialization is shown. Lower the learning rate.")
     st.markdown("**First-layer over last-layer gradient std** (above 1: larger towards the input)")
     numbers(result.ratios())

@@ -6,14 +6,14 @@ Every option is a :class:`~normcore.lab.fields.Field` (the widgets, the URL para
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
-from typing import Mapping
+from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 from ... import limits, models
 from ...distributed import NORM_LABELS, NORMS, RunConfig
 from ...distributed import problems as run_problems
 from ...distributed.config import TRAIN_SIZE
-from ...fields import Field, Schema
+from ...fields import Field, QueryOptions, Schema
 
 FIELDS = Schema((
     Field("norms", "Normalizations compared", NORMS, "choices", choices=NORMS, labels=NORM_LABELS, url="dp_norms",
@@ -38,7 +38,9 @@ GROUPS = 4  # GroupNorm's groups (the width must divide by it)
 
 
 @dataclass(frozen=True)
-class DataParallelOptions:
+class DataParallelOptions(QueryOptions):
+    SCHEMA: ClassVar[Schema] = FIELDS
+
     norms: tuple = FIELDS["norms"].default
     workers: int = FIELDS["workers"].default
     per_worker_batch: int = FIELDS["per_worker_batch"].default
@@ -50,16 +52,6 @@ class DataParallelOptions:
     broadcast_buffers: bool = FIELDS["broadcast_buffers"].default
     seed: int = FIELDS["seed"].default
 
-    def to_query(self) -> dict[str, str]:
-        return FIELDS.to_query(asdict(self), FIELDS.defaults())
-
-    @classmethod
-    def from_query(cls, params: Mapping) -> tuple[DataParallelOptions, list[str]]:
-        """Options from URL parameters; a bad value keeps its default and yields a message."""
-        values, messages = FIELDS.from_query(params)
-        if "norms" in values:
-            values["norms"] = tuple(values["norms"])
-        return replace(cls(), **values), messages
 
     @property
     def key(self) -> tuple:

@@ -8,11 +8,11 @@ is the frozen value the experiment runs with.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
-from typing import Mapping
+from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 from normcore.lab import limits
-from normcore.lab.fields import Field, Schema
+from normcore.lab.fields import Field, QueryOptions, Schema
 
 SOURCES = ("trained", "calibrated")
 SOURCE_LABELS = {
@@ -41,8 +41,10 @@ FIELDS = Schema((
 
 
 @dataclass(frozen=True)
-class FoldOptions:
+class FoldOptions(QueryOptions):
     """The tab's options; defaults are :data:`FIELDS`' defaults."""
+
+    SCHEMA: ClassVar[Schema] = FIELDS
 
     source: str = FIELDS["source"].default
     width: int = FIELDS["width"].default
@@ -61,14 +63,6 @@ class FoldOptions:
         """What the model depends on (the rest only changes what is done with it)."""
         return self.source, self.width, self.depth, self.seed
 
-    def to_query(self) -> dict[str, str]:
-        return FIELDS.to_query(asdict(self))
-
-    @classmethod
-    def from_query(cls, params: Mapping) -> tuple[FoldOptions, list[str]]:
-        """Options from URL parameters; a bad value keeps its default and yields a message."""
-        values, messages = FIELDS.from_query(params)
-        return replace(cls(), **values), messages
 
 
 __all__ = ["FIELDS", "SOURCES", "SOURCE_LABELS", "FoldOptions"]

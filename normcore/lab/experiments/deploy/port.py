@@ -16,8 +16,8 @@ for the user's choices. The channel axis is not a difference but a shape error: 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
-from typing import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Callable, ClassVar, Mapping
 
 import pandas as pd
 import torch
@@ -25,7 +25,7 @@ import torch
 from normcore import BatchNorm1d
 from normcore.keras import BatchNormalization, from_torch, to_torch
 from normcore.lab import devices, limits
-from normcore.lab.fields import Field, Schema
+from normcore.lab.fields import Field, QueryOptions, Schema
 
 from . import conventions as C
 
@@ -65,7 +65,9 @@ FIELDS = Schema((
 
 
 @dataclass(frozen=True)
-class PortOptions:
+class PortOptions(QueryOptions):
+    SCHEMA: ClassVar[Schema] = FIELDS
+
     source: str = FIELDS["source"].default
     target: str = FIELDS["target"].default
     momentum: str = "converted"
@@ -77,13 +79,6 @@ class PortOptions:
     batch: int = FIELDS["batch"].default
     seed: int = FIELDS["seed"].default
 
-    def to_query(self) -> dict[str, str]:
-        return FIELDS.to_query(asdict(self))
-
-    @classmethod
-    def from_query(cls, params: Mapping) -> tuple[PortOptions, list[str]]:
-        values, messages = FIELDS.from_query(params)
-        return replace(cls(), **values), messages
 
     def choices(self) -> dict[str, str]:
         return {name: getattr(self, name) for name in SETTINGS}

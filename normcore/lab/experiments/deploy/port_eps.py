@@ -10,15 +10,15 @@ max |Δh| over the source's root mean square of h.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
-from typing import Mapping
+from dataclasses import dataclass
+from typing import ClassVar
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from normcore.lab import limits
-from normcore.lab.fields import Field, Schema
+from normcore.lab.fields import Field, QueryOptions, Schema
 
 EPS_DEFAULTS = ("1e-12", "1e-6", "1e-5", "1e-3", "none")  # as the URL and the widget carry them
 FLOAT32_EPS = torch.finfo(torch.float32).eps  # what eps=None means for a float32 model
@@ -45,19 +45,14 @@ FIELDS = Schema((
 
 
 @dataclass(frozen=True)
-class EpsOptions:
+class EpsOptions(QueryOptions):
+    SCHEMA: ClassVar[Schema] = FIELDS
+
     norm: str = FIELDS["norm"].default
     source_eps: str = FIELDS["source_eps"].default
     depth: int = FIELDS["depth"].default
     scale: float = FIELDS["scale"].default
 
-    def to_query(self) -> dict[str, str]:
-        return FIELDS.to_query(asdict(self))
-
-    @classmethod
-    def from_query(cls, params: Mapping) -> tuple[EpsOptions, list[str]]:
-        values, messages = FIELDS.from_query(params)
-        return replace(cls(), **values), messages
 
 
 def problems(o: EpsOptions) -> list[str]:

@@ -11,8 +11,8 @@ What each method computes, and why it lands where it does, is in :data:`WHY`.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
-from typing import Mapping
+from dataclasses import dataclass
+from typing import ClassVar
 
 import pandas as pd
 import torch
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from normcore import functional as NF
 from normcore.lab import devices, limits
-from normcore.lab.fields import Field, Schema
+from normcore.lab.fields import Field, QueryOptions, Schema
 
 SHAPE = (8, 16, 8, 8)  # N, C, H, W: 8,192 values; BatchNorm groups of 512, LayerNorm 1,024, GroupNorm 128
 GROUPS = 8
@@ -71,8 +71,10 @@ FIELDS = Schema((
 
 
 @dataclass(frozen=True)
-class PrecisionOptions:
+class PrecisionOptions(QueryOptions):
     """The Precision tab's options; defaults are :data:`FIELDS`' defaults."""
+
+    SCHEMA: ClassVar[Schema] = FIELDS
 
     dtype: str = FIELDS["dtype"].default
     view: str = FIELDS["view"].default
@@ -80,13 +82,6 @@ class PrecisionOptions:
     eps: float = FIELDS["eps"].default
     per_decade: int = FIELDS["per_decade"].default
 
-    def to_query(self) -> dict[str, str]:
-        return FIELDS.to_query(asdict(self))
-
-    @classmethod
-    def from_query(cls, params: Mapping) -> tuple[PrecisionOptions, list[str]]:
-        values, messages = FIELDS.from_query(params)
-        return replace(cls(), **values), messages
 
 
 def sweep_points(view: str, per_decade: int, offset: float = 1e4) -> list[tuple[float, float]]:
