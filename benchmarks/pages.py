@@ -28,7 +28,8 @@ CPU time stays close to what an idle machine would take; the load average is pri
 
 ``--quick`` times the fragment at every setting but only 3 steps after 20 steps of history
 (25 after a full chart window by default), and AppTest at the defaults only, one click after
-the warming one (8 by default); the other settings' AppTest columns then read ``nan``.
+the warming one (8 by default); the other settings' AppTest columns then read ``nan``. It
+leaves out the Gradients page's training parts (``--quick --gradients`` times them).
 """
 
 from __future__ import annotations
@@ -178,7 +179,8 @@ def main() -> None:
             apptest = time_apptest(s, 1 if args.quick else repeats // 3)
         print(f"{label:48s} {fragment[0]:10.1f}{fragment[1]:10.1f} {apptest[0]:10.1f}{apptest[1]:10.1f}")
     print_gradients(3 if args.quick else 10)
-    print_gradient_parts(3 if args.quick else 10)
+    if not args.quick:  # ~15 s of training: tests/test_page_gradients.py opens those tabs already
+        print_gradient_parts(10)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
