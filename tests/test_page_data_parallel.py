@@ -3,9 +3,11 @@ what it says when a worker fails or another run holds the server's workers."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import psutil
+import pyarrow as pa
 
 from normcore.lab.distributed import faults, launch
 from tests.apptest_pages import open_page
@@ -53,7 +55,7 @@ def test_a_tiny_two_worker_run_shows_every_result_and_leaves_no_worker():
     assert gap.set_index("Normalization").loc["local BN", "Largest running-mean difference"] > 0.0
     steps = at.dataframe[3].value.set_index(["norm", "part"])["ms"]
     assert steps.loc[("SyncBN", "SyncBN collectives")] > 0 == steps.loc[("local BN", "SyncBN collectives")]
-    assert len(at.get("vega_lite_chart")) == 3  # accuracy by epoch, step time, per-worker running means
+    assert len(at.get("vega_lite_chart")) == 4  # accuracy by epoch, step time, per-worker running means, the sweep's paper curves
     accumulation = at.dataframe[4].value.set_index(["Normalization", "k micro-batches"])["Relative gradient difference"]
     assert accumulation[("GroupNorm", 8)] < 1e-12 < accumulation[("BatchNorm", 8)]
     assert workers_left() == []
@@ -77,6 +79,50 @@ def test_a_second_run_while_one_holds_the_workers_is_told_to_wait():
     assert launch._ONE_RUN.acquire(blocking=False)
     try:
         run_button(at).click()
+        at.run()
+    finally:
+        launch._ONE_RUN.release()
+    assert "Another data-parallel run is using this server's workers" in texts(at.warning)
+    assert workers_left() == []
+
+
+SWEEP = "▶️ Run the batch sweep"  # its own button (SKIP_BUTTONS in the widget fuzz)
+
+
+def sweep_button(at):
+    return next(b for b in at.main.button if b.label == SWEEP)
+
+
+def sweep_table(at):
+    return next(d.value for d in at.dataframe if d.value.index.name == "batch per worker")
+
+
+def test_the_batch_sweep_fills_its_chart_and_table_beside_the_papers_and_leaves_no_worker():
+    at = open_page(PAGE, dp_sweep_batches="64")  # 3 runs of 10 steps on the page's 2 workers
+    assert at.session_state["dp_sweep_batches"] == ["64"] and at.session_state["dp_sweep_epochs"] == 1
+    assert f"Press {SWEEP}" in texts(at.info)
+    sweep_button(at).click()
+    at.run()
+    assert not at.exception and not at.error, texts(at.error)
+    table = sweep_table(at)
+    assert list(table.index) == [64] and list(table.columns) == ["local BN", "SyncBN", "GroupNorm"]
+    assert ((table > 0) & (table < 70)).all(axis=None), table  # test error %: 10 steps already beat chance (90 %)
+    titles = [json.loads(c.proto.spec).get("title") for c in at.get("vega_lite_chart")]
+    assert titles == ["This lab: test error by batch per worker",
+                      "GroupNorm paper: ResNet-50 top-1 error by images per GPU"]
+    lab = pa.ipc.open_stream(at.get("vega_lite_chart")[0].proto.datasets[0].data.data).read_all().to_pandas()
+    assert sorted(lab["norm"]) == ["GroupNorm", "SyncBN", "local BN"] and list(lab["per_worker_batch"]) == [64] * 3
+    assert "**shape**, not the level" in texts(at.caption)
+    assert workers_left() == []
+    again = open_page(PAGE, dp_sweep_batches="64")  # another session, same settings: from the cache
+    assert sweep_table(again).equals(table) and workers_left() == []
+
+
+def test_the_batch_sweep_waits_while_another_run_holds_the_workers():
+    at = open_page(PAGE, dp_sweep_batches="32")
+    assert launch._ONE_RUN.acquire(blocking=False)
+    try:
+        sweep_button(at).click()
         at.run()
     finally:
         launch._ONE_RUN.release()
