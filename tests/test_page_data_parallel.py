@@ -55,7 +55,7 @@ def test_a_tiny_two_worker_run_shows_every_result_and_leaves_no_worker():
     assert gap.set_index("Normalization").loc["local BN", "Largest running-mean difference"] > 0.0
     steps = at.dataframe[3].value.set_index(["norm", "part"])["ms"]
     assert steps.loc[("SyncBN", "SyncBN collectives")] > 0 == steps.loc[("local BN", "SyncBN collectives")]
-    assert len(at.get("vega_lite_chart")) == 4  # accuracy by epoch, step time, per-worker running means, the sweep's paper curves
+    assert len(at.get("vega_lite_chart")) == 3  # accuracy by epoch, step time, per-worker running means
     accumulation = at.dataframe[4].value.set_index(["Normalization", "k micro-batches"])["Relative gradient difference"]
     assert accumulation[("GroupNorm", 8)] < 1e-12 < accumulation[("BatchNorm", 8)]
     assert workers_left() == []

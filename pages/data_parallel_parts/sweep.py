@@ -87,9 +87,8 @@ def section(o: D.DataParallelOptions) -> None:
         record.mark_interrupted("Stopped by you: the workers were ended." if stop_clicked else
                                 "Interrupted (a control changed while it was training): the workers were ended.")
     progress_box, message_box = st.empty(), st.empty()
-    left, right = st.columns(2)
-    view = redraw.LiveView(progress_box, [left.empty()], lambda r: [charts.sweep_chart(r.frame())])
-    right.vega_lite_chart(charts.paper_sweep_chart(D.paper_curves()), width="stretch")
+    view = redraw.LiveView(progress_box, [c.empty() for c in st.columns(2)],
+                           lambda r: [charts.sweep_chart(r.frame()), charts.paper_sweep_chart(D.paper_curves())])
     w = D.sweep_settings(o, st.session_state[STORE])
     if run_clicked and not found:
         record = finished_sweeps().get(w)
