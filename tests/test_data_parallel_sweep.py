@@ -113,3 +113,10 @@ def test_the_charts_carry_the_lab_points_on_a_log2_axis_and_the_papers_curves():
     assert points[("BatchNorm (per GPU)", 2)] == 34.7 and points[("GroupNorm", 2)] == 24.1  # Wu & He 2018, table 1
     assert len(points) == 10 and paper["encoding"]["x"]["scale"] == {"type": "log", "base": 2}
     assert "**shape**, not the level" in D.SHAPE_NOTE
+
+
+def test_a_sweep_that_never_started_says_why_in_words():
+    record = D.SweepRecord(settings_of(batches=("64",), epochs=1))
+    record.finish([RunResult(c, "busy", "Another data-parallel run is using this server's workers.") for c in record.configs])
+    assert record.status == "busy" and record.progress_text().startswith("Not started: 0 of 3 runs in ")
+    assert "nan" not in record.progress_text()

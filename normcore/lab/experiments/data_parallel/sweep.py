@@ -4,7 +4,9 @@ GroupNorm paper's table (reused from the training page's sweeps).
     python -m normcore.lab.experiments.data_parallel [--workers 2] [--epochs 2] [--batches 2,4,8,16,32,64]
 
 Every (batch, norm) pair is one run on the same spawned workers (``run_series``), the
-learning rate fixed, so the per-worker batch is the only thing that changes.
+learning rate fixed, so the per-worker batch is the only thing that changes. The page's
+"Run the batch sweep" fills a :class:`SweepRecord` (a point per finished run, as it arrives)
+through :func:`run_page_sweep`, under ``limits.MAX_SWEEP_RUN_S`` and the one-run-per-server lock.
 """
 
 from __future__ import annotations
@@ -87,7 +89,9 @@ class SweepRecord:
 
     def finish(self, results: list[RunResult]) -> None:
         worst = next((r for r in results if r.status != "finished"), results[0])
-        self.status, self.message, self.wall_s = worst.status, worst.message, results[0].wall_s
+        self.status, self.message = worst.status, worst.message
+        wall = results[0].wall_s  # NaN when it never started (busy, invalid)
+        self.wall_s = wall if wall == wall else time.perf_counter() - self.started
 
     def mark_interrupted(self, message: str) -> None:
         """The page's script run ended mid-sweep (Stop, a changed control): the workers were ended."""
