@@ -1,11 +1,12 @@
-"""The Data-parallel page's batch sweep without workers: its options and URL form, its caps, the
+"""The Data-parallel page's batch sweep: its options and URL form, its caps, the
 live record (a point per finished (batch, norm) run), the error table and the charts, from
-hand-made reports. The page test runs a real tiny sweep."""
+hand-made reports; and one tiny real sweep, stopped after its first point. The page test runs one too."""
 
 from __future__ import annotations
 
 import math
 
+import psutil
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -120,3 +121,26 @@ def test_a_sweep_that_never_started_says_why_in_words():
     record.finish([RunResult(c, "busy", "Another data-parallel run is using this server's workers.") for c in record.configs])
     assert record.status == "busy" and record.progress_text().startswith("Not started: 0 of 3 runs in ")
     assert "nan" not in record.progress_text()
+
+
+def test_a_real_sweep_stopped_after_its_first_point_keeps_it_and_ends_its_workers():
+    record = D.SweepRecord(settings_of(batches=("64",), epochs=1))  # 3 runs of 10 steps on 2 workers
+    seen = []
+    D.run_page_sweep(record, lambda r: seen.append(len(r.points)), should_stop=lambda: len(record.points) >= 1)
+    assert record.status == "stopped" and not record.running
+    assert [p["norm"] for p in record.points] == ["local BN"] and 0 < record.points[0]["test error"] < 70
+    assert seen[-1] == 1 and 0 in seen  # progress reported before the point, then with it
+    assert [p for p in psutil.Process().children(recursive=True) if "resource_tracker" not in " ".join(p.cmdline())] == []
+
+
+def test_the_page_sweep_runs_under_its_own_time_cap(monkeypatch):
+    from normcore.lab.experiments.data_parallel import sweep
+    seen = {}
+
+    def fake_series(configs, on_progress, should_stop, **kw):
+        seen.update(kw, runs=len(configs))
+        return [RunResult(c, "finished", wall_s=1.0) for c in configs]
+    monkeypatch.setattr(sweep, "run_series", fake_series)
+    D.run_page_sweep(D.SweepRecord(settings_of()))
+    assert seen == {"time_cap_s": limits.MAX_SWEEP_RUN_S, "runs": 6}
+    assert limits.MAX_SWEEP_RUN_S >= limits.MAX_DISTRIBUTED_RUN_S
