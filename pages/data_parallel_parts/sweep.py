@@ -72,7 +72,7 @@ def controls_row(o: D.DataParallelOptions) -> tuple[bool, bool, list[str]]:
     run_clicked = b1.button(RUN_LABEL, disabled=bool(found), width="stretch")
     stop_clicked = b2.button("⏹️ Stop the sweep", key="dp_sweep_stop", width="stretch")
     b3.caption(f"{3 * len(s.batches)} runs (3 norms × {len(s.batches)} batches) on {o.workers} workers with the model, "
-               f"learning rate and seed above, capped at {limits.MAX_SWEEP_RUN_S:.0f} s; the default takes about a "
+               f"learning rate and seed above, capped at {limits.MAX_SWEEP_RUN_S:.0f} s; the default takes under a "
                "minute. One distributed run per server at a time; the same settings again come from the cache.")
     return run_clicked, stop_clicked, found
 
