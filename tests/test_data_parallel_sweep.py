@@ -61,8 +61,9 @@ def test_the_sweep_cap_counts_every_run_and_says_what_to_change():
 def test_the_live_record_adds_a_point_when_a_run_finishes_its_last_epoch():
     record = D.SweepRecord(settings_of())
     assert record.running and record.fraction == 0.0 and record.frame().empty
-    assert record.progress_text().startswith("Run 1/6: local BN at batch 4 per worker")
+    assert record.progress_text().startswith("Starting 2 worker processes")
     assert record.record(0, StepProgress(1, 5, 10)) is None
+    assert record.progress_text().startswith("Run 1/6: local BN at batch 4 per worker, step 5/10")
     assert record.fraction == pytest.approx(0.25 / 6)
     assert record.record(0, report(1, 0.5)) is None  # epoch 1 of 2: no point yet
     assert record.record(0, report(2, 0.75)) == {"per_worker_batch": 4, "norm": "local BN", "test error": 25.0}

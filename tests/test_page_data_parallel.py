@@ -109,7 +109,7 @@ def test_the_batch_sweep_fills_its_chart_and_table_beside_the_papers_and_leaves_
     assert ((table > 0) & (table < 70)).all(axis=None), table  # test error %: 10 steps already beat chance (90 %)
     titles = [json.loads(c.proto.spec).get("title") for c in at.get("vega_lite_chart")]
     assert titles == ["This lab: test error by batch per worker",
-                      "GroupNorm paper: ResNet-50 top-1 error by images per GPU"]
+                      "The GroupNorm paper: ImageNet top-1 error"]
     lab = pa.ipc.open_stream(at.get("vega_lite_chart")[0].proto.datasets[0].data.data).read_all().to_pandas()
     assert sorted(lab["norm"]) == ["GroupNorm", "SyncBN", "local BN"] and list(lab["per_worker_batch"]) == [64] * 3
     assert "**shape**, not the level" in texts(at.caption)

@@ -68,7 +68,7 @@ def controls_row(o: D.DataParallelOptions) -> tuple[bool, bool, list[str]]:
     found = D.sweep_problems(o, s)
     for message in found:
         st.error(message)
-    b1, b2, b3 = st.columns([2, 1, 3])
+    b1, b2, b3 = st.columns([2, 2, 4])
     run_clicked = b1.button(RUN_LABEL, disabled=bool(found), width="stretch")
     stop_clicked = b2.button("⏹️ Stop the sweep", key="dp_sweep_stop", width="stretch")
     b3.caption(f"{3 * len(s.batches)} runs (3 norms × {len(s.batches)} batches) on {o.workers} workers with the model, "

@@ -96,5 +96,5 @@ def paper_sweep_chart(frame: pd.DataFrame) -> dict:
         y=alt.Y("top-1 error:Q", title="top-1 error (%), ImageNet", scale=alt.Scale(zero=False)),
         color=alt.Color("norm:N", title="paper", scale=alt.Scale(range=list(PAPER_COLORS))),
         tooltip=["norm:N", "per_worker_batch:Q", "top-1 error:Q"],
-    ).properties(height=HEIGHT, title="GroupNorm paper: ResNet-50 top-1 error by images per GPU")
+    ).properties(height=HEIGHT, title="The GroupNorm paper: ImageNet top-1 error")
     return chart.to_dict()

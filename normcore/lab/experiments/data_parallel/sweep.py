@@ -46,6 +46,7 @@ class SweepRecord:
     step: tuple = (0, 1)  # (step, steps) of its current epoch
     epoch: int = 0  # its epochs finished
     wall_s: float = float("nan")
+    reported: bool = False  # a worker has reported (they are up)
     started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -66,12 +67,16 @@ class SweepRecord:
         runs = len(self.options.batches) * len(NORMS)
         if not self.running:
             return f"{STATUS_WORDS.get(self.status, self.status)}: {len(self.points)} of {runs} runs in {self.wall_s:.1f} s."
+        elapsed = time.perf_counter() - self.started
+        if not self.reported:
+            return f"Starting {self.options.workers} worker processes… {elapsed:.0f} s"
         config = self.configs[min(self.index, runs - 1)]
         return (f"Run {len(self.points) + 1}/{runs}: {SHORT[config.norm]} at batch {config.per_worker_batch} per "
-                f"worker, step {self.step[0]}/{self.step[1]} · {time.perf_counter() - self.started:.0f} s")
+                f"worker, step {self.step[0]}/{self.step[1]} · {elapsed:.0f} s")
 
     def record(self, index: int, event) -> dict | None:
         """File a worker's report; the new point when a (batch, norm) run finished its last epoch."""
+        self.reported = True
         if index != self.index:
             self.index, self.epoch, self.step = index, 0, (0, 1)
         if isinstance(event, StepProgress):
