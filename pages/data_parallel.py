@@ -14,7 +14,7 @@ import streamlit as st
 from normcore.lab import limits
 from normcore.lab.experiments import data_parallel as D
 from normcore.lab.viz import data_parallel_charts as charts
-from pages.data_parallel_parts import results
+from pages.data_parallel_parts import results, sweep
 from pages.shared import controls, redraw, widgets
 
 OPTIONS, LIVE = "dp_options", "dp_live"
@@ -24,6 +24,7 @@ if OPTIONS not in st.session_state:  # first visit: the page's options from the 
     st.session_state[OPTIONS], url_messages = D.DataParallelOptions.from_query(st.query_params.to_dict())
     for message in url_messages:
         st.warning(message)
+sweep.read_url(st.query_params.to_dict())
 
 
 @st.cache_resource
@@ -64,7 +65,7 @@ for column, name in zip(row, ("width", "depth", "lr", "seed")):
     option(name, column)
 option("broadcast_buffers")
 o: D.DataParallelOptions = st.session_state[OPTIONS]
-controls.sync_url(o.to_query(), page_params=D.FIELDS.url_names)
+controls.sync_url(o.to_query() | sweep.query(), page_params=D.FIELDS.url_names + D.SWEEP_FIELDS.url_names)
 found = D.problems(o)
 for message in found:
     st.error(message)
@@ -97,17 +98,17 @@ elif not found and (cached := finished_runs().get(o)) is not None:
 if live is None:
     message_box.info("Choose the settings and press ▶️ Run: the workers start (a few seconds) and the curves update "
                      "as they train.")
-    results.show_notes()
-    st.stop()
-view.draw(live)
-if live.options != o:
-    message_box.warning("These results are from earlier settings; press ▶️ Run for the current ones.")
-elif live.status in ("failed", "timed out"):
-    message_box.error(f"💥 {live.message}")
-elif live.status in ("stopped", "interrupted", "busy"):
-    message_box.warning(f"⏹️ {live.message}")
-results.show_accuracy(live)
-results.show_statistics(live)
-results.show_step_time(live)
-results.show_accumulation(live.options)
+else:
+    view.draw(live)
+    if live.options != o:
+        message_box.warning("These results are from earlier settings; press ▶️ Run for the current ones.")
+    elif live.status in ("failed", "timed out"):
+        message_box.error(f"💥 {live.message}")
+    elif live.status in ("stopped", "interrupted", "busy"):
+        message_box.warning(f"⏹️ {live.message}")
+    results.show_accuracy(live)
+    results.show_statistics(live)
+    results.show_step_time(live)
+    results.show_accumulation(live.options)
+sweep.section(o)
 results.show_notes()

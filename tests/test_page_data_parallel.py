@@ -3,9 +3,11 @@ what it says when a worker fails or another run holds the server's workers."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import psutil
+import pyarrow as pa
 
 from normcore.lab.distributed import faults, launch
 from tests.apptest_pages import open_page
@@ -77,6 +79,50 @@ def test_a_second_run_while_one_holds_the_workers_is_told_to_wait():
     assert launch._ONE_RUN.acquire(blocking=False)
     try:
         run_button(at).click()
+        at.run()
+    finally:
+        launch._ONE_RUN.release()
+    assert "Another data-parallel run is using this server's workers" in texts(at.warning)
+    assert workers_left() == []
+
+
+SWEEP = "▶️ Run the batch sweep"  # its own button (SKIP_BUTTONS in the widget fuzz)
+
+
+def sweep_button(at):
+    return next(b for b in at.main.button if b.label == SWEEP)
+
+
+def sweep_table(at):
+    return next(d.value for d in at.dataframe if d.value.index.name == "batch per worker")
+
+
+def test_the_batch_sweep_fills_its_chart_and_table_beside_the_papers_and_leaves_no_worker():
+    at = open_page(PAGE, dp_sweep_batches="64")  # 3 runs of 10 steps on the page's 2 workers
+    assert at.session_state["dp_sweep_batches"] == ["64"] and at.session_state["dp_sweep_epochs"] == 1
+    assert f"Press {SWEEP}" in texts(at.info)
+    sweep_button(at).click()
+    at.run()
+    assert not at.exception and not at.error, texts(at.error)
+    table = sweep_table(at)
+    assert list(table.index) == [64] and list(table.columns) == ["local BN", "SyncBN", "GroupNorm"]
+    assert ((table > 0) & (table < 70)).all(axis=None), table  # test error %: 10 steps already beat chance (90 %)
+    titles = [json.loads(c.proto.spec).get("title") for c in at.get("vega_lite_chart")]
+    assert titles == ["This lab: test error by batch per worker",
+                      "The GroupNorm paper: ImageNet top-1 error"]
+    lab = pa.ipc.open_stream(at.get("vega_lite_chart")[0].proto.datasets[0].data.data).read_all().to_pandas()
+    assert sorted(lab["norm"]) == ["GroupNorm", "SyncBN", "local BN"] and list(lab["per_worker_batch"]) == [64] * 3
+    assert "**shape**, not the level" in texts(at.caption)
+    assert workers_left() == []
+    again = open_page(PAGE, dp_sweep_batches="64")  # another session, same settings: from the cache
+    assert sweep_table(again).equals(table) and workers_left() == []
+
+
+def test_the_batch_sweep_waits_while_another_run_holds_the_workers():
+    at = open_page(PAGE, dp_sweep_batches="32")
+    assert launch._ONE_RUN.acquire(blocking=False)
+    try:
+        sweep_button(at).click()
         at.run()
     finally:
         launch._ONE_RUN.release()

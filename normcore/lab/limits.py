@@ -110,6 +110,9 @@ MAX_DISTRIBUTED_STEPS = 6000  # Σ over one page run's normalizations of epochs 
 MAX_DISTRIBUTED_PARAMS = 250_000  # trainable parameters of the data-parallel model (width × depth)
 MAX_DISTRIBUTED_RUN_S = 120.0  # a run's wall-clock cap; its workers are then stopped
 MAX_DISTRIBUTED_RUNS = 1  # distributed runs at a time on one server (others are told to wait)
+MAX_SWEEP_EPOCHS = 3  # the Data-parallel page's batch sweep: epochs of each (batch, norm) run
+MAX_SWEEP_STEPS = 6000  # Σ over the sweep's (batch, norm) runs of epochs × steps per epoch
+MAX_SWEEP_RUN_S = 300.0  # the batch sweep's wall-clock cap (all its runs on one set of workers)
 
 
 def worker_cap(environ) -> int:
@@ -124,6 +127,14 @@ def workers_allowed(workers: int, environ) -> str | None:
         return None
     return (f"{workers} workers is over this server's cap of {cap} (each worker takes about 230 MB and a core). "
             f"Use at most {cap}.")
+
+
+def sweep_work(steps: int) -> list[str]:
+    """The Data-parallel page's batch sweep: optimizer steps over all its (batch, norm) runs."""
+    if steps > MAX_SWEEP_STEPS:
+        return [f"This sweep needs {steps:,} optimizer steps, over this demo's cap of {MAX_SWEEP_STEPS:,}. "
+                "Use fewer epochs, more workers, or leave out the smallest batches (they take the most steps)."]
+    return []
 
 
 def distributed_work(steps: int, params: int) -> list[str]:

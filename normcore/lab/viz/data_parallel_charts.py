@@ -71,3 +71,30 @@ def rank_means_chart(frame: pd.DataFrame) -> dict:
     ).properties(height=200, width=320).facet(column=alt.Column("norm:N", title=None, sort=list(NORM_ORDER)))
     return chart.to_dict()
 
+
+
+PAPER_COLORS = ("#1f77b4", "#2ca02c")  # the paper's BN (per GPU) like local BN, its GN like GroupNorm
+BATCH_AXIS = dict(type="log", base=2)
+
+
+def sweep_chart(frame: pd.DataFrame) -> dict:
+    """The lab's batch sweep: test error (%) against the per-worker batch (log2), one line per norm."""
+    chart = alt.Chart(frame).mark_line(point=True).encode(
+        x=alt.X("per_worker_batch:Q", title="batch per worker (log scale)", scale=alt.Scale(**BATCH_AXIS),
+                axis=alt.Axis(values=[2, 4, 8, 16, 32, 64])),
+        y=alt.Y("test error:Q", title="test error (%), digits"), color=_norm_color(),
+        tooltip=["norm:N", "per_worker_batch:Q", alt.Tooltip("test error:Q", format=".1f")],
+    ).properties(height=HEIGHT, title="This lab: test error by batch per worker")
+    return chart.to_dict()
+
+
+def paper_sweep_chart(frame: pd.DataFrame) -> dict:
+    """The GroupNorm paper's curves (``sweep.paper_curves``): top-1 error (%) against images per GPU."""
+    chart = alt.Chart(frame).mark_line(point=True, strokeDash=[4, 2]).encode(
+        x=alt.X("per_worker_batch:Q", title="images per GPU (log scale)", scale=alt.Scale(**BATCH_AXIS),
+                axis=alt.Axis(values=[2, 4, 8, 16, 32])),
+        y=alt.Y("top-1 error:Q", title="top-1 error (%), ImageNet", scale=alt.Scale(zero=False)),
+        color=alt.Color("norm:N", title="paper", scale=alt.Scale(range=list(PAPER_COLORS))),
+        tooltip=["norm:N", "per_worker_batch:Q", "top-1 error:Q"],
+    ).properties(height=HEIGHT, title="The GroupNorm paper: ImageNet top-1 error")
+    return chart.to_dict()

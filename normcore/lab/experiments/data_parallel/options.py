@@ -80,3 +80,70 @@ def problems(o: DataParallelOptions) -> list[str]:
         found += [m for m in run_problems(config) if m not in found]
     params = models.parameter_count(models.make_model(o.model, norm="batch", width=o.width, depth=o.depth, seed=0))
     return found + limits.distributed_work(total_steps(o), params)
+
+
+# -- the batch sweep: accuracy against the per-worker batch (its own button, its own few options) --
+
+SWEEP_BATCHES = ("2", "4", "8", "16", "32", "64")  # per-worker batches offered (names: a multiselect's items)
+SWEEP_FIELDS = Schema((
+    Field("epochs", "Sweep epochs", 1, "int", "Epochs of each (batch, normalization) run.",
+          low=1, high=limits.MAX_SWEEP_EPOCHS, url="dp_sweep_epochs", caps=("sweep_work",)),
+    Field("batches", "Per-worker batches swept", SWEEP_BATCHES, "choices", choices=SWEEP_BATCHES,
+          url="dp_sweep_batches", caps=("sweep_work",),
+          help="Each batch is trained with local BN, SyncBN and GroupNorm. The smallest take the most steps."),
+))
+
+
+@dataclass(frozen=True)
+class SweepOptions(QueryOptions):
+    """The sweep's own options; the rest (workers, model, width, depth, lr, seed) are the page's."""
+    SCHEMA: ClassVar[Schema] = SWEEP_FIELDS
+
+    epochs: int = SWEEP_FIELDS["epochs"].default
+    batches: tuple = SWEEP_FIELDS["batches"].default
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """Everything a batch sweep's result depends on: its cache key."""
+    workers: int
+    model: str
+    width: int
+    depth: int
+    lr: float
+    seed: int
+    epochs: int
+    batches: tuple  # ints, ascending
+
+    @property
+    def key(self) -> tuple:
+        return tuple(sorted(asdict(self).items()))
+
+
+def sweep_settings(o: DataParallelOptions, s: SweepOptions) -> SweepSettings:
+    return SweepSettings(o.workers, o.model, o.width, o.depth, o.lr, o.seed, s.epochs,
+                         tuple(sorted(int(b) for b in s.batches)))
+
+
+def sweep_configs(w: SweepSettings) -> list[RunConfig]:
+    """One run per (batch, norm), batches ascending, each batch's norms in the order of ``NORMS``."""
+    return [RunConfig(workers=w.workers, norm=n, per_worker_batch=b, model=w.model, epochs=w.epochs, lr=w.lr,
+                      width=w.width, depth=w.depth, num_groups=GROUPS, seed=w.seed, device="cpu")
+            for b in w.batches for n in NORMS]
+
+
+def sweep_steps(w: SweepSettings) -> int:
+    return sum(len(NORMS) * w.epochs * (TRAIN_SIZE // max(1, w.workers * b)) for b in w.batches)
+
+
+def sweep_problems(o: DataParallelOptions, s: SweepOptions) -> list[str]:
+    """Every reason this sweep cannot run (empty: it can run); the page's own options are checked too."""
+    _, errors = SWEEP_FIELDS.check(asdict(s) | {"batches": list(s.batches)})
+    if errors:
+        return errors
+    w = sweep_settings(o, s)
+    found: list[str] = []
+    for config in sweep_configs(w):
+        found += [m for m in run_problems(config) if m not in found]
+    params = models.parameter_count(models.make_model(w.model, norm="batch", width=w.width, depth=w.depth, seed=0))
+    return found + limits.distributed_work(0, params) + limits.sweep_work(sweep_steps(w))
