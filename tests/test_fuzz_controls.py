@@ -79,7 +79,7 @@ URL_EXAMPLES = {"gradients": max(10, EXAMPLES // 2), "data_parallel": max(10, EX
 TAB_KEYS = {"train_vs_eval": "scenario", "deploy_port": "deploy_tab"}
 # Long work, fuzzed separately with tiny configs (training) or run in tests of their own
 # (data_parallel starts worker processes: tests/test_page_data_parallel.py, the fault tests).
-SKIP_BUTTONS = {"training": {"▶️ Run"}, "data_parallel": {"▶️ Run"}}
+SKIP_BUTTONS = {"training": {"▶️ Run"}, "data_parallel": {"▶️ Run", "▶️ Run the batch sweep"}}
 RAW_OPTIONS = {  # widgets whose format_func hides the options from AppTest
     "live_drift": DRIFTS,
     "training_mode": T.MODES,

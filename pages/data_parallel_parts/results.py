@@ -3,7 +3,6 @@
 import streamlit as st
 
 from normcore.lab.experiments import data_parallel as D
-from normcore.lab.experiments import training as T
 from normcore.lab.experiments.data_parallel.accumulation import accumulation_table
 from normcore.lab.viz import data_parallel_charts as charts
 
@@ -20,11 +19,9 @@ def show_accuracy(comparison: D.Comparison) -> None:
     st.dataframe(table, hide_index=True, width="stretch", column_config={
         "Test accuracy": PCT, "Train accuracy": PCT, "Train loss": st.column_config.NumberColumn(format="%.3f"),
         "Step (ms)": st.column_config.NumberColumn(format="%.2f"), "Samples/s": st.column_config.NumberColumn(format="%,.0f")})
-    with st.expander("The GroupNorm paper (Wu & He 2018): ImageNet ResNet-50 top-1 error (%) by images per GPU"):
-        st.dataframe(T.paper_table(), width="stretch")
-        st.caption("Per-GPU batch is what local BN normalizes over; SyncBN normalizes over the global batch and GN "
-                   "over each sample alone. Lower the batch per worker above to see local BN fall behind. "
-                   "The sweep over per-worker batches, 2 to 64: `python -m normcore.lab.experiments.data_parallel`.")
+    st.caption("Per-GPU batch is what local BN normalizes over; SyncBN normalizes over the global batch and GN "
+               "over each sample alone. Lower the batch per worker above to see local BN fall behind, or run the "
+               "batch sweep below (2 to 64 per worker) beside the GroupNorm paper's numbers.")
 
 
 def show_statistics(comparison: D.Comparison) -> None:

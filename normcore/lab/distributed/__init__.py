@@ -8,7 +8,7 @@
   ``training.py``: what each worker does; ``config.py``: :class:`RunConfig`, its fields, checks.
 """
 
-from .config import FIELDS, NORM_LABELS, NORMS, RunConfig, problems
+from .config import FIELDS, DDP_NORM_LABELS, DDP_NORMS, RunConfig, problems
 from .launch import EpochReport, RunResult, StepProgress, run
 
-__all__ = ["EpochReport", "FIELDS", "NORMS", "NORM_LABELS", "RunConfig", "RunResult", "StepProgress", "problems", "run"]
+__all__ = ["EpochReport", "FIELDS", "DDP_NORMS", "DDP_NORM_LABELS", "RunConfig", "RunResult", "StepProgress", "problems", "run"]

@@ -12,7 +12,7 @@ import sys
 import time
 from dataclasses import replace
 
-from .config import DEVICES, NORM_LABELS, NORMS, RunConfig, problems
+from .config import DEVICES, DDP_NORM_LABELS, DDP_NORMS, RunConfig, problems
 from .launch import EpochReport, RunResult, run, run_torchrun, under_torchrun
 
 EPILOG = """\
@@ -38,8 +38,8 @@ def parse(argv=None) -> RunConfig:
                                             "time and the time inside SyncBatchNorm's all-reduces.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workers", type=int, default=d.workers, help=f"processes to spawn (default {d.workers}; ignored under torchrun)")
-    p.add_argument("--norm", choices=NORMS, default=d.norm,
-                   help="; ".join(f"{k}: {v}" for k, v in NORM_LABELS.items()) + f" (default {d.norm})")
+    p.add_argument("--norm", choices=DDP_NORMS, default=d.norm,
+                   help="; ".join(f"{k}: {v}" for k, v in DDP_NORM_LABELS.items()) + f" (default {d.norm})")
     p.add_argument("--per-worker-batch", type=int, default=d.per_worker_batch, help=f"samples per worker and step (default {d.per_worker_batch})")
     p.add_argument("--model", choices=("mlp", "cnn"), default=d.model)
     p.add_argument("--epochs", type=int, default=d.epochs)
@@ -56,7 +56,7 @@ def parse(argv=None) -> RunConfig:
 
 def describe(config: RunConfig, how: str) -> str:
     epochs = f"{config.epochs} epoch" + ("s" if config.epochs != 1 else "")
-    return (f"{config.workers} workers ({how}), model {config.model}, norm {config.norm} ({NORM_LABELS[config.norm]}), "
+    return (f"{config.workers} workers ({how}), model {config.model}, norm {config.norm} ({DDP_NORM_LABELS[config.norm]}), "
             f"{config.per_worker_batch} per worker = {config.global_batch} per step, {epochs}")
 
 

@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass
 from .. import limits, models
 from ..fields import Field, Schema
 
-NORMS = ("local", "sync", "group")
-NORM_LABELS = {
+DDP_NORMS = ("local", "sync", "group")
+DDP_NORM_LABELS = {
     "local": "BatchNorm, each worker's own statistics",
     "sync": "SyncBatchNorm, statistics of the global batch",
     "group": "GroupNorm (per sample)",
@@ -55,7 +55,7 @@ class RunConfig:
 FIELDS = Schema((
     Field("workers", "Workers", 2, "int", "Processes, one thread each, each with a slice of every batch.",
           low=1, high=limits.MAX_WORKERS, caps=("global_batch",)),
-    Field("norm", "Normalization", "sync", "choice", choices=NORMS, labels=NORM_LABELS, widget="radio"),
+    Field("norm", "Normalization", "sync", "choice", choices=DDP_NORMS, labels=DDP_NORM_LABELS, widget="radio"),
     Field("per_worker_batch", "Batch per worker", 32, "int", "Samples each worker holds per step.",
           low=1, high=limits.MAX_PER_WORKER_BATCH, caps=("global_batch",)),
     Field("model", "Model", "mlp", "choice", choices=models.MODEL_KINDS, labels=models.MODEL_LABELS),

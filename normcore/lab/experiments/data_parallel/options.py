@@ -10,13 +10,13 @@ from dataclasses import asdict, dataclass
 from typing import ClassVar
 
 from ... import limits, models
-from ...distributed import NORM_LABELS, NORMS, RunConfig
+from ...distributed import DDP_NORM_LABELS, DDP_NORMS, RunConfig
 from ...distributed import problems as run_problems
 from ...distributed.config import TRAIN_SIZE
 from ...fields import Field, QueryOptions, Schema
 
 FIELDS = Schema((
-    Field("norms", "Normalizations compared", NORMS, "choices", choices=NORMS, labels=NORM_LABELS, url="dp_norms",
+    Field("norms", "Normalizations compared", DDP_NORMS, "choices", choices=DDP_NORMS, labels=DDP_NORM_LABELS, url="dp_norms",
           help="Each is trained in turn on the same worker processes.", caps=("distributed_work",)),
     Field("workers", "Workers", 2, "int", "Processes on this machine, one thread each, each with a slice of every batch.",
           low=1, high=limits.MAX_WORKERS, url="dp_workers", caps=("global_batch",)),
@@ -59,11 +59,11 @@ class DataParallelOptions(QueryOptions):
 
 
 def run_configs(o: DataParallelOptions) -> list[RunConfig]:
-    """One distributed run per chosen normalization, in the order of ``NORMS``."""
+    """One distributed run per chosen normalization, in the order of ``DDP_NORMS``."""
     return [RunConfig(workers=o.workers, norm=n, per_worker_batch=o.per_worker_batch, model=o.model, epochs=o.epochs,
                       lr=o.lr, width=o.width, depth=o.depth, num_groups=GROUPS, seed=o.seed, device="cpu",
                       broadcast_buffers=o.broadcast_buffers)
-            for n in NORMS if n in o.norms]
+            for n in DDP_NORMS if n in o.norms]
 
 
 def total_steps(o: DataParallelOptions) -> int:
@@ -126,14 +126,14 @@ def sweep_settings(o: DataParallelOptions, s: SweepOptions) -> SweepSettings:
 
 
 def sweep_configs(w: SweepSettings) -> list[RunConfig]:
-    """One run per (batch, norm), batches ascending, each batch's norms in the order of ``NORMS``."""
+    """One run per (batch, norm), batches ascending, each batch's norms in the order of ``DDP_NORMS``."""
     return [RunConfig(workers=w.workers, norm=n, per_worker_batch=b, model=w.model, epochs=w.epochs, lr=w.lr,
                       width=w.width, depth=w.depth, num_groups=GROUPS, seed=w.seed, device="cpu")
-            for b in w.batches for n in NORMS]
+            for b in w.batches for n in DDP_NORMS]
 
 
 def sweep_steps(w: SweepSettings) -> int:
-    return sum(len(NORMS) * w.epochs * (TRAIN_SIZE // max(1, w.workers * b)) for b in w.batches)
+    return sum(len(DDP_NORMS) * w.epochs * (TRAIN_SIZE // max(1, w.workers * b)) for b in w.batches)
 
 
 def sweep_problems(o: DataParallelOptions, s: SweepOptions) -> list[str]:

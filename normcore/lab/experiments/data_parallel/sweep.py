@@ -18,7 +18,7 @@ from typing import Callable
 import pandas as pd
 
 from ... import limits
-from ...distributed import EpochReport, RunResult, StepProgress
+from ...distributed import DDP_NORMS, EpochReport, RunResult, StepProgress
 from ...distributed.launch import run_series
 from ..training import paper_group_norm_errors, paper_table
 from .comparison import STATUS_WORDS
@@ -26,7 +26,6 @@ from .options import SWEEP_BATCHES, SweepSettings, sweep_configs
 from .tables import SHORT
 
 BATCHES = tuple(int(b) for b in SWEEP_BATCHES)
-NORMS = ("local", "sync", "group")
 SHAPE_NOTE = (
     "Compare the **shape**, not the level: the lab's numbers are the digits MLP's (or CNN's) test error after a few "
     "epochs on 1,347 images; the paper's are ImageNet ResNet-50 top-1 error after full training. Both show local "
@@ -59,12 +58,12 @@ class SweepRecord:
 
     @property
     def fraction(self) -> float:
-        runs = len(self.options.batches) * len(NORMS)
+        runs = len(self.options.batches) * len(DDP_NORMS)
         partial = (self.epoch + self.step[0] / self.step[1]) / self.options.epochs if self.running else 0.0
         return min(1.0, (len(self.points) + partial) / runs) if runs else 1.0
 
     def progress_text(self) -> str:
-        runs = len(self.options.batches) * len(NORMS)
+        runs = len(self.options.batches) * len(DDP_NORMS)
         if not self.running:
             return f"{STATUS_WORDS.get(self.status, self.status)}: {len(self.points)} of {runs} runs in {self.wall_s:.1f} s."
         elapsed = time.perf_counter() - self.started
@@ -143,7 +142,7 @@ def run_sweep(workers: int = 2, epochs: int = 2, batches=BATCHES, on_result=None
 def error_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Per-worker batch × norm, test error in % (NaN for a run not finished)."""
     table = frame.pivot_table(index="per_worker_batch", columns="norm", values="test error", aggfunc="first")
-    table = table.reindex(columns=[SHORT[n] for n in NORMS])
+    table = table.reindex(columns=[SHORT[n] for n in DDP_NORMS])
     table.columns.name = "norm"
     return table
 

@@ -7,7 +7,7 @@ import math
 
 import pandas as pd
 
-from ...distributed import NORM_LABELS
+from ...distributed import DDP_NORM_LABELS
 
 SHORT = {"local": "local BN", "sync": "SyncBN", "group": "GroupNorm"}
 STEP_TIME_NOTE = (
@@ -38,7 +38,7 @@ def results_table(comparison) -> pd.DataFrame:
     rows = []
     for norm in comparison.norms:
         r = _last(comparison, norm)
-        rows.append({"Normalization": NORM_LABELS[norm], "Epochs done": len(comparison.epochs[norm]),
+        rows.append({"Normalization": DDP_NORM_LABELS[norm], "Epochs done": len(comparison.epochs[norm]),
                      "Test accuracy": r.test_accuracy if r else math.nan,
                      "Train accuracy": r.train_accuracy if r else math.nan,
                      "Train loss": r.train_loss if r else math.nan,
