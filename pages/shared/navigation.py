@@ -45,8 +45,8 @@ PAGES = (
     ),
     PageInfo(
         "pages/gradients.py", "Gradients", "🧮", "gradients",
-        "Backprop through a norm step by step: the closed form against autograd, its identities and "
-        "eps's effect; then the Jacobian that shows how BatchNorm couples the samples of a batch.",
+        "Backprop through a norm step by step and the Jacobian that couples a batch; then gradient flow "
+        "through a deep network with and without a norm, and whether BatchNorm smooths the loss landscape.",
     ),
     PageInfo(
         "pages/data_parallel.py", "Data-parallel BN", "👥", "data_parallel",
