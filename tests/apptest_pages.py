@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pandas as pd
+import pyarrow as pa
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -24,3 +26,14 @@ def open_page(page: str, timeout: float = 60, **query) -> AppTest:
     at.run()
     assert not at.exception, at.exception
     return at
+
+
+def texts(elements) -> str:
+    """The values of some elements (st.error, st.markdown, ...) as one string."""
+    return " ".join(str(e.value) for e in elements)
+
+
+def chart_rows(at: AppTest) -> pd.DataFrame:
+    """Every row the page's charts draw (their Arrow datasets, concatenated)."""
+    return pd.concat([pa.ipc.open_stream(d.data.data).read_all().to_pandas()
+                      for chart in at.get("vega_lite_chart") for d in chart.proto.datasets])

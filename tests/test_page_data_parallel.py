@@ -10,7 +10,7 @@ import psutil
 import pyarrow as pa
 
 from normcore.lab.distributed import faults, launch
-from tests.apptest_pages import open_page
+from tests.apptest_pages import open_page, texts
 
 PAGE = "pages/data_parallel.py"
 TINY = dict(dp_batch="64", dp_epochs="1")  # 10 steps per normalization
@@ -19,9 +19,6 @@ TINY = dict(dp_batch="64", dp_epochs="1")  # 10 steps per normalization
 def run_button(at):
     return next(b for b in at.main.button if b.label.endswith("Run"))
 
-
-def texts(elements) -> str:
-    return " ".join(str(e.value) for e in elements)
 
 
 def workers_left() -> list[psutil.Process]:

@@ -3,32 +3,20 @@ what is shown (the charts' rows, the flagged inputs, the overflow, the why per m
 
 from __future__ import annotations
 
-import pandas as pd
-import pyarrow as pa
 from streamlit.testing.v1 import AppTest
 
 from normcore.lab import limits
 from tests import apptest_pages
+from tests.apptest_pages import chart_rows, texts
 
 PAGE = "pages/deploy_port.py"
 TAB = "🎯 Precision"
 
 
 def open_tab(**query) -> AppTest:
-    at = apptest_pages.open_app(120, deploy_tab=TAB, **query)
-    at.switch_page(PAGE)
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return apptest_pages.open_page(PAGE, 120, deploy_tab=TAB, **query)
 
 
-def texts(elements) -> str:
-    return " ".join(str(e.value) for e in elements)
-
-
-def chart_rows(at: AppTest) -> pd.DataFrame:
-    return pd.concat([pa.ipc.open_stream(d.data.data).read_all().to_pandas()
-                      for chart in at.get("vega_lite_chart") for d in chart.proto.datasets])
 
 
 def test_defaults_show_every_method_its_algorithm_and_the_overflow():

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 
-import pandas as pd
-import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests import apptest_pages
+from tests.apptest_pages import chart_rows, texts
 
 from normcore.lab.experiments import train_eval as te
 from normcore.lab.experiments.train_eval import SCENARIOS
@@ -30,14 +29,6 @@ def open_page(scenario: str | None = None, **query) -> AppTest:
     return at
 
 
-def texts(elements) -> str:
-    return " ".join(e.value for e in elements)
-
-
-def chart_rows(at: AppTest) -> pd.DataFrame:
-    """Every row the tab's charts draw (their Arrow datasets, concatenated)."""
-    return pd.concat([pa.ipc.open_stream(d.data.data).read_all().to_pandas()
-                      for chart in at.get("vega_lite_chart") for d in chart.proto.datasets])
 
 
 def open_tab(at: AppTest, key: str) -> AppTest:

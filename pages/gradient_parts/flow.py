@@ -10,7 +10,7 @@ from normcore.lab.experiments.gradients import flow
 from normcore.lab.experiments.gradients.options import GAIN_MARKS
 from normcore.lab.viz import flow_charts as charts
 
-from .common import CHART_PX, blocked_by, long_run, numbers, option, options
+from .common import CHART_PX, blocked_by, long_run, numbers, option, options, with_progress
 
 INTRO = (
     "A deep MLP on the digits (Linear → norm → activation, Xavier-normal weights × the gain), trained by the "
@@ -24,11 +24,7 @@ INTRO = (
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def flow_result(settings: flow.FlowSettings) -> flow.FlowResult:
-    text = "Training both networks…"
-    bar = st.progress(0.0, text=text)
-    result = flow.compare(settings, on_progress=lambda done: bar.progress(min(done, 1.0), text=text))
-    bar.empty()
-    return result
+    return with_progress("Training both networks…", lambda on_progress: flow.compare(settings, on_progress=on_progress))
 
 
 def controls() -> None:

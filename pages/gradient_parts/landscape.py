@@ -9,7 +9,7 @@ from normcore.lab.experiments import gradients as G
 from normcore.lab.experiments.gradients import landscape as L
 from normcore.lab.viz import flow_charts as charts
 
-from .common import CHART_PX, blocked_by, long_run, numbers, option, options
+from .common import CHART_PX, blocked_by, long_run, numbers, option, options, with_progress
 
 INTRO = (
     f"A small MLP ({L.DEPTH} hidden layers of {L.WIDTH}, ReLU) trained on the digits with BatchNorm and without, "
@@ -32,11 +32,8 @@ TRAIN_MODE = (f"Along the slices, BatchNorm is evaluated **in train mode on one 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def landscape_result(settings: L.LandscapeSettings) -> L.LandscapeResult:
-    text = "Training with and without BatchNorm, probing the landscape…"
-    bar = st.progress(0.0, text=text)
-    result = L.compare(settings, on_progress=lambda done: bar.progress(min(done, 1.0), text=text))
-    bar.empty()
-    return result
+    return with_progress("Training with and without BatchNorm, probing the landscape…",
+                         lambda on_progress: L.compare(settings, on_progress=on_progress))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
