@@ -1,13 +1,18 @@
 """The Data-parallel BN page in a real browser on a real server: a tiny 2-worker run draws its
-charts; Stop, and a tab closed mid-run, end the server's worker processes."""
+charts; Stop, a tab closed mid-run, and the server's death by SIGTERM or SIGKILL end the
+server's worker processes."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import time
 
 import psutil
 import pytest
 
+from normcore.lab.distributed import faults
 from tests.e2e import harness as H
 from tests.e2e.plans import MAIN, button, by_path, page_url, problems
 
@@ -78,3 +83,37 @@ def test_a_tab_closed_mid_run_ends_its_workers(browser, warm_server):
     context.close()  # the session disconnects; Streamlit asks its script to stop at once
     gone = wait_for(lambda: workers(warm_server) == [], GONE_WITHIN_S, "workers after the tab closed")
     print(f"workers gone {gone:.1f} s after the tab closed")
+
+
+def test_workers_exit_when_the_streamlit_server_dies_by_SIGTERM_or_SIGKILL(browser):
+    """Two real servers (``streamlit run app.py``) each start a run from the page, whose worker
+    hangs (the fault hook: no collective, no queue traffic that could fail); then one server
+    gets SIGTERM, the other SIGKILL, which leaves it no clean-up of its own. The workers must
+    be gone within 10 s: after SIGKILL only their parent watchdog can end them."""
+    hang = {faults.VARIABLE: "hang@*:2"}
+    servers = {sig: H.StreamlitServer(env=hang).start() for sig in (signal.SIGTERM, signal.SIGKILL)}
+    contexts = []
+    try:
+        hung: dict[int, list[int]] = {}
+        for sig, server in servers.items():
+            contexts.append(browser.new_context(viewport=H.VIEWPORT))
+            app = H.AppPage.open(contexts[-1])
+            app.goto(page_url(server, by_path("data_parallel"), dp_norms="group", dp_workers="1", dp_batch="64"),
+                     timeout_ms=120_000)
+            button(app.page.locator(MAIN), "Run").click()
+        for sig, server in servers.items():
+            wait_for(lambda: "injected fault: worker" in server.log_path.read_text(), 90, "the worker hanging")
+            hung[sig] = [p.pid for p in workers(server)]
+            assert len(hung[sig]) == 1, hung
+        for sig, server in servers.items():
+            os.kill(server.pid, sig)
+        for sig, server in servers.items():
+            gone = wait_for(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+                                            for p in hung[sig]), GONE_WITHIN_S, f"workers after {sig.name}")
+            print(f"worker gone {gone:.1f} s after the server's {sig.name}")
+    finally:
+        for context in contexts:
+            with contextlib.suppress(Exception):
+                context.close()
+        for server in servers.values():
+            server.stop()  # the whole process group: nothing is left for the next tests
