@@ -116,4 +116,7 @@ def test_workers_exit_when_the_streamlit_server_dies_by_SIGTERM_or_SIGKILL(brows
             with contextlib.suppress(Exception):
                 context.close()
         for server in servers.values():
-            server.stop()  # the whole process group: nothing is left for the next tests
+            server.stop()
+        for pid in [pid for pids in hung.values() for pid in pids] if "hung" in locals() else []:
+            with contextlib.suppress(psutil.Error):  # a worker the server's end left behind: not for the next tests
+                psutil.Process(pid).kill()
