@@ -1,9 +1,16 @@
-"""Open the app in AppTest the way a user reaches it: the router first, then (optionally) a page."""
+"""Open the app in AppTest the way a user reaches it: the router first, then (optionally) a page.
+
+Streamlit runs a full ``gc.collect()`` after every script run (``runner.postScriptGC``): on a
+server it frees reference cycles between reruns, but in the test process, whose heap holds
+every test module (and, late in a run, Keras), it took 0.3 s of each rerun. AppTest runs
+without it; the server keeps it (``benchmarks.load`` measures its memory).
+"""
 
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+from streamlit import config
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -11,6 +18,8 @@ APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 def open_app(timeout: float = 60, **query) -> AppTest:
     """The router (app.py) run once, on its default page; ``query`` becomes URL parameters."""
+    config.get_option("runner.postScriptGC")  # parse the config files first, or they reset the option
+    config.set_option("runner.postScriptGC", False)
     at = AppTest.from_file(APP, default_timeout=timeout)
     for name, value in query.items():
         at.query_params[name] = str(value)

@@ -79,7 +79,9 @@ URL_EXAMPLES = {"gradients": max(10, EXAMPLES // 2), "data_parallel": max(10, EX
 TAB_KEYS = {"train_vs_eval": "scenario", "deploy_port": "deploy_tab"}
 # Long work, fuzzed separately with tiny configs (training) or run in tests of their own
 # (data_parallel starts worker processes: tests/test_page_data_parallel.py, the fault tests).
-SKIP_BUTTONS = {"training": {"▶️ Run"}, "data_parallel": {"▶️ Run", "▶️ Run the batch sweep"}}
+# The real Keras (deploy_port) is imported in this process only by its own tests, run last (tests/conftest.py).
+SKIP_BUTTONS = {"training": {"▶️ Run"}, "data_parallel": {"▶️ Run", "▶️ Run the batch sweep"},
+                "deploy_port": {"Run real Keras beside normcore"}}
 RAW_OPTIONS = {  # widgets whose format_func hides the options from AppTest
     "live_drift": DRIFTS,
     "training_mode": T.MODES,

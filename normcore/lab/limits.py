@@ -228,6 +228,7 @@ def fold_timing_repeats(repeats: int, macs_per_pass: float) -> tuple[int, str | 
 # Port: a stack of 16-feature Linear → BatchNorm → ReLU blocks runs T training batches on the
 # source side and on up to four target sides (one per mismatch); one BatchNorm call costs
 # ~0.3-1 ms here (small tensors: Python overhead), so the work is capped in layer-steps.
+MAX_KERAS_RUN_S = 120  # the real-Keras comparison's child process (Keras's import is ~5 s of it)
 MAX_PORT_DEPTH = 24  # normalized layers in one stack
 MAX_PORT_STEPS = 500  # training batches per side
 MAX_PORT_BATCH = 256  # samples per training batch

@@ -42,7 +42,7 @@ def eps_view(o: E.EpsOptions):
 
 @st.cache_data(max_entries=8, show_spinner="Importing Keras and running it (about 5 s to import)…")
 def keras_view(o: P.PortOptions) -> K.KerasComparison:
-    return K.compare(o)
+    return K.compare_in_child(o)  # Keras stays out of the server process
 
 
 def table(frame):

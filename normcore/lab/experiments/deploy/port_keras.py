@@ -4,19 +4,29 @@ Keras is optional for the lab: :func:`keras_available` only looks for it, and :f
 imports it (4–5 s, its torch backend) when asked. The Keras side of the port then runs real
 ``keras.layers.BatchNormalization`` layers, and the comparison says how far they land from
 normcore's, layer by layer, and what the port differences are with real Keras.
+
+The page calls :func:`compare_in_child`: the same comparison in a child process
+(``python -m normcore.lab.experiments.deploy.port_keras``), so Keras never enters the server.
+Once ``keras`` is in a process's ``sys.modules``, Streamlit calls ``keras.backend.clear_session()``
+(a full ``gc.collect``) after every script run of every session, about 0.3 s a rerun here.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import io
+import json
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
 from normcore.checks import NormcoreError
-from normcore.lab import devices
+from normcore.lab import devices, limits
 
 from . import conventions as C
 from . import port as P
@@ -80,3 +90,33 @@ def compare(o: P.PortOptions) -> KerasComparison:
         frame = P.differences(o, build)
     agreement = pd.DataFrame({"layer": range(1, o.depth + 1), "difference": P.per_layer(mine, theirs)})
     return KerasComparison(keras.__version__, frame, agreement)
+
+
+def compare_in_child(o: P.PortOptions, timeout_s: float = limits.MAX_KERAS_RUN_S) -> KerasComparison:
+    """:func:`compare` in a child process, which ends with it (killed at ``timeout_s``)."""
+    root = Path(__file__).resolve().parents[4]  # where the normcore package lives
+    env = os.environ | {"KERAS_BACKEND": "torch", "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    try:
+        done = subprocess.run([sys.executable, "-m", __name__, json.dumps(o.to_query())], capture_output=True,
+                              text=True, timeout=timeout_s, env=env, cwd=root)
+    except subprocess.TimeoutExpired:
+        raise NormcoreError(f"Real Keras took more than {timeout_s:g} s here and was stopped; use fewer layers or steps.") from None
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        raise NormcoreError(f"Real Keras failed in its process: {last}")
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    frames = {k: pd.read_json(io.StringIO(out[k]), orient="split") for k in ("differences", "agreement")}
+    return KerasComparison(out["version"], frames["differences"], frames["agreement"])
+
+
+def main(argv: list[str]) -> int:
+    """The child's side: options as URL parameters (JSON) in, the comparison as one JSON line out."""
+    o, _ = P.PortOptions.from_query(json.loads(argv[0]))
+    c = compare(o)
+    print(json.dumps({"version": c.version, "differences": c.differences.to_json(orient="split"),
+                      "agreement": c.agreement.to_json(orient="split")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
