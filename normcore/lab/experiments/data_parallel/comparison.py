@@ -9,14 +9,13 @@ closed tab) still has what arrived.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable
 
 from ...distributed import EpochReport, RunResult, StepProgress
 from ...distributed.launch import run_series
+from ...finished_cache import FinishedCache
 from .options import DataParallelOptions, run_configs
 
 STATUS_WORDS = {"finished": "Finished", "stopped": "Stopped", "failed": "Failed", "timed out": "Timed out",
@@ -103,25 +102,8 @@ def run(comparison: Comparison, on_progress: Callable[[Comparison], None] | None
     return comparison
 
 
-class ResultCache:
-    """Finished comparisons by options, least recently used dropped first; shared by sessions."""
+class ResultCache(FinishedCache):
+    """Finished comparisons (or sweeps) by their options' key; shared by sessions."""
 
     def __init__(self, max_entries: int = 16):
-        self.max_entries = max_entries
-        self._items: OrderedDict[tuple, Comparison] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, options: DataParallelOptions) -> Comparison | None:
-        with self._lock:
-            item = self._items.get(options.key)
-            if item is not None:
-                self._items.move_to_end(options.key)
-            return item
-
-    def put(self, comparison: Comparison) -> None:
-        if comparison.status != "finished":
-            return
-        with self._lock:
-            self._items[comparison.options.key] = comparison
-            while len(self._items) > self.max_entries:
-                self._items.popitem(last=False)
+        super().__init__(lambda item: item.options.key, lambda options: options.key, max_entries)
