@@ -26,7 +26,7 @@ columns = st.columns(len(PAGES))
 for column, page in zip(columns, PAGES):
     with column:
         st.subheader(f"{page.icon} {page.title}")
-        if page.screenshot.exists():
-            st.image(str(page.screenshot), width="stretch")
+        if (thumbnail := page.thumbnail()) is not None:
+            st.image(thumbnail, width="stretch")
         st.write(page.blurb)
         st.page_link(page.script, label=f"Open {page.title}", icon="➡️")
