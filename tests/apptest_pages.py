@@ -3,17 +3,32 @@
 Streamlit runs a full ``gc.collect()`` after every script run (``runner.postScriptGC``): on a
 server it frees reference cycles between reruns, but in the test process, whose heap holds
 every test module (and, late in a run, Keras), it took 0.3 s of each rerun. AppTest runs
-without it; the server keeps it (``benchmarks.load`` measures its memory).
+without it; the server keeps it (``benchmarks.load`` measures its memory). Nor does each
+AppTest rescan the installed packages for components (:func:`scan_installed_components_once`).
 """
 
+import functools
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 from streamlit import config
+from streamlit.components.v2 import manifest_scanner
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+def scan_installed_components_once() -> None:
+    """Each new AppTest scans every installed package's metadata for Streamlit components (the
+    server does it once, at start): 0.3 s of each ``open_app`` here, with ~200 packages. The
+    packages of a test process do not change, so it scans once."""
+    scan = manifest_scanner.scan_component_manifests
+    if not hasattr(scan, "cache_info"):
+        manifest_scanner.scan_component_manifests = functools.cache(scan)
+
+
+scan_installed_components_once()
 
 
 def open_app(timeout: float = 60, **query) -> AppTest:
