@@ -95,6 +95,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """Runs in the server's process before it starts (Linux): the kernel sends it SIGTERM when
+    the process that started it dies, even by SIGKILL (a timed-out benchmark, a killed test
+    run), which would otherwise leave a server of its own session running."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class StreamlitServer:
     """``streamlit run app.py`` on 127.0.0.1 and a free port, for tests and benchmarks.
 
@@ -142,6 +152,7 @@ class StreamlitServer:
                 self.process = subprocess.Popen(
                     command, cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                     start_new_session=True,  # its own process group, so stop() ends every child too
+                    preexec_fn=_die_with_parent if sys.platform == "linux" else None,
                 )
             if self._wait_healthy():
                 return self
@@ -216,6 +227,11 @@ class AppPage:
 
     def goto(self, url: str, timeout_ms: float = 60_000) -> None:
         self.page.goto(url, wait_until="domcontentloaded", timeout=timeout_ms)
+        self.wait_loaded(timeout_ms)
+
+    def wait_loaded(self, timeout_ms: float = 60_000) -> None:
+        """Wait for a page being opened to connect and finish its first run (goto without waiting
+        lets several pages load at once)."""
         self.page.wait_for_selector(f'{APP}[data-test-connection-state="CONNECTED"]', timeout=timeout_ms)
         self.wait_for_rerun(timeout_ms, started_within_ms=0)
 
