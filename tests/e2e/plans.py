@@ -33,6 +33,8 @@ class Plan:
     slider_key: str = "ArrowRight"  # the key pressed on it (the opposite way if it cannot move)
     button: str | None = None  # label of the main button; generic: first of MAIN_BUTTONS shown
     rerun_timeout_ms: float = 60_000
+    # What to check once the main button's rerun is done (page, server), beyond a healthy page.
+    check: Callable[[H.AppPage, H.StreamlitServer], None] | None = None
     # For the README pictures: what to do after the checks so the page shows results.
     showcase: Callable[[H.AppPage], None] | None = None
     picture_height: int = 1800  # px of the page, from the top, in its README picture
@@ -148,6 +150,31 @@ def run_two_epochs(app: H.AppPage) -> None:
     app.click(button(app.page.locator(MAIN), "Run"), timeout_ms=180_000)
 
 
+def server_workers(server: H.StreamlitServer) -> list:
+    """The server's worker processes (psutil), not multiprocessing's resource tracker."""
+    import psutil
+
+    out = []
+    for p in psutil.Process(server.pid).children(recursive=True):
+        try:
+            if "resource_tracker" not in " ".join(p.cmdline()):
+                out.append(p)
+        except psutil.Error:
+            pass
+    return out
+
+
+def data_parallel_charts_drawn(app: H.AppPage, server: H.StreamlitServer) -> None:
+    """The tiny run finished, drew its three charts, and left no worker behind."""
+    app.page.get_by_text("Finished in").first.wait_for(timeout=30_000)
+    charts = app.page.locator(f'{MAIN} [data-testid="stVegaLiteChart"]')
+    assert charts.count() == 3
+    app.page.wait_for_timeout(500)  # let Vega finish drawing
+    marks = [charts.nth(i).locator('[role="graphics-symbol"]').count() for i in range(3)]
+    assert marks[0] >= 3 and marks[1] >= 3 and marks[2] >= 2 * 16, marks  # lines+points, bars, per-worker means
+    assert server_workers(server) == []
+
+
 PLANS: dict[str, Plan] = {
     # Tall picture: the stream (section 3) is what the page is about.
     "live_statistics": Plan(button="Step", showcase=play_for(5), picture_height=2800),
@@ -158,8 +185,9 @@ PLANS: dict[str, Plan] = {
     "gradients": Plan(slider="γ (every channel)", showcase=open_tab("3 · Gradient flow in depth"), picture_height=2900),
     # The Fold tab computes as it opens; this slider reruns the fold, not the (cached) training.
     "deploy_port": Plan(slider="Batch the train-mode fold sees", picture_height=3000),
-    # Real worker processes: 2 workers, the three norms for 1 epoch at 64 per worker (10 steps each).
-    # The picture: the same for 2 epochs, run after the checks.
-    "data_parallel": Plan(query={"dp_batch": "64", "dp_epochs": "1"}, slider="Batch per worker", slider_key="ArrowLeft",
-                          button="Run", rerun_timeout_ms=180_000, showcase=run_two_epochs, picture_height=3200),
+    # Real worker processes: 2 workers, the three norms for 1 epoch at 64 per worker (10 steps
+    # each; the slider moves the seed); its charts are checked. The picture: the same for 2 epochs.
+    "data_parallel": Plan(query={"dp_batch": "64", "dp_epochs": "1"}, slider="Seed",
+                          button="Run", rerun_timeout_ms=180_000, check=data_parallel_charts_drawn,
+                          showcase=run_two_epochs, picture_height=3200),
 }

@@ -41,6 +41,8 @@ def test_page(app, warm_server, info):
     assert_healthy(app)
     done.append(press_main_button(app, plan))
     assert_healthy(app)
+    if plan.check:
+        plan.check(app, warm_server)
     shot = app.screenshot(E2E_ARTIFACTS / f"{info.url_path}.png")
     print(f"{info.url_path}: {'; '.join(done)}; {time.monotonic() - started:.1f} s; {shot}")
 
