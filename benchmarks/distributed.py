@@ -3,7 +3,7 @@
     python -m benchmarks.distributed            # 1, 2 and 4 workers, MLP and CNN
     python -m benchmarks.distributed --quick    # 1 and 2 workers, MLP, few steps (a smoke test)
 
-Last, the Data-parallel BN page's default run (2 workers; local BN, SyncBN, GroupNorm in turn),
+Last (not with --quick), the Data-parallel BN page's default run (2 workers; local BN, SyncBN, GroupNorm in turn),
 timed end to end, process start included.
 
 For each worker count W a :class:`~normcore.lab.distributed.pool.WorkerPool` is spawned (gloo,
@@ -103,17 +103,16 @@ def table(kind: str, counts: tuple[int, ...], steps: int) -> None:
               f"{r['local'] / base:>12.2f} {r['sync'] / base:>11.2f}")
 
 
-def page_run(quick: bool) -> None:
-    """The Data-parallel BN page's default run (quick: SyncBN alone, 1 epoch at 64 per worker), as
-    the page starts it, timed from the call to its return: process start, the trainings, process end."""
+def page_run() -> None:
+    """The Data-parallel BN page's default run, as the page starts it, timed from the call to its
+    return: process start, the three trainings, process end."""
     from normcore.lab.experiments import data_parallel as D
 
-    options = (D.DataParallelOptions(epochs=1, per_worker_batch=64, norms=("sync",)) if quick
-               else D.DataParallelOptions())
+    options = D.DataParallelOptions()
     start = time.perf_counter()
     comparison = D.run(D.Comparison(options))
     wall = time.perf_counter() - start
-    print(f"\nData-parallel BN page, {'tiny' if quick else 'default'} run ({options.workers} workers, "
+    print(f"\nData-parallel BN page, default run ({options.workers} workers, "
           f"{options.per_worker_batch} per worker, {options.epochs} epochs, norms {', '.join(options.norms)}): "
           f"{comparison.status} in {wall:.1f} s, workers up in {comparison.spawn_s:.1f} s")
     print(D.results_table(comparison).round(3).to_string(index=False))
@@ -133,7 +132,8 @@ def main() -> None:
         table(kind, counts, steps)
     print("\nSyncBN overhead = median over steps of (sync − local), the two run alternately; "
           "share = collectives / sync step.")
-    page_run(args.quick)
+    if not args.quick:  # the smoke test leaves it out: tests/test_page_data_parallel.py runs it through the page
+        page_run()
 
 
 if __name__ == "__main__":

@@ -3,13 +3,20 @@ worker process is left and the run's result says what happened.
 
 Faults come from the test-only hook ``NORMCORE_DP_FAULT`` (normcore.lab.distributed.faults),
 read by the spawned workers. Runs are tiny (MLP, 2 workers, big per-worker batches). The
-server's death by SIGTERM and SIGKILL is tested on a real ``streamlit run app.py`` server, in
+server's SIGKILL is a real ``python -m normcore.lab.distributed`` process killed mid-run (the
+same runner as the page's); its SIGTERM is a real ``streamlit run app.py`` server's, in
 tests/e2e/test_data_parallel_page.py.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -17,6 +24,7 @@ import pytest
 from normcore.lab.distributed import RunConfig, run
 from normcore.lab.distributed import faults, launch
 
+ROOT = Path(__file__).resolve().parents[1]
 GONE_WITHIN_S = 10.0
 TINY = dict(workers=2, norm="sync", per_worker_batch=64, epochs=2)
 
@@ -103,3 +111,33 @@ def test_the_fault_hook_reads_only_its_own_form():
     for bad in ("explode@1:2", "raise@x:1", "raise1:2", "raise@1"):
         with pytest.raises(ValueError, match="KIND@RANK:STEP"):
             faults.parse(bad)
+
+
+def test_workers_exit_when_their_server_dies_by_SIGKILL():
+    """The server (here the command line: the page's runner) is killed mid-run by SIGKILL, which
+    leaves it no clean-up. Its worker hangs (no collective, no queue traffic that could fail):
+    only the worker's parent watchdog can end it. Without the watchdog this test fails."""
+    env = os.environ | {"PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT), faults.VARIABLE: "hang@*:2"}
+    server = subprocess.Popen([sys.executable, "-m", "normcore.lab.distributed", "--workers", "1", "--norm", "group",
+                               "--per-worker-batch", "64", "--epochs", "2"],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    workers: list[int] = []
+    try:
+        lines = []
+        for line in server.stdout:  # until the worker says it hangs (in training, stuck)
+            lines.append(line)
+            if "injected fault: worker" in line:
+                break
+        else:
+            raise AssertionError(f"the server ended before its worker hung:\n{''.join(lines)[-3000:]}")
+        workers = [p.pid for p in descendants(server.pid)]
+        assert len(workers) == 1, workers
+        server.kill()
+        assert server.wait(10) == -signal.SIGKILL
+        assert_no_worker_left(workers)
+    finally:  # whatever happened, leave nothing behind for the next tests
+        server.kill()
+        server.wait()
+        for pid in workers:
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()
