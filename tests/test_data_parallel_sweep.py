@@ -1,12 +1,11 @@
 """The Data-parallel page's batch sweep: its options and URL form, its caps, the
 live record (a point per finished (batch, norm) run), the error table and the charts, from
-hand-made reports; and one tiny real sweep, stopped after its first point. The page test runs one too."""
+hand-made reports (and a stood-in runner). The page test runs a tiny real sweep."""
 
 from __future__ import annotations
 
 import math
 
-import psutil
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -124,14 +123,27 @@ def test_a_sweep_that_never_started_says_why_in_words():
     assert "nan" not in record.progress_text()
 
 
-def test_a_real_sweep_stopped_after_its_first_point_keeps_it_and_ends_its_workers():
-    record = D.SweepRecord(settings_of(batches=("64",), epochs=1))  # 3 runs of 10 steps on 2 workers
+def test_a_sweep_stopped_after_its_first_point_keeps_it(monkeypatch):
+    """The runner (stood in for: real stops are tests/test_distributed.py's and the browser's)
+    reports two steps and the epoch of run 1, then asks ``should_stop``, as run_series does
+    while it waits, and ends the series as stopped."""
+    from normcore.lab.experiments.data_parallel import sweep
+
+    def stopping_series(configs, on_progress, should_stop, **_):
+        for event in (StepProgress(1, 1, 10), StepProgress(1, 10, 10), report(1, 0.9)):
+            on_progress(0, event)
+        assert should_stop()
+        message = "Stopped after 0 of 1 epochs; the workers were ended."
+        return [RunResult(configs[0], "finished", wall_s=2.0)] + [RunResult(c, "stopped", message, wall_s=2.0)
+                                                                    for c in configs[1:]]
+    monkeypatch.setattr(sweep, "run_series", stopping_series)
+    record = D.SweepRecord(settings_of(batches=("64",), epochs=1))
     seen = []
     D.run_page_sweep(record, lambda r: seen.append(len(r.points)), should_stop=lambda: len(record.points) >= 1)
-    assert record.status == "stopped" and not record.running
-    assert [p["norm"] for p in record.points] == ["local BN"] and 0 < record.points[0]["test error"] < 70
-    assert seen[-1] == 1 and 0 in seen  # progress reported before the point, then with it
-    assert [p for p in psutil.Process().children(recursive=True) if "resource_tracker" not in " ".join(p.cmdline())] == []
+    assert record.status == "stopped" and not record.running and record.message.startswith("Stopped after")
+    assert record.points == [{"per_worker_batch": 64, "norm": "local BN", "test error": pytest.approx(10.0)}]
+    assert seen == [0, 0, 1, 1]  # progress reported before the point, then with it, then at the end
+    assert record.progress_text() == "Stopped: 1 of 3 runs in 2.0 s."
 
 
 def test_the_page_sweep_runs_under_its_own_time_cap(monkeypatch):

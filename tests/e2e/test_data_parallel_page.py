@@ -44,38 +44,45 @@ def test_stop_ends_the_workers_and_the_page_says_so(app, warm_server):
     print(f"workers gone {gone:.1f} s after Stop")
 
 
-def test_a_tab_closed_mid_run_ends_its_workers(browser, warm_server):
-    context = browser.new_context(viewport=H.VIEWPORT)
-    app = H.AppPage.open(context)
-    start_long_run(app, warm_server)
-    context.close()  # the session disconnects; Streamlit asks its script to stop at once
-    gone = wait_for(lambda: server_workers(warm_server) == [], GONE_WITHIN_S, "workers after the tab closed")
-    print(f"workers gone {gone:.1f} s after the tab closed")
-
-
-def test_workers_exit_when_the_streamlit_server_gets_SIGTERM(browser):
-    """A real server (``streamlit run app.py``) starts a run from the page whose worker hangs (the
-    fault hook: no collective, no queue traffic that could fail), and gets SIGTERM: Streamlit's
-    own shutdown, with a script thread blocked in the run. The worker must be gone within 10 s.
-    (SIGKILL, which leaves the server no clean-up at all, is tests/test_data_parallel_faults.py's:
-    there only the workers' parent watchdog can end them, whatever the parent.)"""
+def test_a_closed_tab_and_the_servers_SIGTERM_each_end_a_hung_run(browser):
+    """A real server (``streamlit run app.py``) whose workers hang at step 2 (the fault hook: no
+    collective, no queue traffic that could fail). A run from one tab, then the tab closed: the
+    session disconnects and Streamlit stops its script at once. Then a run from another tab, and
+    the server gets SIGTERM: Streamlit's own shutdown, with a script thread blocked in the run.
+    Each time the worker must be gone within 10 s. (SIGKILL, which leaves the server no clean-up
+    at all, is tests/test_data_parallel_faults.py's: there only the workers' parent watchdog can
+    end them, whatever the parent.)"""
     server = H.StreamlitServer(env={faults.VARIABLE: "hang@*:2"}).start()
-    context, hung = browser.new_context(viewport=H.VIEWPORT), []
-    try:
-        app = H.AppPage.open(context)
-        app.goto(page_url(server, by_path("data_parallel"), dp_norms="group", dp_workers="1", dp_batch="64"),
-                 timeout_ms=120_000)
+    url = page_url(server, by_path("data_parallel"), dp_norms="group", dp_workers="1", dp_batch="64")
+    contexts, hung = [], []
+
+    def start_hung_run(runs_before: int) -> list[int]:
+        contexts.append(browser.new_context(viewport=H.VIEWPORT))
+        app = H.AppPage.open(contexts[-1])
+        app.goto(url, timeout_ms=120_000)
         button(app.page.locator(MAIN), "Run").click()
-        wait_for(lambda: "injected fault: worker" in server.log_path.read_text(), 90, "the worker hanging")
-        hung = [p.pid for p in server_workers(server)]
-        assert len(hung) == 1, hung
+        wait_for(lambda: server.log_path.read_text().count("injected fault: worker") > runs_before, 90, "the worker hanging")
+        pids = [p.pid for p in server_workers(server)]
+        assert len(pids) == 1, pids
+        hung.extend(pids)
+        return pids
+
+    def gone(pids: list[int], after: str) -> None:
+        seconds = wait_for(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+                                           for p in pids), GONE_WITHIN_S, f"workers after {after}")
+        print(f"worker gone {seconds:.1f} s after {after}")
+
+    try:
+        pids = start_hung_run(0)
+        contexts[-1].close()
+        gone(pids, "the tab closed")
+        pids = start_hung_run(1)
         os.kill(server.pid, signal.SIGTERM)
-        gone = wait_for(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-                                        for p in hung), GONE_WITHIN_S, "workers after SIGTERM")
-        print(f"worker gone {gone:.1f} s after the server's SIGTERM")
+        gone(pids, "the server's SIGTERM")
     finally:
-        with contextlib.suppress(Exception):
-            context.close()
+        for context in contexts:
+            with contextlib.suppress(Exception):
+                context.close()
         server.stop()
         for pid in hung:
             with contextlib.suppress(psutil.Error):  # a worker the server's end left behind: not for the next tests
