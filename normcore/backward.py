@@ -160,16 +160,31 @@ class NormalizeWithBatchStats(torch.autograd.Function):
 
 
 def _batch_stats_backward(ctx, dy, x, shift, shifted_mean, inv_std, weight, want):
-    """The closed form, arranged for speed (see the module docstring). Returns (dx, dγ, dβ)."""
-    want_x, want_weight, want_bias = want
-    cell, large = ctx.cell, not ctx.small_cells
+    """The closed form, arranged for speed (see the module docstring). Returns (dx, dγ, dβ).
 
-    # Closed-form terms (lab Gradients page): dx = (istd/M)·(M·dx̂ − Σdx̂ − x̂·Σ(dx̂·x̂)), dx̂ = γ·dy.
+    Closed-form terms (lab Gradients page): dx = (istd/M)·(M·dx̂ − Σdx̂ − x̂·Σ(dx̂·x̂)), dx̂ = γ·dy.
+    """
+    want_x, want_weight, want_bias = want
+    buf, shifted_mean, sum_dy, sum_dy_xhat = _cell_sums(ctx, dy, x, shift, shifted_mean, inv_std)
+    d_bias = sum_dy.sum_to_size(ctx.bias_shape) if want_bias else None  # dβ = Σ dy
+    d_weight = sum_dy_xhat.sum_to_size(weight.shape) if want_weight else None  # dγ = Σ dy·x̂
+    if d_weight is not None and d_weight.data_ptr() == buf.data_ptr():
+        d_weight = d_weight.clone()  # nothing was summed (a batch of one) and buf becomes dx below
+    if not want_x:
+        return None, d_weight, d_bias
+    return _input_grad(ctx, dy, x, shift, shifted_mean, inv_std, weight, sum_dy, sum_dy_xhat, buf), d_weight, d_bias
+
+
+def _cell_sums(ctx, dy, x, shift, shifted_mean, inv_std):
+    """Σdy and Σ(dy·x̂) per cell (they give dβ and dγ, and Σdx̂ = γ·Σdy, Σ(dx̂·x̂) = γ·Σ(dy·x̂)).
+
+    Returns ``(buf, shifted_mean, Σdy, Σdy·x̂)``: ``buf`` is the one full-size buffer, which
+    the input gradient reuses, and ``shifted_mean`` is corrected for its rounding (below)."""
+    large = not ctx.small_cells
     count = math.prod(x.shape[d] for d in ctx.dims)  # M, values per statistic
-    # Term Σdy (gives dβ, and Σdx̂ = γ·Σdy):
-    sum_dy = dy.sum_to_size(cell)  # Σ dy per cell (dy itself when a cell is one value)
-    # `buf` is the one full-size buffer: x − μ = (x − shift) − shifted_mean (never through the
-    # rounded μ), then dy·(x − μ), or dy·x̂ where cells are single values; it holds dx later.
+    sum_dy = dy.sum_to_size(ctx.cell)  # Σ dy per cell (dy itself when a cell is one value)
+    # buf: x − μ = (x − shift) − shifted_mean (never through the rounded μ), then dy·(x − μ),
+    # or dy·x̂ where cells are single values; it holds dx later.
     buf = torch.sub(x, shift).sub_(shifted_mean)
     if large:  # per-row istd cannot be applied after the sums over rows: take x̂ itself
         buf.mul_(inv_std)
@@ -181,31 +196,28 @@ def _batch_stats_backward(ctx, dy, x, shift, shifted_mean, inv_std, weight, want
         # their errors do not add up the same way.)
         residual = buf.sum_to_size(inv_std.shape).div_(count)  # mean(x − μ) as computed: −δ
         shifted_mean = shifted_mean + residual  # shift + shifted_mean = μ, now to within float32's last bit
-    # Term Σ(dy·x̂) (gives dγ, and Σ(dx̂·x̂) = γ·Σ(dy·x̂)), first as Σ dy·(x − μ), times istd just below:
-    sum_dy_centered = buf.mul_(dy).sum_to_size(cell)  # Σ dy·(x − μ) per cell (Σ dy·x̂ if large)
+    sum_dy_xhat = buf.mul_(dy).sum_to_size(ctx.cell)  # Σ dy·(x − μ) per cell (Σ dy·x̂ if large)
     if not large:
         # Σ dy·x̂ per cell: (Σ dy·buf − residual·Σ dy)·istd, istd being constant in a cell
-        sum_dy_centered = (sum_dy_centered - residual * sum_dy) * inv_std
+        sum_dy_xhat = (sum_dy_xhat - residual * sum_dy) * inv_std
+    return buf, shifted_mean, sum_dy, sum_dy_xhat
 
-    d_bias = sum_dy.sum_to_size(ctx.bias_shape) if want_bias else None  # dβ = Σ dy
-    d_weight = sum_dy_centered.sum_to_size(weight.shape) if want_weight else None  # dγ = Σ dy·x̂
-    if d_weight is not None and d_weight.data_ptr() == buf.data_ptr():
-        d_weight = d_weight.clone()  # nothing was summed (a batch of one) and buf becomes dx below
-    if not want_x:
-        return None, d_weight, d_bias
 
+def _input_grad(ctx, dy, x, shift, shifted_mean, inv_std, weight, sum_dy, sum_dy_xhat, buf):
+    """dx = istd · (dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)), formed in ``buf``."""
+    large = not ctx.small_cells
+    count = math.prod(x.shape[d] for d in ctx.dims)
     if weight is None:  # dx̂ = dy
         sum_d_xhat = sum_dy.sum_to_size(inv_std.shape)
-        sum_d_xhat_xhat = sum_dy_centered.sum_to_size(inv_std.shape)
+        sum_d_xhat_xhat = sum_dy_xhat.sum_to_size(inv_std.shape)
     else:  # dx̂ = γ·dy, with γ constant within a cell
         sum_d_xhat = _sum_of_product(weight, sum_dy, inv_std.shape, large)
-        sum_d_xhat_xhat = _sum_of_product(weight, sum_dy_centered, inv_std.shape, large)
+        sum_d_xhat_xhat = _sum_of_product(weight, sum_dy_xhat, inv_std.shape, large)
     # The 1/M of the factor istd/M, applied to both sums; istd multiplies them when dx is formed below.
     mean_d_xhat = sum_d_xhat / count  # mean(dx̂): the path through μ
     mean_d_xhat_xhat = sum_d_xhat_xhat / count  # mean(dx̂·x̂): the path through σ²
-
-    # dx = istd · (dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)), where x̂ = istd·((x − shift) − shifted_mean).
-    # The last two terms are a·(x − shift) + b with one coefficient pair per statistic:
+    # With x̂ = istd·((x − shift) − shifted_mean), the last two terms of dx are a·(x − shift) + b,
+    # with one coefficient pair per statistic:
     a = -inv_std * mean_d_xhat_xhat
     b = -a * shifted_mean - mean_d_xhat
     # (dx̂ is added before b, so that where a statistic holds a single value, dx̂ − mean(dx̂)
@@ -220,7 +232,7 @@ def _batch_stats_backward(ctx, dy, x, shift, shifted_mean, inv_std, weight, want
         d_x.mul_(a)  # − x̂·mean(dx̂·x̂), up to the constant in b
         d_x = d_x.add_(dy) if weight is None else d_x.addcmul_(dy, weight)  # + dx̂
         d_x.add_(b).mul_(inv_std)  # − mean(dx̂), then · istd
-    return d_x, d_weight, d_bias
+    return d_x
 
 
 class NormalizeWithFixedStats(torch.autograd.Function):
