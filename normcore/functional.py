@@ -216,7 +216,7 @@ def layer_norm(
     taken, as torch takes it (σ² + ε < 0 gives NaN).
     """
     checks.check_floating(input, "layer_norm")
-    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    shape = checks.check_normalized_shape(normalized_shape, "layer_norm")  # an int is refused, as torch refuses it
     k = len(shape)
     checks.check_trailing_shape(input, shape, "layer_norm")
     for name, t in (("weight", weight), ("bias", bias)):

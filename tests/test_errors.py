@@ -195,18 +195,23 @@ def test_rms_norm_shape_mismatch_says_which_trailing_dims():
     _raises(lambda: NF.rms_norm(torch.randn(2, 3), ()), "trailing dims []", "at least one")
 
 
+@pytest.mark.parametrize("norm", ["rms_norm", "layer_norm"])
 @pytest.mark.parametrize("normalized_shape,found", [(3, "got int 3"), ((3.0,), "element 0 is float 3.0"), ((True,), "element 0 is bool"),
                                                      (torch.tensor([3]), "got Tensor")])
-def test_rms_norm_refuses_an_int_normalized_shape_like_torch_and_says_to_write_a_tuple(normalized_shape, found):
+def test_the_functionals_refuse_an_int_normalized_shape_like_torch_and_say_to_write_a_tuple(norm, normalized_shape, found):
     """torch's parser raises TypeError here; normcore's error is a TypeError too (and a ValueError)."""
     with pytest.raises(TypeError):
-        torch.nn.functional.rms_norm(torch.randn(2, 3), normalized_shape)
+        getattr(torch.nn.functional, norm)(torch.randn(2, 3), normalized_shape)
     with pytest.raises(TypeError) as info:
-        NF.rms_norm(torch.randn(2, 3), normalized_shape)
-    for fragment in ("normalized_shape must be a tuple or list of ints", found, "write (C,)"):
+        getattr(NF, norm)(torch.randn(2, 3), normalized_shape)
+    for fragment in (f"{norm}: normalized_shape must be a tuple or list of ints", found, "write (C,)"):
         assert fragment in str(info.value)
     assert isinstance(info.value, normcore.NormcoreError)
-    assert normcore.RMSNorm(3)(torch.randn(2, 3)).shape == (2, 3)  # the module turns an int into (3,), as torch's
+    module = normcore.RMSNorm if norm == "rms_norm" else normcore.LayerNorm
+    assert module(3)(torch.randn(2, 3)).shape == (2, 3)  # the module turns an int into (3,), as torch's
+    for accepted in ([3], torch.Size([3]), (torch.tensor(3),)):  # what torch's parser accepts, normcore takes
+        torch.testing.assert_close(getattr(NF, norm)(torch.randn(2, 3, generator=torch.Generator().manual_seed(0)), accepted),
+                                   getattr(torch.nn.functional, norm)(torch.randn(2, 3, generator=torch.Generator().manual_seed(0)), accepted))
 
 
 def test_unknown_backward_mode_lists_the_choices():
