@@ -142,7 +142,7 @@ def check_batch_eps(eps: float, training: bool) -> float:
 def check_more_than_one_value(x: torch.Tensor, per: str = "channel") -> None:
     """torch's ``_verify_batch_size``: training needs > 1 value per statistic (0 values is fine)."""
     if x.dim() == 0:
-        raise NormcoreIndexError(f"Expected an input (N, C, *spatial), got a 0-dim tensor. Add the batch and channel dims.")
+        raise NormcoreIndexError("Expected an input (N, C, *spatial), got a 0-dim tensor. Add the batch and channel dims.")
     if math.prod(x.shape[:1] + x.shape[2:]) == 1:
         raise NormcoreError(
             f"Expected more than 1 value per {per} when training, got input size {x.shape}. "

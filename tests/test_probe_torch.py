@@ -65,7 +65,7 @@ def _rounded_zero_times_inf(torch_weight_grad, group_norm: bool, eps):
 
 def _expect_same_outcome(theirs, ours, what: str):
     """Both returned (then the results are compared by the caller) or both raised alike."""
-    (result_t, error_t), (result_o, error_o) = theirs, ours
+    (_, error_t), (_, error_o) = theirs, ours
     if error_t is not None:
         assert error_o is not None, f"{what}: torch raised {error_t!r}, normcore returned"
         assert isinstance(error_o, type(error_t)), f"{what}: torch raised {error_t!r}, normcore {error_o!r}"

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from normcore import axes, ema, moments
+from normcore import axes
 from normcore.lab import norms
 from normcore.ema import batch_mean_standard_error, ema_half_life, keras_momentum_from_torch, torch_momentum_from_keras
 from normcore.axes import reduction_axes, statistic_ids

@@ -14,7 +14,7 @@ from ... import limits
 from ...fields import Field, Schema
 from ...populations import draw_batch, make_generator
 from normcore.functional import batch_norm
-from ...layers import SAME, build_layer
+from ...layers import SAME, build_layer  # noqa: F401  (SAME: re-exported by the package)
 from ...settings import FIELDS, LabSettings, Problem, problems
 
 PROBE_SEED = 7919  # the probe batch has its own generator, so it never appears in the stream
