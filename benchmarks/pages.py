@@ -1,5 +1,5 @@
 """Server-side time of a Step on the Live statistics page, at the defaults and at the caps;
-and the Gradients page's first render and cached rerun.
+the Gradients page's first render and cached rerun; and the overview's pictures.
 
     python -m benchmarks.pages            # default repeats
     python -m benchmarks.pages --quick    # a smoke test: few repeats, AppTest at the defaults only
@@ -21,6 +21,10 @@ cleared (targets: ≤ 2 s) and a **cached rerun** (≤ 300 ms), at its defaults 
 (64 values: 4×4×2×2 GroupNorm, a 64×64 Jacobian). Then its parts 3 and 4 (their tabs opened
 at their defaults: two deep MLPs trained, or two small ones probed and sliced): the first
 render with the caches cleared (target ≤ 6 s) and a cached rerun (≤ 300 ms).
+
+The overview's six cards (bare mode, alternately in one run): ``st.image`` of each 1400-px
+screenshot, as the overview drew them before, against its cached 480-px JPEG thumbnail
+(``PageInfo.thumbnail``), and the bytes a visitor downloads either way.
 
 Each is given as wall-clock time and as this process's CPU time (all its threads). The
 machines are shared: with a load average above the core count, wall-clock time grows while
@@ -156,6 +160,22 @@ def print_gradient_parts(reruns: int) -> None:
               f"{rerun * 1e3:6.0f} ms   {verdict} targets")
 
 
+def print_overview_cards(repeats: int) -> None:
+    from pages.shared import navigation
+
+    shown = [p for p in navigation.PAGES if p.screenshot.exists()]
+    navigation._thumbnail.cache_clear()
+    made, _ = timed(lambda: [p.thumbnail() for p in shown])
+    samples = [(timed(lambda: [st.image(str(p.screenshot), width="stretch") for p in shown]),
+                timed(lambda: [st.image(p.thumbnail(), width="stretch") for p in shown])) for _ in range(repeats)]
+    full, small = medians([s[0] for s in samples]), medians([s[1] for s in samples])
+    size_full = sum(p.screenshot.stat().st_size for p in shown)
+    size_small = sum(len(p.thumbnail()) for p in shown)
+    print(f"Overview, {len(shown)} cards' pictures per run (median of {repeats}): screenshots {full[0]:.0f} ms, "
+          f"thumbnails {small[0]:.1f} ms ({full[0] / small[0]:.0f}x less; made once per server in {made * 1e3:.0f} ms); "
+          f"{size_full / 1e6:.2f} MB -> {size_small / 1e3:.0f} KB per visit")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few repeats, short history (a smoke test)")
@@ -178,6 +198,7 @@ def main() -> None:
         else:
             apptest = time_apptest(s, 1 if args.quick else repeats // 3)
         print(f"{label:48s} {fragment[0]:10.1f}{fragment[1]:10.1f} {apptest[0]:10.1f}{apptest[1]:10.1f}")
+    print_overview_cards(3 if args.quick else 15)
     print_gradients(3 if args.quick else 10)
     if not args.quick:  # ~15 s of training: tests/test_page_gradients.py opens those tabs already
         print_gradient_parts(10)

@@ -5,7 +5,7 @@ Faults come from the test-only hook ``NORMCORE_DP_FAULT`` (normcore.lab.distribu
 read by the spawned workers. Runs are tiny (MLP, 2 workers, big per-worker batches). The
 server's SIGKILL is a real ``python -m normcore.lab.distributed`` process killed mid-run (the
 same runner as the page's); its SIGTERM is a real ``streamlit run app.py`` server's, in
-tests/e2e/test_data_parallel_page.py.
+tests/e2e/test_workers_end.py.
 """
 
 from __future__ import annotations

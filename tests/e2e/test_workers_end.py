@@ -1,6 +1,9 @@
-"""The Data-parallel BN page in a real browser on a real server: Stop, a tab closed mid-run, and
-the server's SIGTERM end the server's worker processes. (A tiny 2-worker run
-drawing its charts is the page's check in tests/e2e/test_pages.py, through its plan.)"""
+"""The Data-parallel BN page's worker processes end, in a real browser on a real server: on Stop,
+when the tab is closed mid-run, and on the server's SIGTERM. (A tiny 2-worker run drawing its
+charts is the page's check in tests/e2e/test_pages.py, through its plan.)
+
+Named to run after tests/e2e/test_pages.py: the first browser test of a run pays the machine's
+cold start (Chromium's first launch, the first torch import from disk), whichever test it is."""
 
 from __future__ import annotations
 
