@@ -61,12 +61,12 @@ def test_a_tiny_two_worker_run_shows_every_result_and_leaves_no_worker():
 
 
 def test_a_worker_that_raises_is_reported_on_the_page_and_no_worker_is_left(monkeypatch):
-    monkeypatch.setenv(faults.VARIABLE, "raise@1:2")
-    at = open_page(PAGE, dp_norms="sync", **TINY)
+    monkeypatch.setenv(faults.VARIABLE, "raise@0:2")
+    at = open_page(PAGE, dp_norms="group", dp_workers="1", **TINY)  # several workers failing: the runner's tests
     run_button(at).click()
     at.run()
     assert not at.exception
-    assert "The run failed: worker 1 raised RuntimeError: injected fault: worker 1 raised at step 2" in texts(at.error)
+    assert "The run failed: worker 0 raised RuntimeError: injected fault: worker 0 raised at step 2" in texts(at.error)
     assert "every worker was ended" in texts(at.error)
     assert workers_left() == []
 
@@ -95,7 +95,7 @@ def sweep_table(at):
 
 
 def test_the_batch_sweep_fills_its_chart_and_table_beside_the_papers_and_leaves_no_worker():
-    at = open_page(PAGE, dp_sweep_batches="64")  # 3 runs of 10 steps on the page's 2 workers
+    at = open_page(PAGE, dp_workers="1", dp_sweep_batches="64")  # 3 runs of 21 steps on the page's 1 worker
     assert at.session_state["dp_sweep_batches"] == ["64"] and at.session_state["dp_sweep_epochs"] == 1
     assert f"Press {SWEEP}" in texts(at.info)
     sweep_button(at).click()
@@ -111,7 +111,7 @@ def test_the_batch_sweep_fills_its_chart_and_table_beside_the_papers_and_leaves_
     assert sorted(lab["norm"]) == ["GroupNorm", "SyncBN", "local BN"] and list(lab["per_worker_batch"]) == [64] * 3
     assert "**shape**, not the level" in texts(at.caption)
     assert workers_left() == []
-    again = open_page(PAGE, dp_sweep_batches="64")  # another session, same settings: from the cache
+    again = open_page(PAGE, dp_workers="1", dp_sweep_batches="64")  # another session, same settings: from the cache
     assert sweep_table(again).equals(table) and workers_left() == []
 
 
