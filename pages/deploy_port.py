@@ -1,6 +1,6 @@
 """Deploy & port: getting a normalized model out of the lab and into production.
 
-A thin loop over ``TABS``: each tab is one module of ``pages/deploy_tabs`` whose ``render()``
+A thin loop over ``TABS``: each tab is one module of ``pages/deploy_port_parts`` whose ``render()``
 draws that tab's controls, calls ``normcore.lab.experiments.deploy`` and shows what comes
 back. Only the open tab runs.
 """
@@ -11,7 +11,7 @@ import streamlit as st
 
 from pages.shared import controls
 
-TABS = (  # (title, module in pages/deploy_tabs)
+TABS = (  # (title, module in pages/deploy_port_parts)
     ("🧩 Fold BatchNorm", "fold"),
     ("🔁 Port between frameworks", "port"),
     ("🎯 Precision", "precision"),
@@ -30,4 +30,4 @@ tabs = st.tabs([title for title, _ in TABS], key="deploy_tab", on_change="rerun"
 for tab, (_, module) in zip(tabs, TABS):
     with tab:
         if tab.open:  # only the open tab runs its experiment
-            importlib.import_module(f"pages.deploy_tabs.{module}").render()
+            importlib.import_module(f"pages.deploy_port_parts.{module}").render()

@@ -1,18 +1,18 @@
 """Gradients: backprop through a normalization step by step, how the samples of a batch
 couple, how gradients flow through a deep network, and whether a norm smooths the landscape.
 
-A thin loop over ``pages.gradient_parts.PARTS``: each tab draws its controls, calls
+A thin loop over ``pages.gradients_parts.PARTS``: each tab draws its controls, calls
 ``normcore.lab.experiments.gradients`` (cached by its settings; only the open tab runs) and
 renders what comes back. The page's own controls travel in the URL (``g_*``).
 """
 
 import streamlit as st
 
-from normcore.lab.experiments import gradients as G
-from pages.gradient_parts import PARTS, common
+from pages.gradients_parts import PARTS, common
 from pages.shared import controls
+from pages.shared.page_options import sync_url
 
-common.read_url_once()
+common.OPTIONS.current()  # first visit: the page's options from the URL (a bad parameter is explained here)
 st.title("🧮 Gradients")
 st.markdown("How a normalization layer is differentiated, why BatchNorm's outputs depend on the other samples "
             "of the batch, how gradients flow through a deep network with and without a norm, and whether a "
@@ -28,4 +28,4 @@ for tab, part in zip(tabs, PARTS):
     with tab:
         if tab.open:  # only the open tab computes
             part.render()
-controls.sync_url(common.options().to_query(), page_params=G.FIELDS.url_names)
+sync_url(common.OPTIONS)

@@ -5,26 +5,16 @@ import streamlit as st
 
 from normcore.lab.experiments import live
 from normcore.lab.viz import live_charts as charts
-from pages.shared import controls, widgets
+from pages.shared import controls
+from pages.shared.page_options import PageOptions, sync_url
 
 TICK_SECONDS = 0.5  # Play: one fragment rerun every half second
 NOTE_STEPS = 20  # a "stream restarted" note stays this many steps
-OPTIONS, STREAM, PLAYING, NOTE = "live_options", "live_stream", "live_playing", "live_note"
+STREAM, PLAYING, NOTE = "live_stream", "live_playing", "live_note"
+OPTIONS = PageOptions(live.LiveOptions, "live_options", "live_")
 
-if OPTIONS not in st.session_state:  # first visit: the page's own options from the URL
-    st.session_state[OPTIONS], url_messages = live.LiveOptions.from_query(st.query_params.to_dict())
-    for message in url_messages:
-        st.warning(message)
+OPTIONS.current()  # first visit: the page's own options from the URL (a bad parameter is explained here)
 s = controls.sidebar()
-
-
-def options() -> live.LiveOptions:
-    return st.session_state[OPTIONS]
-
-
-def option(name: str, where=st, **extra):
-    """A page control drawn from its field, bound to LiveOptions (the store stays the source of truth)."""
-    return widgets.draw(live.FIELDS[name], where=where, **controls.bind(OPTIONS, name, f"live_{name}"), **extra)
 
 
 @st.cache_data(max_entries=16, show_spinner="Normalizing one batch…")
@@ -57,8 +47,8 @@ else:
     st.caption(diagram.caption)
 
 st.header("2 · One batch, before and after")
-option("quiet_channel")
-quiet = options().quiet_channel
+OPTIONS.option("quiet_channel")
+quiet = OPTIONS.current().quiet_channel
 if blocked:
     st.info("Fix the settings above to see a batch.")
 else:
@@ -91,12 +81,12 @@ st.markdown("Each step draws a new batch from the same distribution and runs it 
             "training mode, next to torch.nn's twin fed the same batch.")
 st.caption("With a drift, compare momentum values: a small momentum averages more batches (less noise) "
            "but its running mean lags behind a moving population mean.")
-no_drift = options().drift == "none"
+no_drift = OPTIONS.current().drift == "none"
 for column, name in zip(st.columns(len(live.STREAM_OPTIONS)), live.STREAM_OPTIONS):
-    option(name, column, disabled=no_drift and name in live.DRIFT_SHAPE)
+    OPTIONS.option(name, column, disabled=no_drift and name in live.DRIFT_SHAPE)
 if s.norm == "instance":
-    option("track_running_stats")
-controls.sync_url(options().to_query(), page_params=live.FIELDS.url_names)
+    OPTIONS.option("track_running_stats")
+sync_url(OPTIONS)
 playing = st.session_state.get(PLAYING, False) and not blocked
 
 
@@ -106,7 +96,7 @@ def reset_stream() -> None:
 
 
 def live_panel() -> None:
-    settings, opts = controls.current(), options()
+    settings, opts = controls.current(), OPTIONS.current()
     stream = st.session_state.get(STREAM)
     if stream is None:
         stream = st.session_state[STREAM] = live.LiveStream(settings, opts)

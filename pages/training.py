@@ -12,16 +12,13 @@ from normcore.lab import devices, limits
 from normcore.lab.experiments import training as T
 from normcore.lab.viz import training_charts as charts
 from pages.shared import controls, redraw, url, widgets
+from pages.shared.cached_run import CachedRun, show_status
 
-LIVE, AUTORUN, UPLOAD_SEEN, URL_READ = "training_live", "training_autorun", "training_upload_seen", "training_url_read"
+AUTORUN, UPLOAD_SEEN, URL_READ = "training_autorun", "training_upload_seen", "training_url_read"
+RUNS = CachedRun("training_live", T.FinishedTrainingRuns)
 # The page's own controls under the mode, row by row: each column's fields, top to bottom.
 LAYOUT = ((("dataset", "separation"), ("model", "activation"), ("width", "depth"), ("probe_layer", "impl")),
           (("norms",), ("lr", "epochs"), ("optimizer",), ("devices",)))
-
-
-@st.cache_resource
-def finished_runs() -> T.ResultCache:
-    return T.ResultCache(max_entries=32)
 
 
 def key(name: str) -> str:
@@ -107,39 +104,26 @@ try:
     variants, problems = T.plan(config)
 except T.ConfigError as exc:
     config, variants, problems = None, [], [T.Problem("error", m) for m in exc.messages]
-for p in problems:
-    (st.error if p.level == "error" else st.warning)(p.message)
-blocked = config is None or any(p.level == "error" for p in problems)
+blocked = controls.show(problems) or config is None
 
 b1, b2, b3 = st.columns([1, 1, 4])
 run_clicked = b1.button("▶️ Run", type="primary", disabled=blocked, width="stretch")
 stop_clicked = b2.button("⏹️ Stop", width="stretch", help="Stops the run; what it trained so far stays on the page.")
 b3.caption(f"{len(variants)} run(s) · one run at a time per session; a rerun with the same settings comes from the cache.")
 
-live = st.session_state.get(LIVE)
-if live is not None and live.running:  # the previous script run was cut short mid-training
-    live.mark_interrupted("Stopped by you." if stop_clicked else "Interrupted: a control changed while it was training.")
+RUNS.mark_cut_short(stop_clicked, "Stopped by you.", "Interrupted: a control changed while it was training.")
 progress_box, message_box = st.empty(), st.empty()
 view = redraw.LiveView(progress_box, [c.empty() for c in st.columns(2)], charts.live_run_charts)
-
-trained = False
-if (run_clicked or st.session_state.pop(AUTORUN, False)) and not blocked:
-    live = finished_runs().get(config)
-    if live is None:
-        live = st.session_state[LIVE] = T.LiveRun(config, variants)
-        trained = view.follow(live, lambda on_progress: T.run(config, live, on_progress=on_progress)) is live
-        finished_runs().put(live)
-    st.session_state[LIVE] = live
-elif config is not None and (cached := finished_runs().get(config)) is not None:
-    live = st.session_state[LIVE] = cached  # these settings ran before: show them at once
+run = (run_clicked or st.session_state.pop(AUTORUN, False)) and not blocked
+live, trained = RUNS.result(config, run, lambda c: T.LiveRun(c, variants),
+                            lambda lv: view.follow(lv, lambda on_progress: T.run(config, lv, on_progress=on_progress)))
 
 if live is None:
     message_box.info("Choose the settings and press ▶️ Run. The curves update while it trains.")
     st.stop()
 if not trained:
     view.draw(live)
-if config is not None and live.config != config:
-    message_box.warning("These results are from earlier settings; press ▶️ Run for the current ones.")
-elif live.status == "stopped":
-    message_box.warning(f"⏹️ {live.message} The table shows what finished before that.")
+show_status(message_box, live, config is None or live.config == config,
+            "These results are from earlier settings; press ▶️ Run for the current ones.",
+            " The table shows what finished before that.")
 show_results(live)

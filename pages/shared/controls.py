@@ -109,10 +109,15 @@ def sync_url(extra: dict[str, str] | None = None, page_params: tuple[str, ...] =
     url.sync(current(), extra, page_params)
 
 
-def show_problems(s: S.LabSettings, training: bool = True) -> bool:
-    """Render every problem with the settings as st.error / st.warning; True if any is an error."""
+def show(problems) -> bool:
+    """Render each ``Problem`` as st.error / st.warning; True if any is an error."""
     blocked = False
-    for p in S.problems(s, training):
+    for p in problems:
         (st.error if p.level == "error" else st.warning)(p.message)
         blocked |= p.level == "error"
     return blocked
+
+
+def show_problems(s: S.LabSettings, training: bool = True) -> bool:
+    """Render every problem with the shared settings; True if any is an error."""
+    return show(S.problems(s, training))

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Sequence
 LIVE_DRAW_EVERY_S = 0.5  # redraw live charts at most this often...
 LIVE_DRAW_SHARE = 0.05  # ...and spend at most this share of the run's time drawing them
 PROGRESS_EVERY_S = 0.1  # a progress bar between redraws: at most this often
+WAIT_TICK_S = 0.5  # while waiting on worker processes, the progress bar is redrawn this often (and Stop noticed)
 
 
 class DrawBudget:
@@ -68,3 +69,16 @@ class LiveView:
         self.progress(live)
         budget = DrawBudget()
         return start(lambda lv: budget.draw(lv, self.draw, self.progress))
+
+    def stop_check(self, live, every_s: float = WAIT_TICK_S) -> Callable[[], bool]:
+        """``should_stop`` for a runner that waits on worker processes: it redraws the progress
+        bar every ``every_s``, which is where Streamlit raises its stop exception after a click
+        on Stop or a closed tab. It never asks to stop by itself."""
+        last = [0.0]
+
+        def should_stop() -> bool:
+            if time.perf_counter() - last[0] >= every_s:
+                self.progress(live)
+                last[0] = time.perf_counter()
+            return False
+        return should_stop

@@ -1,48 +1,22 @@
-"""What every part of the Gradients page shares: its options store (read from the URL once),
-drawing a control bound to it, a table of numbers, problems, and long work with Stop."""
+"""What every part of the Gradients page shares: its options store (``OPTIONS``: read from the
+URL once, a control drawn bound to it), a table of numbers, and long work with Stop."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from normcore.lab.experiments import gradients as G
-from pages.shared import controls, widgets
+from pages.shared.page_options import PageOptions
 
-OPTIONS = "gradient_options"
+OPTIONS = PageOptions(G.GradientOptions, "gradient_options", "grad_")
 STOPPED = "gradient_stopped"  # part -> the settings whose run the user stopped
 FMT = {"format": "%.6g"}
 CHART_PX = 320  # the height of each chart of parts 3–4
 
 
-def read_url_once() -> None:
-    """First visit: the page's own options from the URL; a bad value is explained."""
-    if OPTIONS not in st.session_state:
-        st.session_state[OPTIONS], url_messages = G.GradientOptions.from_query(st.query_params.to_dict())
-        for message in url_messages:
-            st.warning(message)
-
-
-def options() -> G.GradientOptions:
-    return st.session_state[OPTIONS]
-
-
-def option(name: str, where=st, **extra):
-    """A page control drawn from its field, bound to GradientOptions (the store is the source of truth)."""
-    return widgets.draw(G.FIELDS[name], where=where, **controls.bind(OPTIONS, name, f"grad_{name}"), **extra)
-
-
 def numbers(frame, height="auto"):
     config = {c: st.column_config.NumberColumn(c, **FMT) for c in frame.columns if frame[c].dtype.kind == "f"}
     st.dataframe(frame, hide_index=True, column_config=config, height=height)
-
-
-def blocked_by(problems) -> bool:
-    """Show each problem; True if one is an error."""
-    blocked = False
-    for p in problems:
-        (st.error if p.level == "error" else st.warning)(p.message)
-        blocked |= p.level == "error"
-    return blocked
 
 
 def long_run(part: str, settings, compute):

@@ -9,7 +9,7 @@ from typing import Callable
 
 import streamlit as st
 
-from . import backprop, coupling, flow, landscape
+from pages.gradients_parts import backprop, coupling, flow, landscape
 
 
 def backprop_and_coupling() -> None:

@@ -8,11 +8,11 @@ import math
 import streamlit as st
 
 from normcore.lab.experiments.deploy import fold as F
-from normcore.lab.experiments.deploy.fold_options import FIELDS, FoldOptions
+from normcore.lab.experiments.deploy.fold_options import FoldOptions
 from normcore.lab.viz import deploy_charts as charts
-from pages.shared import controls, widgets
+from pages.shared.page_options import PageOptions, sync_url
 
-OPTIONS = "fold_options"
+OPTIONS = PageOptions(FoldOptions, "fold_options", "fold_")
 SHOW = {"error": st.error, "warning": st.warning, "info": st.info}
 INTRO = (
     "In eval, BatchNorm is a fixed scale and shift per channel, so it can be folded into the conv or "
@@ -31,25 +31,12 @@ def fold_result(o: FoldOptions, _cnn: F.DigitsCNN) -> F.FoldResult:
     return F.run(o, _cnn)
 
 
-def options() -> FoldOptions:
-    return st.session_state[OPTIONS]
-
-
-def option(name: str, where=st) -> None:
-    """A tab control drawn from its field, bound to FoldOptions (the store is the source of truth)."""
-    widgets.draw(FIELDS[name], where=where, **controls.bind(OPTIONS, name, f"fold_{name}"))
-
-
 def draw_controls() -> FoldOptions:
-    top = st.columns([3, 2, 2, 2])
-    option("source", top[0])
-    option("width", top[1])
-    option("depth", top[2])
-    option("seed", top[3])
-    row = st.columns(2)
-    option("batch", row[0])
-    option("repeats", row[1])
-    return options()
+    for column, name in zip(st.columns([3, 2, 2, 2]), ("source", "width", "depth", "seed")):
+        OPTIONS.option(name, column)
+    for column, name in zip(st.columns(2), ("batch", "repeats")):
+        OPTIONS.option(name, column)
+    return OPTIONS.current()
 
 
 def show_fold(r: F.FoldResult) -> None:
@@ -90,15 +77,12 @@ def show_download(r: F.FoldResult) -> None:
 
 
 def render() -> None:
-    if OPTIONS not in st.session_state:  # first visit: the tab's own options from the URL
-        st.session_state[OPTIONS], url_messages = FoldOptions.from_query(st.query_params.to_dict())
-        for message in url_messages:
-            st.warning(message)
+    OPTIONS.current()  # first visit: the tab's own options from the URL (a bad parameter is explained here)
     st.markdown(INTRO)
     st.latex(r"W' = W\cdot\frac{\gamma}{\sqrt{\sigma^2+\varepsilon}}\qquad "
              r"b' = (b-\mu)\cdot\frac{\gamma}{\sqrt{\sigma^2+\varepsilon}}+\beta")
     o = draw_controls()
-    controls.sync_url(o.to_query(), page_params=FIELDS.url_names)
+    sync_url(OPTIONS)
     try:
         with st.spinner("Building the digits CNN and folding it…", show_time=True):
             r = fold_result(o, digits_cnn(o.model_key, o))

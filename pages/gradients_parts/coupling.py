@@ -7,8 +7,7 @@ import streamlit as st
 from normcore.lab.experiments import gradients as G
 from normcore.lab.experiments.gradients import formulas
 from normcore.lab.viz import gradient_charts as charts
-
-from .common import numbers, option, options
+from pages.gradients_parts.common import OPTIONS, numbers
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -18,8 +17,8 @@ def part_two(o: G.GradientOptions):
 
 def render() -> None:
     st.header("2 · How samples couple")
-    option("mode")
-    o = options()
+    OPTIONS.option("mode")
+    o = OPTIONS.current()
     blocks, coupling, two = part_two(o)
     st.altair_chart(charts.jacobian_heatmap(blocks, f"∂y_i/∂x_j ({o.mode})"), width="content")
     within, across = st.columns(2)

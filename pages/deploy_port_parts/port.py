@@ -7,24 +7,11 @@ from normcore.lab.experiments.deploy import port as P
 from normcore.lab.experiments.deploy import port_eps as E
 from normcore.lab.experiments.deploy import port_keras as K
 from normcore.lab.viz import port_charts as charts
-from pages.shared import controls, widgets
+from pages.shared.page_options import PageOptions, sync_url
 
-STORES = {"port_options": (P.PortOptions, P.FIELDS), "port_eps_options": (E.EpsOptions, E.FIELDS)}
+PORT = PageOptions(P.PortOptions, "port_options", "port_options.")
+EPS = PageOptions(E.EpsOptions, "port_eps_options", "port_eps_options.")
 KERAS_SHOWN = "port_keras_shown"
-
-
-def options(store: str):
-    """The store's options; on the first visit read from the URL (a bad parameter says so)."""
-    cls, _ = STORES[store]
-    if store not in st.session_state:
-        st.session_state[store], messages = cls.from_query(st.query_params.to_dict())
-        for message in messages:
-            st.warning(message)
-    return st.session_state[store]
-
-
-def option(store: str, name: str, where=st, **extra):
-    return widgets.draw(STORES[store][1][name], where=where, **controls.bind(store, name, f"{store}.{name}"), **extra)
 
 
 @st.cache_data(max_entries=32, show_spinner="Training both stacks…")
@@ -74,15 +61,14 @@ def real_keras(o: P.PortOptions) -> None:
 
 
 def batchnorm_section() -> None:
-    store = "port_options"
     left, right = st.columns(2)
-    option(store, "source", left)
-    option(store, "target", right)
+    PORT.option("source", left)
+    PORT.option("target", right)
     for column, name in zip(st.columns(4), P.SETTINGS):
-        option(store, name, column, horizontal=False)
+        PORT.option(name, column, horizontal=False)
     for column, name in zip(st.columns(4), ("depth", "steps", "batch", "seed")):
-        option(store, name, column)
-    o = options(store)
+        PORT.option(name, column)
+    o = PORT.current()
     found = P.problems(o)
     for message in found:
         st.error(message)
@@ -112,12 +98,10 @@ def batchnorm_section() -> None:
 
 
 def eps_section() -> None:
-    store = "port_eps_options"
     st.subheader("LayerNorm and RMSNorm: each codebase's default eps")
-    columns = st.columns(4)
-    for column, name in zip(columns, ("norm", "source_eps", "depth", "scale")):
-        option(store, name, column)
-    o = options(store)
+    for column, name in zip(st.columns(4), ("norm", "source_eps", "depth", "scale")):
+        EPS.option(name, column)
+    o = EPS.current()
     for message in E.problems(o):
         st.error(message)
         return
@@ -133,8 +117,7 @@ def eps_section() -> None:
 
 
 def render() -> None:
-    o, eo = options("port_options"), options("port_eps_options")
-    controls.sync_url(o.to_query() | eo.to_query(), page_params=P.FIELDS.url_names + E.FIELDS.url_names)
+    sync_url(PORT, EPS)  # first visit: both stores from the URL (a bad parameter is explained here)
     st.markdown("A model ported between PyTorch and Keras/TensorFlow, or between from-scratch codebases, drifts "
                 "by small amounts per layer that grow with depth. Carry each setting **as typed** or **converted** "
                 "(normcore.keras's converters) and see what each mismatch costs.")

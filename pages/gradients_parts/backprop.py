@@ -8,8 +8,8 @@ import streamlit as st
 from normcore.lab.experiments import gradients as G
 from normcore.lab.experiments.gradients import formulas
 from normcore.lab.viz import gradient_charts as charts
-
-from .common import blocked_by, numbers, option, options
+from pages.gradients_parts.common import OPTIONS, numbers
+from pages.shared import controls
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -20,26 +20,26 @@ def part_one(o: G.GradientOptions):
 def input_controls() -> bool:
     """The small input's controls; True if these options can run."""
     top = st.columns([3, 2, 2, 2])
-    option("input", top[0])
-    option("norm", top[1])
-    option("eps", top[2])
-    option("groups", top[3], disabled=options().norm != "group")
-    example = options().input == "example"
+    OPTIONS.option("input", top[0])
+    OPTIONS.option("norm", top[1])
+    OPTIONS.option("eps", top[2])
+    OPTIONS.option("groups", top[3], disabled=OPTIONS.current().norm != "group")
+    example = OPTIONS.current().input == "example"
     for column, name in zip(st.columns(4), G.SHAPE_FIELDS):
-        option(name, column, disabled=example)
+        OPTIONS.option(name, column, disabled=example)
     row = st.columns([2, 2, 3, 2])
-    option("gamma", row[0])
-    option("beta", row[1], disabled=options().norm == "rms")
-    option("upstream", row[2])
-    option("seed", row[3])
-    if blocked_by(G.problems(options())):
+    OPTIONS.option("gamma", row[0])
+    OPTIONS.option("beta", row[1], disabled=OPTIONS.current().norm == "rms")
+    OPTIONS.option("upstream", row[2])
+    OPTIONS.option("seed", row[3])
+    if controls.show(G.problems(OPTIONS.current())):
         st.info("Fix the options above to see the gradients.")
         return False
     return True
 
 
 def render() -> None:
-    o = options()
+    o = OPTIONS.current()
     view, sweep = part_one(o)
     st.header("1 · Backprop, step by step")
     st.subheader(formulas.title(o))

@@ -5,21 +5,9 @@ import streamlit as st
 
 from normcore.lab.experiments.deploy import precision as X
 from normcore.lab.viz import precision_charts as charts
-from pages.shared import controls, widgets
+from pages.shared.page_options import PageOptions, sync_url
 
-STORE = "precision_options"
-
-
-def options() -> X.PrecisionOptions:
-    if STORE not in st.session_state:  # first visit: from the URL
-        st.session_state[STORE], messages = X.PrecisionOptions.from_query(st.query_params.to_dict())
-        for message in messages:
-            st.warning(message)
-    return st.session_state[STORE]
-
-
-def option(name: str, where=st, **extra):
-    return widgets.draw(X.FIELDS[name], where=where, **controls.bind(STORE, name, f"{STORE}.{name}"), **extra)
+OPTIONS = PageOptions(X.PrecisionOptions, "precision_options", "precision_options.")
 
 
 @st.cache_data(max_entries=32, show_spinner="Sweeping…")
@@ -62,17 +50,17 @@ def show_overflow(o: X.PrecisionOptions) -> None:
 
 
 def render() -> None:
-    o = options()
-    controls.sync_url(o.to_query(), page_params=X.FIELDS.url_names)
+    o = OPTIONS.current()
+    sync_url(OPTIONS)
     st.markdown("The same input normalized by torch's kernels, normcore, a naive one-pass formula and a plain "
                 "two-pass, each against float64 on the very same (rounded) values.")
     top = st.columns([2, 3, 2, 2, 2])
-    option("dtype", top[0])
-    option("view", top[1])
-    option("offset", top[2], disabled=o.view == "offset")
-    option("eps", top[3])
-    option("per_decade", top[4])
-    o = options()
+    OPTIONS.option("dtype", top[0])
+    OPTIONS.option("view", top[1])
+    OPTIONS.option("offset", top[2], disabled=o.view == "offset")
+    OPTIONS.option("eps", top[3])
+    OPTIONS.option("per_decade", top[4])
+    o = OPTIONS.current()
     frame, errors, variances = sweep(o)
     st.vega_lite_chart(spec=errors, width="stretch", height=420)
     note = flagged_note(frame)

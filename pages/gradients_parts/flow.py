@@ -7,10 +7,10 @@ import streamlit as st
 
 from normcore.lab.experiments import gradients as G
 from normcore.lab.experiments.gradients import flow
-from normcore.lab.experiments.gradients.options import GAIN_MARKS
+from normcore.lab.experiments.gradients.flow import GAIN_MARKS
 from normcore.lab.viz import flow_charts as charts
-
-from .common import CHART_PX, blocked_by, long_run, numbers, option, options, with_progress
+from pages.gradients_parts.common import CHART_PX, OPTIONS, long_run, numbers, with_progress
+from pages.shared import controls
 
 INTRO = (
     "A deep MLP on the digits (Linear → norm → activation, Xavier-normal weights × the gain), trained by the "
@@ -27,14 +27,14 @@ def flow_result(settings: flow.FlowSettings) -> flow.FlowResult:
     return with_progress("Training both networks…", lambda on_progress: flow.compare(settings, on_progress=on_progress))
 
 
-def controls() -> None:
+def flow_controls() -> None:
     row = st.columns(4)
     for column, name in zip(row, ("depth", "width", "steps", "flow_lr")):
-        option(name, column)
+        OPTIONS.option(name, column)
     row = st.columns([2, 3, 3])
-    option("activation", row[0])
-    option("gain", row[1])
-    option("flow_norm", row[2])
+    OPTIONS.option("activation", row[0])
+    OPTIONS.option("gain", row[1])
+    OPTIONS.option("flow_norm", row[2])
     st.caption(f"Init gain: {GAIN_MARKS}")
 
 
@@ -63,9 +63,9 @@ def charts_grid(specs: list[dict]) -> None:
 def render() -> None:
     st.header("3 · Gradient flow in depth")
     st.markdown(INTRO)
-    controls()
-    o = options()
-    if blocked_by(G.flow_problems(o)):
+    flow_controls()
+    o = OPTIONS.current()
+    if controls.show(G.flow_problems(o)):
         return
     view = long_run("flow", o.flow(), flow_view)
     if view is None:

@@ -8,8 +8,8 @@ import streamlit as st
 from normcore.lab.experiments import gradients as G
 from normcore.lab.experiments.gradients import landscape as L
 from normcore.lab.viz import flow_charts as charts
-
-from .common import CHART_PX, blocked_by, long_run, numbers, option, options, with_progress
+from pages.gradients_parts.common import CHART_PX, OPTIONS, long_run, numbers, with_progress
+from pages.shared import controls
 
 INTRO = (
     f"A small MLP ({L.DEPTH} hidden layers of {L.WIDTH}, ReLU) trained on the digits with BatchNorm and without, "
@@ -56,9 +56,9 @@ def render() -> None:
     st.header("4 · The landscape")
     st.markdown(INTRO)
     for column, name in zip(st.columns(4), G.LANDSCAPE_FIELDS):
-        option(name, column)
-    o = options()
-    if blocked_by(G.landscape_problems(o)):
+        OPTIONS.option(name, column)
+    o = OPTIONS.current()
+    if controls.show(G.landscape_problems(o)):
         return
     view = long_run("landscape", o.landscape(), landscape_view)
     if view is None:
