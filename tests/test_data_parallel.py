@@ -108,7 +108,7 @@ def test_charts_carry_the_tables_data():
 
 
 def test_the_cache_keeps_finished_runs_only():
-    cache = D.ResultCache(max_entries=1)
+    cache = D.FinishedDataParallelRuns(max_entries=1)
     c = finished()
     cache.put(c)
     assert cache.get(D.DataParallelOptions(epochs=2)) is c

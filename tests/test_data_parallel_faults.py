@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from normcore.lab.distributed import RunConfig, run
+from normcore.lab.distributed import DDPConfig, run
 from normcore.lab.distributed import faults, launch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +60,7 @@ def faulty_run(monkeypatch, fault: str, **limits_):
     fault strikes at step 2, right after it) to the end of run()."""
     monkeypatch.setenv(faults.VARIABLE, fault)
     first = []
-    result = run(RunConfig(**TINY), lambda _event: first.append(first[0] if first else time.monotonic()), **limits_)
+    result = run(DDPConfig(**TINY), lambda _event: first.append(first[0] if first else time.monotonic()), **limits_)
     elapsed = time.monotonic() - first[0]
     assert result.worker_pids, "the workers never started"
     assert_no_worker_left(result.worker_pids, within_s=0.5)  # gone by the time run() returns
@@ -87,7 +87,7 @@ def test_the_time_cap_ends_the_run(monkeypatch):
     """The cap counts from the call: process start, then training (~60 s of it here)."""
     monkeypatch.delenv(faults.VARIABLE, raising=False)
     start = time.monotonic()
-    result = run(RunConfig(workers=2, norm="local", per_worker_batch=4, epochs=20), time_cap_s=3.0)
+    result = run(DDPConfig(workers=2, norm="local", per_worker_batch=4, epochs=20), time_cap_s=3.0)
     assert result.status == "timed out", result.message
     assert result.message == "The run hit its time cap of 3 s; every worker was ended."
     assert time.monotonic() - start < 3.0 + GONE_WITHIN_S
@@ -97,7 +97,7 @@ def test_the_time_cap_ends_the_run(monkeypatch):
 def test_one_run_per_server_at_a_time_the_others_are_told():
     assert launch._ONE_RUN.acquire(blocking=False)
     try:
-        result = run(RunConfig(**TINY))
+        result = run(DDPConfig(**TINY))
     finally:
         launch._ONE_RUN.release()
     assert result.status == "busy" and result.worker_pids == []

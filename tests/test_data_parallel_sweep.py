@@ -86,7 +86,7 @@ def test_finish_keeps_the_worst_status_and_the_cache_only_finished_sweeps():
     record.finish([RunResult(c, "finished", wall_s=3.0) for c in record.configs[:2]] +
                   [RunResult(record.configs[2], "timed out", "The run hit its time cap.", wall_s=3.0)])
     assert record.status == "timed out" and record.message == "The run hit its time cap." and record.wall_s == 3.0
-    cache = D.ResultCache()
+    cache = D.FinishedDataParallelRuns()
     cache.put(record)
     assert cache.get(w) is None
     record.status = "finished"

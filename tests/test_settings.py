@@ -156,3 +156,62 @@ def test_the_schema_and_the_settings_agree_on_every_default():
 def test_every_problem_names_the_settings_it_is_about(s):
     for p in S.problems(s):
         assert p.fields and set(p.fields) <= set(S.FIELDS), p
+
+
+# -- every settings dataclass takes its defaults from its schema ----------------------------
+
+
+def _settings_and_schemas():
+    """(dataclass, schema, {dataclass field: schema field}) for every settings or options
+    dataclass of the lab: the shared settings, both run configurations, every page's options
+    (each ``QueryOptions`` subclass, found by importing the experiments) and the parts' settings."""
+    import dataclasses
+    import importlib
+    import pkgutil
+
+    import normcore.lab.experiments as experiments
+    from normcore.lab.distributed import config as ddp
+    from normcore.lab.experiments.gradients import flow, landscape
+    from normcore.lab.experiments.training import config as training
+    from normcore.lab.fields import QueryOptions
+
+    for module in pkgutil.walk_packages(experiments.__path__, experiments.__name__ + "."):
+        if not module.name.endswith("__main__"):
+            importlib.import_module(module.name)
+    pages = [(cls, cls.SCHEMA, {}) for cls in QueryOptions.__subclasses__()]
+    assert len(pages) >= 8, pages  # live, gradients, data-parallel and its sweep, fold, port, port eps, precision
+    same = lambda cls: {f.name: f.name for f in dataclasses.fields(cls)}  # noqa: E731
+    return pages + [
+        (S.LabSettings, S.FIELDS, {}),
+        (ddp.DDPConfig, ddp.FIELDS, {}),
+        (training.RunConfig, training.SCHEMA, {}),
+        (flow.FlowSettings, flow.FLOW_FIELDS, same(flow.FlowSettings) | {"norm": "flow_norm", "lr": "flow_lr", "seed": None}),
+        (landscape.LandscapeSettings, landscape.LANDSCAPE_FIELDS,
+         {"steps": "land_steps", "every": "land_every", "lr": "land_lr", "resolution": "resolution", "seed": None}),
+    ]
+
+
+def test_every_settings_dataclass_defaults_are_its_schemas():
+    import dataclasses
+
+    checked = []
+    for cls, schema, names in _settings_and_schemas():
+        names = names or {f.name: f.name for f in dataclasses.fields(cls)}
+        defaults = dataclasses.asdict(cls())
+        assert set(names.values()) - {None} == set(schema.names), cls  # every field of the schema, once
+        for field_name, schema_name in names.items():
+            if schema_name is not None:
+                assert defaults[field_name] == schema[schema_name].default, f"{cls.__name__}.{field_name}"
+        checked.append(cls.__name__)
+    assert {"LabSettings", "DDPConfig", "RunConfig", "FlowSettings", "LandscapeSettings", "GradientOptions",
+            "DataParallelOptions", "LiveOptions"} <= set(checked)
+
+
+def test_the_data_parallel_page_runs_with_the_run_schemas_groups_and_ranges():
+    from normcore.lab.distributed import config as ddp
+    from normcore.lab.experiments import data_parallel as D
+
+    assert D.options.GROUPS == ddp.DDPConfig().num_groups
+    assert all(c.num_groups == ddp.DDPConfig().num_groups for c in D.run_configs(D.DataParallelOptions()))
+    for name in D.options.PAGE_RUN_FIELDS:  # one range per value: the page's field is the run's
+        assert D.FIELDS[name] is ddp.FIELDS[name], name

@@ -81,8 +81,16 @@ def test_the_import_scan_resolves_relative_imports():
     # The scan above is only as good as this: `from . import lab` in normcore/ is normcore.lab.
     probe = PACKAGE / "modules.py"
     assert "normcore.checks" in imported_modules(probe) and "normcore.functional" in imported_modules(probe)
-    experiments = PACKAGE / "lab" / "experiments" / "train_eval" / "common.py"
+    experiments = PACKAGE / "lab" / "experiments" / "train_eval" / "batches.py"
     assert "normcore.lab.limits" in imported_modules(experiments)
+
+
+def test_the_lab_has_one_import_style():
+    """The lab imports by absolute name (``from normcore.lab import limits``), never relatively."""
+    relative = [f"{path.relative_to(ROOT)}:{n}" for path in sorted((PACKAGE / "lab").rglob("*.py"))
+                for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+                if line.lstrip().startswith("from .")]
+    assert relative == []
 
 
 # -- requirements.txt and pyproject.toml ------------------------------------------------------

@@ -161,7 +161,7 @@ def test_an_interrupted_run_keeps_what_it_recorded():
     assert live.status == "stopped" and live.message == "Stopped by you."
     summary = live.summary()
     assert list(summary["status"]) == ["stopped"] and summary["steps"].iloc[0] == live.rows[-1]["step"]
-    cache = T.ResultCache()
+    cache = T.FinishedTrainingRuns()
     cache.put(live)
     assert cache.get(TINY) is None  # a partial run is never served as the result
 
@@ -174,7 +174,7 @@ def test_stop_flag_stops_between_steps():
 
 
 def test_result_cache_is_a_bounded_lru():
-    cache = T.ResultCache(max_entries=2)
+    cache = T.FinishedTrainingRuns(max_entries=2)
     runs = [T.LiveRun(T.RunConfig(seed=i), [], status="finished") for i in range(3)]
     for r in runs[:2]:
         cache.put(r)

@@ -113,6 +113,10 @@ MAX_DISTRIBUTED_RUNS = 1  # distributed runs at a time on one server (others are
 MAX_SWEEP_EPOCHS = 3  # the Data-parallel page's batch sweep: epochs of each (batch, norm) run
 MAX_SWEEP_STEPS = 6000  # Σ over the sweep's (batch, norm) runs of epochs × steps per epoch
 MAX_SWEEP_RUN_S = 300.0  # the batch sweep's wall-clock cap (all its runs on one set of workers)
+# The command line (python -m normcore.lab.distributed) takes the page's ranges (one schema,
+# normcore.lab.distributed.config.FIELDS), but a run there may be longer than a hosted page's:
+COMMAND_LINE_LIFTS = ("distributed_work",)  # the page's combined checks a command-line run is not held to
+MAX_COMMAND_LINE_RUN_S = 1800.0  # a command-line run's wall-clock cap (a page run's: MAX_DISTRIBUTED_RUN_S)
 
 
 def worker_cap(environ) -> int:

@@ -41,10 +41,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import devices
-from .datasets import Split
-from .models import Classifier
-from .run_records import (  # noqa: F401 (re-exported: callers read them from loop)
+from normcore.lab import devices
+from normcore.lab.datasets import Split
+from normcore.lab.models import Classifier
+from normcore.lab.run_records import (  # noqa: F401 (re-exported: callers read them from loop)
     OPTIMIZER_LABELS, OPTIMIZERS, PROGRESS_COLUMNS, Progress, TrainConfig, TrainResult,
 )
 

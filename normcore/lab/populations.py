@@ -23,7 +23,7 @@ import math
 
 import torch
 
-from .settings import LabSettings
+from normcore.lab.settings import LabSettings
 
 OUTLIER_SIGMAS = 10.0
 QUIET_STD = 0.01  # variance 1e-4: comparable to eps values the slider offers

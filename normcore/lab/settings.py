@@ -10,12 +10,11 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, replace
 
-from . import limits
-from .fields import Field, Schema
 from normcore.axes import NORM_KINDS
 from normcore.ema import keras_momentum_from_torch
-
-from .norms import NORM_LABELS, divisors
+from normcore.lab import limits
+from normcore.lab.fields import Field, Schema
+from normcore.lab.norms import NORM_LABELS, divisors
 
 # eps is chosen on a log scale: 1e-8, 3e-8, 1e-7, ..., 3e-1, 1.
 EPS_CHOICES = tuple(float(f"{m}e{k}") for k in range(-8, 0) for m in (1, 3)) + (1.0,)
@@ -24,46 +23,6 @@ CONVENTION_LABELS = {
     "pytorch": "PyTorch: running = (1 − m)·running + m·batch",
     "keras": "Keras / d2l: running = m·running + (1 − m)·batch",
 }
-
-
-@dataclass(frozen=True)
-class LabSettings:
-    """Everything the shared sidebar controls. ``momentum`` is always stored in PyTorch's
-    convention (weight of the new batch); ``None`` means a cumulative average."""
-
-    norm: str = "batch"
-    batch_size: int = 32
-    channels: int = 4
-    spatial: int = 8  # H = W
-    momentum: float | None = 0.1
-    momentum_convention: str = "pytorch"  # how the momentum control is shown
-    eps: float = 1e-5
-    num_groups: int = 2
-    affine: bool = True
-    seed: int = 0
-    # Input distribution: channel c has mean mean_offset + channel_spread·z_c and std scale·s_c
-    mean_offset: float = 0.0
-    scale: float = 1.0
-    channel_spread: float = 0.0
-    outlier_fraction: float = 0.0
-
-    @property
-    def input_shape(self) -> tuple[int, int, int, int]:
-        return (self.batch_size, self.channels, self.spatial, self.spatial)
-
-    @property
-    def num_elements(self) -> int:
-        return math.prod(self.input_shape)
-
-    @property
-    def norm_label(self) -> str:
-        return NORM_LABELS[self.norm]
-
-    def momentum_text(self) -> str:
-        """The momentum in both conventions, e.g. 'PyTorch 0.1 = Keras/d2l 0.9'."""
-        if self.momentum is None:
-            return "None: cumulative average (factor 1/num_batches_tracked)"
-        return f"PyTorch {self.momentum:g} = Keras/d2l {keras_momentum_from_torch(self.momentum):g}"
 
 
 def _momentum_label(m) -> str:
@@ -98,6 +57,48 @@ FIELDS = Schema((
     Field("outlier_fraction", "Outlier fraction", 0.0, "float", "Share of values replaced by large outliers.",
           0.0, 0.5, 0.01),
 ))
+
+
+@dataclass(frozen=True)
+class LabSettings:
+    """Everything the shared sidebar controls, with :data:`FIELDS`' defaults. ``momentum`` is
+    always stored in PyTorch's convention (weight of the new batch); ``None`` means a
+    cumulative average."""
+
+    norm: str = FIELDS["norm"].default
+    batch_size: int = FIELDS["batch_size"].default
+    channels: int = FIELDS["channels"].default
+    spatial: int = FIELDS["spatial"].default  # H = W
+    momentum: float | None = FIELDS["momentum"].default
+    momentum_convention: str = FIELDS["momentum_convention"].default  # how the momentum control is shown
+    eps: float = FIELDS["eps"].default
+    num_groups: int = FIELDS["num_groups"].default
+    affine: bool = FIELDS["affine"].default
+    seed: int = FIELDS["seed"].default
+    # Input distribution: channel c has mean mean_offset + channel_spread·z_c and std scale·s_c
+    mean_offset: float = FIELDS["mean_offset"].default
+    scale: float = FIELDS["scale"].default
+    channel_spread: float = FIELDS["channel_spread"].default
+    outlier_fraction: float = FIELDS["outlier_fraction"].default
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        return (self.batch_size, self.channels, self.spatial, self.spatial)
+
+    @property
+    def num_elements(self) -> int:
+        return math.prod(self.input_shape)
+
+    @property
+    def norm_label(self) -> str:
+        return NORM_LABELS[self.norm]
+
+    def momentum_text(self) -> str:
+        """The momentum in both conventions, e.g. 'PyTorch 0.1 = Keras/d2l 0.9'."""
+        if self.momentum is None:
+            return "None: cumulative average (factor 1/num_batches_tracked)"
+        return f"PyTorch {self.momentum:g} = Keras/d2l {keras_momentum_from_torch(self.momentum):g}"
+
 
 DEFAULTS = LabSettings()
 

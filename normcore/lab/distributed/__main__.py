@@ -12,8 +12,9 @@ import sys
 import time
 from dataclasses import replace
 
-from .config import DEVICES, DDP_NORM_LABELS, DDP_NORMS, RunConfig, problems
-from .launch import EpochReport, RunResult, run, run_torchrun, under_torchrun
+from normcore.lab import limits
+from normcore.lab.distributed.config import DDP_NORM_LABELS, FIELDS, DDPConfig, problems
+from normcore.lab.distributed.launch import EpochReport, RunResult, run, run_torchrun, under_torchrun
 
 EPILOG = """\
 forms:
@@ -26,35 +27,55 @@ forms:
       on several machines: run it on each, R = 0, 1, ...; HOST is node 0's address, which the
       others must reach (with gloo, GLOO_SOCKET_IFNAME=<interface> picks the network card).
 
+ranges: the Data-parallel page's, from one schema (normcore.lab.distributed.config.FIELDS).
+A run here is not held to the page's work cap (limits.{lifted}: at most {steps:,} steps and
+{params:,} parameters) and may take up to {run_s:.0f} s (limits.MAX_COMMAND_LINE_RUN_S; the page's
+runs {page_s:.0f} s).
+
 devices: with a GPU per worker (or --device cuda) each worker uses NCCL and cuda:LOCAL_RANK.
 That path follows torch's documented setup but has not been tested (written on CPU-only machines).
-"""
+""".format(lifted=", ".join(limits.COMMAND_LINE_LIFTS), steps=limits.MAX_DISTRIBUTED_STEPS,
+           params=limits.MAX_DISTRIBUTED_PARAMS, run_s=limits.MAX_COMMAND_LINE_RUN_S, page_s=limits.MAX_DISTRIBUTED_RUN_S)
 
 
-def parse(argv=None) -> RunConfig:
-    d = RunConfig()
+FLAGS = {"num_groups": "--groups"}  # a field's flag, where it is not --<name with dashes>
+
+
+def flag(name: str) -> str:
+    return FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def dest(name: str) -> dict:
+    return {"dest": name} if name in FLAGS else {}
+
+
+def add_field(p: argparse.ArgumentParser, f) -> None:
+    """Field ``f`` of the run's schema as a flag: its default, its choices, its range in the help.
+    The range itself is checked with every other problem (:func:`problems`), in the page's words."""
+    if f.kind == "bool":
+        p.add_argument(flag(f.name), action="store_true", **dest(f.name), help=f"{(f.help or f.label).rstrip('.')} (default off)")
+        return
+    if f.kind == "choice":
+        shown = "; ".join(f"{c}: {f.label_of(c)}" for c in f.options)
+        p.add_argument(flag(f.name), choices=f.options, default=f.default, **dest(f.name), help=f"{shown} (default {f.default})")
+        return
+    number = int if f.kind == "int" else float
+    p.add_argument(flag(f.name), type=number, default=f.default, **dest(f.name),
+                   help=f"{(f.help or f.label).rstrip('.')} ({f.low:g} to {f.high:g}; default {f.default:g})")
+
+
+def parse(argv=None) -> DDPConfig:
     p = argparse.ArgumentParser(prog="python -m normcore.lab.distributed", epilog=EPILOG,
                                 description="Train the digits MLP/CNN data-parallel (DDP) and report accuracy, step "
                                             "time and the time inside SyncBatchNorm's all-reduces.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workers", type=int, default=d.workers, help=f"processes to spawn (default {d.workers}; ignored under torchrun)")
-    p.add_argument("--norm", choices=DDP_NORMS, default=d.norm,
-                   help="; ".join(f"{k}: {v}" for k, v in DDP_NORM_LABELS.items()) + f" (default {d.norm})")
-    p.add_argument("--per-worker-batch", type=int, default=d.per_worker_batch, help=f"samples per worker and step (default {d.per_worker_batch})")
-    p.add_argument("--model", choices=("mlp", "cnn"), default=d.model)
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--lr", type=float, default=d.lr, help=f"SGD learning rate, momentum 0.9 (default {d.lr})")
-    p.add_argument("--width", type=int, default=d.width)
-    p.add_argument("--depth", type=int, default=d.depth)
-    p.add_argument("--groups", type=int, default=d.num_groups, help="GroupNorm's groups (norm group)")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--device", choices=DEVICES, default=d.device)
-    a = p.parse_args(argv)
-    return RunConfig(workers=a.workers, norm=a.norm, per_worker_batch=a.per_worker_batch, model=a.model, epochs=a.epochs,
-                     lr=a.lr, width=a.width, depth=a.depth, num_groups=a.groups, seed=a.seed, device=a.device)
+    for f in FIELDS.fields:
+        add_field(p, f)
+    a = vars(p.parse_args(argv))
+    return DDPConfig(**{f.name: a[f.name] for f in FIELDS.fields})
 
 
-def describe(config: RunConfig, how: str) -> str:
+def describe(config: DDPConfig, how: str) -> str:
     epochs = f"{config.epochs} epoch" + ("s" if config.epochs != 1 else "")
     return (f"{config.workers} workers ({how}), model {config.model}, norm {config.norm} ({DDP_NORM_LABELS[config.norm]}), "
             f"{config.per_worker_batch} per worker = {config.global_batch} per step, {epochs}")
@@ -66,7 +87,7 @@ def epoch_line(r: EpochReport, epochs: int) -> str:
             f"test acc {r.test_accuracy:.1%}  step {r.step_ms:.2f} ms  {sync}  {r.samples_per_s:,.0f} samples/s")
 
 
-def show_epoch(config: RunConfig):
+def show_epoch(config: DDPConfig):
     def show(event) -> None:
         if isinstance(event, EpochReport):
             print(epoch_line(event, config.epochs), flush=True)
@@ -90,7 +111,7 @@ def main(argv=None) -> int:
         print("invalid: " + " ".join(found), file=sys.stderr)
         return 2
     print(describe(config, "spawned"), flush=True)
-    result: RunResult = run(config, on_progress=show_epoch(config))
+    result: RunResult = run(config, on_progress=show_epoch(config), time_cap_s=limits.MAX_COMMAND_LINE_RUN_S)
     if result.status != "finished":
         print(f"{result.status}: {result.message}", file=sys.stderr)
         return 1

@@ -24,10 +24,10 @@ from typing import Callable, Sequence
 import torch
 import torch.distributed as dist
 
-from .. import limits
-from .config import RunConfig, problems
-from .pool import RunStopped, Worker, WorkerError, WorkerPool
-from .training import split_arrays, train_worker
+from normcore.lab import limits
+from normcore.lab.distributed.config import DDPConfig, problems
+from normcore.lab.distributed.pool import RunStopped, Worker, WorkerError, WorkerPool
+from normcore.lab.distributed.training import split_arrays, train_worker
 
 COLLECTIVE_TIMEOUT_S = 20.0  # a worker waits this long in a collective, or to join the group (worker 0 evaluates between epochs)
 START_TIMEOUT_S = 60.0  # from spawning to every worker in the process group
@@ -81,7 +81,7 @@ class EpochReport:
 
 @dataclass
 class RunResult:
-    config: RunConfig
+    config: DDPConfig
     status: str  # "finished", "stopped", "failed", "timed out", "busy" or "invalid"
     message: str = ""  # why it did not finish, in words
     epochs: list[EpochReport] = field(default_factory=list)
@@ -99,7 +99,7 @@ def to_event(message: dict) -> StepProgress | EpochReport:
     return StepProgress(message["epoch"], message["step"], message["steps"])
 
 
-def placement(config: RunConfig, local_workers: int) -> tuple[str, list[str]]:
+def placement(config: DDPConfig, local_workers: int) -> tuple[str, list[str]]:
     """(backend, device of each local worker) for ``config.device``."""
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     use_cuda = config.device == "cuda" or (config.device == "auto" and gpus >= local_workers)
@@ -110,7 +110,7 @@ def placement(config: RunConfig, local_workers: int) -> tuple[str, list[str]]:
     return "gloo", ["cpu"] * local_workers
 
 
-def run(config: RunConfig, on_progress: Callable | None = None, should_stop: Callable[[], bool] | None = None,
+def run(config: DDPConfig, on_progress: Callable | None = None, should_stop: Callable[[], bool] | None = None,
         **limits_) -> RunResult:
     """Spawn ``config.workers`` workers on this machine and train; see the module docstring.
     ``limits_`` are :func:`run_series`'s keywords."""
@@ -118,7 +118,7 @@ def run(config: RunConfig, on_progress: Callable | None = None, should_stop: Cal
     return run_series([config], forward, should_stop, **limits_)[0]
 
 
-def run_series(configs: Sequence[RunConfig], on_progress: Callable | None = None,
+def run_series(configs: Sequence[DDPConfig], on_progress: Callable | None = None,
                should_stop: Callable[[], bool] | None = None, *, time_cap_s: float = limits.MAX_DISTRIBUTED_RUN_S,
                collective_timeout_s: float = COLLECTIVE_TIMEOUT_S) -> list[RunResult]:
     """Train each of ``configs`` (all with the same worker count and device) in turn on one set of
@@ -207,12 +207,12 @@ class _Printer:
             self.show(to_event(message))
 
 
-def run_torchrun(config: RunConfig, show: Callable) -> list[dict]:
+def run_torchrun(config: DDPConfig, show: Callable) -> list[dict]:
     """This process is one of torchrun's workers (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT
     set by torchrun): join its group, train, leave. ``show`` gets worker 0's reports."""
     rank, world, local_rank = (int(os.environ[n]) for n in TORCHRUN_VARIABLES)
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-    config = RunConfig(**(config.values() | {"workers": world}))
+    config = DDPConfig(**(config.values() | {"workers": world}))
     found = problems(config, under_torchrun=True)
     if found:
         raise ValueError(" ".join(found))

@@ -28,16 +28,16 @@ from torch.nn.parallel import DistributedDataParallel
 
 from normcore.sync_batchnorm import SyncBatchNorm, time_collectives
 
-from .. import datasets, models
-from . import faults
-from .config import RunConfig
-from .pool import Worker
+from normcore.lab import datasets, models
+from normcore.lab.distributed import faults
+from normcore.lab.distributed.config import DDPConfig
+from normcore.lab.distributed.pool import Worker
 
 STEP_REPORTS_PER_EPOCH = 10
 RANK_CHANNELS = 16  # channels of the first BatchNorm whose running means are reported per worker
 
 
-def build_model(config: RunConfig) -> nn.Module:
+def build_model(config: DDPConfig) -> nn.Module:
     """The digits classifier for ``config.norm``, identical on every worker (same seed)."""
     norm = "group" if config.norm == "group" else "batch"
     model = models.make_model(config.model, norm=norm, impl="normcore", width=config.width, depth=config.depth,
@@ -55,7 +55,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _train_epoch(worker: Worker, ddp, opt, data, config: RunConfig, epoch: int, fault=None) -> torch.Tensor:
+def _train_epoch(worker: Worker, ddp, opt, data, config: DDPConfig, epoch: int, fault=None) -> torch.Tensor:
     """One epoch; returns this worker's [loss sum, correct, samples, step seconds, steps]."""
     device = data.device
     b, g = config.per_worker_batch, config.global_batch
@@ -150,21 +150,21 @@ def _rank_statistics(worker: Worker, model: nn.Module, data) -> dict:
     }
 
 
-def split_arrays(config: RunConfig) -> dict:
+def split_arrays(config: DDPConfig) -> dict:
     """The digits split as numpy arrays, loaded once by the launcher and sent to every worker
     (each would otherwise import scikit-learn, a second or more per worker)."""
     split = datasets.load_digits_split(config.seed)
     return {name: getattr(split, name).numpy() for name in ("x_train", "y_train", "x_test", "y_test")}
 
 
-def _split(config: RunConfig, arrays: dict | None, device: torch.device) -> datasets.Split:
+def _split(config: DDPConfig, arrays: dict | None, device: torch.device) -> datasets.Split:
     if arrays is None:
         return datasets.load_digits_split(config.seed).to(device)
     tensors = {name: torch.from_numpy(a) for name, a in arrays.items()}
     return datasets.Split("digits", num_classes=10, **tensors).to(device)
 
 
-def train_worker(worker: Worker, job: tuple[RunConfig, dict | None]) -> list[dict]:
+def train_worker(worker: Worker, job: tuple[DDPConfig, dict | None]) -> list[dict]:
     """Train on this worker's slices of ``job = (config, split_arrays or None)``; worker 0
     returns (and reports) the epoch summaries."""
     config, arrays = job

@@ -12,8 +12,8 @@ from functools import lru_cache
 import altair as alt
 import pandas as pd
 
-from . import specs
-from ..experiments.data_parallel import tables
+from normcore.lab.viz import specs
+from normcore.lab.experiments.data_parallel import tables
 
 NORM_ORDER = ("local BN", "SyncBN", "GroupNorm")
 NORM_COLORS = ("#1f77b4", "#9467bd", "#2ca02c")  # local BN blue like BatchNorm elsewhere, GN green

@@ -9,7 +9,7 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from ..experiments.train_eval import FINETUNE_SETS, ScenarioResult
+from normcore.lab.experiments.train_eval import FINETUNE_SETS, ScenarioResult
 
 Rows = list[list[alt.Chart]]
 # Two things compared side by side get two colours that cannot be mistaken for each other

@@ -21,9 +21,9 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from . import specs
-from ..devices import parse_target
-from ..norms import NORM_LABELS, NORMS
+from normcore.lab.viz import specs
+from normcore.lab.devices import parse_target
+from normcore.lab.norms import NORM_LABELS, NORMS
 
 NORM_COLORS = {"none": "#7f7f7f", "batch": "#1f77b4", "layer": "#ff7f0e", "group": "#2ca02c", "instance": "#9467bd",
                "rms": "#d62728"}

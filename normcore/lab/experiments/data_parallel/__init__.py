@@ -9,14 +9,14 @@ on the same real worker processes (``normcore.lab.distributed``), one after the 
   and ``python -m normcore.lab.experiments.data_parallel``.
 """
 
-from .comparison import Comparison, ResultCache, run
-from .options import (FIELDS, DDP_NORM_LABELS, SWEEP_FIELDS, DataParallelOptions, SweepOptions, problems, run_configs,
+from normcore.lab.experiments.data_parallel.comparison import Comparison, FinishedDataParallelRuns, run
+from normcore.lab.experiments.data_parallel.options import (FIELDS, DDP_NORM_LABELS, SWEEP_FIELDS, DataParallelOptions, SweepOptions, problems, run_configs,
                       sweep_problems, sweep_settings)
-from .sweep import SHAPE_NOTE, SweepRecord, error_table, paper_curves, run_page_sweep
-from .tables import (ACCUMULATION_NOTE, SCALE_OUT_COMMAND, SCALE_OUT_NOTE, STEP_TIME_NOTE, eval_gap_table,
+from normcore.lab.experiments.data_parallel.sweep import SHAPE_NOTE, SweepRecord, error_table, paper_curves, run_page_sweep
+from normcore.lab.experiments.data_parallel.tables import (ACCUMULATION_NOTE, SCALE_OUT_COMMAND, SCALE_OUT_NOTE, STEP_TIME_NOTE, eval_gap_table,
                      rank_means_frame, results_table, step_time_table)
 
-__all__ = ["ACCUMULATION_NOTE", "Comparison", "DataParallelOptions", "FIELDS", "DDP_NORM_LABELS", "ResultCache",
+__all__ = ["ACCUMULATION_NOTE", "Comparison", "DataParallelOptions", "FIELDS", "DDP_NORM_LABELS", "FinishedDataParallelRuns",
            "SCALE_OUT_COMMAND", "SCALE_OUT_NOTE", "STEP_TIME_NOTE", "eval_gap_table", "problems",
            "rank_means_frame", "results_table", "run", "run_configs", "step_time_table",
            "SHAPE_NOTE", "SWEEP_FIELDS", "SweepOptions", "SweepRecord", "error_table", "paper_curves", "run_page_sweep",

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ... import datasets, models
+from normcore.lab import datasets, models
 
 K_VALUES = (1, 2, 4, 8)
 NORM_NAMES = {"batch": "BatchNorm", "group": "GroupNorm"}

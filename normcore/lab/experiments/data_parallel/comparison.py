@@ -1,5 +1,5 @@
 """The live record of one page run (:class:`Comparison`), how it is run (:func:`run`), and the
-cache of finished ones (:class:`ResultCache`).
+cache of finished ones (:class:`FinishedDataParallelRuns`).
 
 The page's run trains each chosen normalization in turn on one set of spawned workers
 (``normcore.lab.distributed.run_series``: the processes start once). Workers report plain
@@ -13,10 +13,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ...distributed import EpochReport, RunResult, StepProgress
-from ...distributed.launch import run_series
-from ...finished_cache import FinishedCache
-from .options import DataParallelOptions, run_configs
+from normcore.lab.distributed import EpochReport, RunResult, StepProgress
+from normcore.lab.distributed.launch import run_series
+from normcore.lab.finished_cache import FinishedCache
+from normcore.lab.experiments.data_parallel.options import DataParallelOptions, run_configs
 
 STATUS_WORDS = {"finished": "Finished", "stopped": "Stopped", "failed": "Failed", "timed out": "Timed out",
                 "busy": "Not started", "invalid": "Not started", "interrupted": "Interrupted"}
@@ -102,7 +102,7 @@ def run(comparison: Comparison, on_progress: Callable[[Comparison], None] | None
     return comparison
 
 
-class ResultCache(FinishedCache):
+class FinishedDataParallelRuns(FinishedCache):
     """Finished comparisons (or sweeps) by their options' key; shared by sessions."""
 
     def __init__(self, max_entries: int = 16):

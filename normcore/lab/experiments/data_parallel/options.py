@@ -1,7 +1,9 @@
 """The Data-parallel BN page's options: which normalizations, how many workers, what batch.
 
 Every option is a :class:`~normcore.lab.fields.Field` (the widgets, the URL parameters
-``dp_*`` and the checks come from :data:`FIELDS`); caps come from ``normcore.lab.limits``.
+``dp_*`` and the checks come from :data:`FIELDS`): the run's own are the data-parallel run's
+schema (``normcore.lab.distributed.FIELDS``, the command line's too), so the page and the
+command line share one range per value. Caps come from ``normcore.lab.limits``.
 """
 
 from __future__ import annotations
@@ -9,32 +11,19 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import ClassVar
 
-from ... import limits, models
-from ...distributed import DDP_NORM_LABELS, DDP_NORMS, RunConfig
-from ...distributed import problems as run_problems
-from ...distributed.config import TRAIN_SIZE
-from ...fields import Field, QueryOptions, Schema
+from normcore.lab import limits, models
+from normcore.lab.distributed import DDP_NORM_LABELS, DDP_NORMS, DDPConfig
+from normcore.lab.distributed import FIELDS as RUN_FIELDS
+from normcore.lab.distributed import problems as run_problems
+from normcore.lab.distributed.config import TRAIN_SIZE
+from normcore.lab.fields import Field, QueryOptions, Schema
 
-FIELDS = Schema((
+PAGE_RUN_FIELDS = ("workers", "per_worker_batch", "epochs", "model", "width", "depth", "lr", "broadcast_buffers", "seed")
+FIELDS = Schema((  # the page's controls: which norms, and the data-parallel run's own fields
     Field("norms", "Normalizations compared", DDP_NORMS, "choices", choices=DDP_NORMS, labels=DDP_NORM_LABELS, url="dp_norms",
           help="Each is trained in turn on the same worker processes.", caps=("distributed_work",)),
-    Field("workers", "Workers", 2, "int", "Processes on this machine, one thread each, each with a slice of every batch.",
-          low=1, high=limits.MAX_WORKERS, url="dp_workers", caps=("global_batch",)),
-    Field("per_worker_batch", "Batch per worker", 32, "int", "Samples each worker holds per step.",
-          low=1, high=limits.MAX_PER_WORKER_BATCH, url="dp_batch", caps=("global_batch", "distributed_work")),
-    Field("epochs", "Epochs", 2, "int", low=1, high=limits.MAX_DISTRIBUTED_EPOCHS, url="dp_epochs",
-          caps=("distributed_work",)),
-    Field("model", "Model", "mlp", "choice", choices=models.MODEL_KINDS, labels=models.MODEL_LABELS, url="dp_model"),
-    Field("width", "Width (units or channels)", 64, "int", low=4, high=limits.MAX_WIDTH, url="dp_width",
-          caps=("distributed_work",)),
-    Field("depth", "Hidden blocks", 2, "int", low=1, high=limits.MAX_DEPTH, url="dp_depth", caps=("distributed_work",)),
-    Field("lr", "Learning rate (SGD, momentum 0.9)", 0.05, "float", low=0.001, high=1.0, step=0.001,
-          url="dp_lr", format="%.3f"),
-    Field("broadcast_buffers", "DDP broadcast_buffers", False, "bool", url="dp_broadcast",
-          help="DDP copies worker 0's running statistics to every worker before each forward."),
-    Field("seed", "Seed", 0, "int", low=0, high=9999, url="dp_seed"),
-))
-GROUPS = 4  # GroupNorm's groups (the width must divide by it)
+) + RUN_FIELDS.subset(PAGE_RUN_FIELDS).fields)
+GROUPS = RUN_FIELDS["num_groups"].default  # GroupNorm's groups (the width must divide by them)
 
 
 @dataclass(frozen=True)
@@ -52,15 +41,14 @@ class DataParallelOptions(QueryOptions):
     broadcast_buffers: bool = FIELDS["broadcast_buffers"].default
     seed: int = FIELDS["seed"].default
 
-
     @property
     def key(self) -> tuple:
         return tuple(sorted(asdict(self).items()))
 
 
-def run_configs(o: DataParallelOptions) -> list[RunConfig]:
+def run_configs(o: DataParallelOptions) -> list[DDPConfig]:
     """One distributed run per chosen normalization, in the order of ``DDP_NORMS``."""
-    return [RunConfig(workers=o.workers, norm=n, per_worker_batch=o.per_worker_batch, model=o.model, epochs=o.epochs,
+    return [DDPConfig(workers=o.workers, norm=n, per_worker_batch=o.per_worker_batch, model=o.model, epochs=o.epochs,
                       lr=o.lr, width=o.width, depth=o.depth, num_groups=GROUPS, seed=o.seed, device="cpu",
                       broadcast_buffers=o.broadcast_buffers)
             for n in DDP_NORMS if n in o.norms]
@@ -78,8 +66,14 @@ def problems(o: DataParallelOptions) -> list[str]:
     found: list[str] = []
     for config in run_configs(o):
         found += [m for m in run_problems(config) if m not in found]
+    return found + work_problems(o)
+
+
+def work_problems(o: DataParallelOptions) -> list[str]:
+    """The page's work cap (optimizer steps over its normalizations, the model's size), which
+    the command line lifts (``limits.COMMAND_LINE_LIFTS``)."""
     params = models.parameter_count(models.make_model(o.model, norm="batch", width=o.width, depth=o.depth, seed=0))
-    return found + limits.distributed_work(total_steps(o), params)
+    return limits.distributed_work(total_steps(o), params)
 
 
 # -- the batch sweep: accuracy against the per-worker batch (its own button, its own few options) --
@@ -125,9 +119,9 @@ def sweep_settings(o: DataParallelOptions, s: SweepOptions) -> SweepSettings:
                          tuple(sorted(int(b) for b in s.batches)))
 
 
-def sweep_configs(w: SweepSettings) -> list[RunConfig]:
+def sweep_configs(w: SweepSettings) -> list[DDPConfig]:
     """One run per (batch, norm), batches ascending, each batch's norms in the order of ``DDP_NORMS``."""
-    return [RunConfig(workers=w.workers, norm=n, per_worker_batch=b, model=w.model, epochs=w.epochs, lr=w.lr,
+    return [DDPConfig(workers=w.workers, norm=n, per_worker_batch=b, model=w.model, epochs=w.epochs, lr=w.lr,
                       width=w.width, depth=w.depth, num_groups=GROUPS, seed=w.seed, device="cpu")
             for b in w.batches for n in DDP_NORMS]
 

@@ -17,13 +17,13 @@ from typing import Callable
 
 import pandas as pd
 
-from ... import limits
-from ...distributed import DDP_NORMS, EpochReport, RunResult, StepProgress
-from ...distributed.launch import run_series
-from ..training import paper_group_norm_errors, paper_table
-from .comparison import STATUS_WORDS
-from .options import SWEEP_BATCHES, SweepSettings, sweep_configs
-from .tables import SHORT
+from normcore.lab import limits
+from normcore.lab.distributed import DDP_NORMS, EpochReport, RunResult, StepProgress
+from normcore.lab.distributed.launch import run_series
+from normcore.lab.experiments.training import paper_group_norm_errors, paper_table
+from normcore.lab.experiments.data_parallel.comparison import STATUS_WORDS
+from normcore.lab.experiments.data_parallel.options import SWEEP_BATCHES, SweepSettings, sweep_configs
+from normcore.lab.experiments.data_parallel.tables import SHORT
 
 BATCHES = tuple(int(b) for b in SWEEP_BATCHES)
 SHAPE_NOTE = (

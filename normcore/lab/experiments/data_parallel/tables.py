@@ -7,7 +7,7 @@ import math
 
 import pandas as pd
 
-from ...distributed import DDP_NORM_LABELS
+from normcore.lab.distributed import DDP_NORM_LABELS
 
 SHORT = {"local": "local BN", "sync": "SyncBN", "group": "GroupNorm"}
 STEP_TIME_NOTE = (

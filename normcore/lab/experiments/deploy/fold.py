@@ -32,8 +32,8 @@ from normcore.lab.loop import TrainConfig, evaluate, train
 from normcore.lab.models import Classifier, forward_macs, make_model, parameter_count
 from normcore.lab.settings import Problem
 
-from . import mistakes as M
-from .fold_options import FoldOptions
+from normcore.lab.experiments.deploy import mistakes as M
+from normcore.lab.experiments.deploy.fold_options import FoldOptions
 
 TRAINING = TrainConfig(epochs=3, batch_size=32, lr=0.05)
 FILE_NAME = "digits_cnn_folded.pt"

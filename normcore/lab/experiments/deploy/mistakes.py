@@ -17,7 +17,7 @@ from torch.nn.utils import fusion as torch_fusion
 
 import normcore
 
-from .fold_options import FoldOptions
+from normcore.lab.experiments.deploy.fold_options import FoldOptions
 
 CALIBRATION_DIGITS = 512  # training digits of one calibration pass (statistics of a variant model)
 HEAD_DIGITS = 256  # digits the upsampling head is calibrated and measured on (its maps are 4× the CNN's)

@@ -27,7 +27,7 @@ from normcore.keras import BatchNormalization, from_torch, to_torch
 from normcore.lab import devices, limits
 from normcore.lab.fields import Field, QueryOptions, Schema
 
-from . import conventions as C
+from normcore.lab.experiments.deploy import conventions as C
 
 WIDTH = 16  # features per layer
 SETTINGS = ("momentum", "eps", "variance", "axis")
@@ -70,15 +70,14 @@ class PortOptions(QueryOptions):
 
     source: str = FIELDS["source"].default
     target: str = FIELDS["target"].default
-    momentum: str = "converted"
-    eps: str = "converted"
-    variance: str = "converted"
-    axis: str = "converted"
+    momentum: str = FIELDS["momentum"].default
+    eps: str = FIELDS["eps"].default
+    variance: str = FIELDS["variance"].default
+    axis: str = FIELDS["axis"].default
     depth: int = FIELDS["depth"].default
     steps: int = FIELDS["steps"].default
     batch: int = FIELDS["batch"].default
     seed: int = FIELDS["seed"].default
-
 
     def choices(self) -> dict[str, str]:
         return {name: getattr(self, name) for name in SETTINGS}

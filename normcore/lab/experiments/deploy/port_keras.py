@@ -28,8 +28,8 @@ import pandas as pd
 from normcore.checks import NormcoreError
 from normcore.lab import devices, limits
 
-from . import conventions as C
-from . import port as P
+from normcore.lab.experiments.deploy import conventions as C
+from normcore.lab.experiments.deploy import port as P
 
 
 def keras_available() -> bool:

@@ -12,13 +12,13 @@
   training, and 1-D / 2-D slices of the loss.
 """
 
-from .backprop import build_layer, make_input, make_upstream
-from .coupling import Blocks, batch_of_two, coupling_view, coupling_vs_batch_size, jacobian
-from .options import (
+from normcore.lab.experiments.gradients.backprop import build_layer, make_input, make_upstream
+from normcore.lab.experiments.gradients.coupling import Blocks, batch_of_two, coupling_view, coupling_vs_batch_size, jacobian
+from normcore.lab.experiments.gradients.options import (
     FIELDS, FLOW_FIELDS, LANDSCAPE_FIELDS, MODE_LABELS, SHAPE_FIELDS, UPSTREAM_LABELS, GradientOptions, flow_problems,
     landscape_problems, problems,
 )
-from .step_by_step import BackpropView, backprop_view, identity_vs_eps
+from normcore.lab.experiments.gradients.step_by_step import BackpropView, backprop_view, identity_vs_eps
 
 __all__ = [
     "FIELDS", "FLOW_FIELDS", "LANDSCAPE_FIELDS", "MODE_LABELS", "SHAPE_FIELDS", "UPSTREAM_LABELS", "BackpropView", "Blocks", "GradientOptions",

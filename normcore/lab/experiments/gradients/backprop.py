@@ -19,7 +19,7 @@ import torch
 import normcore
 from normcore.axes import reduction_axes, statistic_ids
 
-from .options import GradientOptions
+from normcore.lab.experiments.gradients.options import GradientOptions
 
 DTYPE = torch.float64
 

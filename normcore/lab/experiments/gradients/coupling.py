@@ -22,8 +22,8 @@ from dataclasses import dataclass, replace
 import pandas as pd
 import torch
 
-from . import backprop as B
-from .options import GradientOptions
+from normcore.lab.experiments.gradients import backprop as B
+from normcore.lab.experiments.gradients.options import GradientOptions
 
 SWEEP_SIZES = (2, 4, 8, 16, 32, 64)  # batch sizes of the 1/N sweep (one value per channel: N values)
 HALF_DIFFERENCES = (1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0)  # d in the batch-of-two table

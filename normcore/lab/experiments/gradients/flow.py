@@ -26,7 +26,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from normcore.lab import datasets, devices, loop, models
+from normcore.lab import datasets, devices, limits, loop, models
+from normcore.lab.fields import Field, Schema
 from normcore.lab.norms import NORM_LABELS
 
 BATCH = 128  # the training batch, and the fixed batch every profile is measured on
@@ -41,19 +42,40 @@ HEALTHY_UPDATE_RATIO = -3.0  # log10(std(lr·grad)/std(w)) (Karpathy, makemore p
 ONE_THREAD = devices.Target("cpu", 1)
 EXPLODE, VANISH = 10.0, 0.1  # first/last std ratios past these are called exploding / vanishing
 
+FLOW_NORMS = ("batch", "layer", "group", "rms", "none")  # an MLP's (InstanceNorm needs a map)
+ACTIVATION_CHOICES = ("tanh", "relu", "sigmoid")
+LR_CHOICES = (0.001, 0.003, 0.01, 0.03, 0.05, 0.1, 0.3, 1.0)
+GAIN_MARKS = "1 = Xavier (Glorot); √2 ≈ 1.41 = Kaiming for ReLU (they agree on square layers); 5/3 = torch's gain for tanh."
+FLOW_FIELDS = Schema((  # the Gradients page's part-3 controls (normcore.lab.experiments.gradients.options)
+    Field("depth", "Depth (hidden layers)", 20, "int", "Linear → norm → activation blocks.", 2,
+          limits.MAX_FLOW_DEPTH, 1, url="g_depth", caps=("flow_work",)),
+    Field("width", "Width", 64, "int", "Units per hidden layer (a multiple of 8, so GroupNorm's 4 groups fit).",
+          8, limits.MAX_FLOW_WIDTH, 8, url="g_width", caps=("flow_work",)),
+    Field("activation", "Activation", "tanh", "choice", "The nonlinearity after each norm.",
+          choices=ACTIVATION_CHOICES, widget="radio", url="g_act"),
+    Field("gain", "Init gain", 1.0, "float", "Weights ~ Xavier-normal × gain, biases 0. " + GAIN_MARKS,
+          0.2, 5.0, 0.05, resolution=2, url="g_gain"),
+    Field("flow_norm", "Normalization (against none)", "batch", "choice", "Trained beside the same net without a norm.",
+          choices=FLOW_NORMS, labels=NORM_LABELS, url="g_fnorm"),
+    Field("steps", "Training steps", 200, "int", "SGD steps (momentum 0.9, batch 128) of each run.", 10,
+          limits.MAX_FLOW_STEPS, 10, url="g_steps", caps=("flow_work",)),
+    Field("flow_lr", "Learning rate", 0.05, "float", "The same for both runs.", choices=LR_CHOICES, snap=True,
+          url="g_lr"),
+))
+
 
 @dataclass(frozen=True)
 class FlowSettings:
-    """What one part-3 comparison depends on (the cache key)."""
+    """What one part-3 comparison depends on (the cache key); defaults from :data:`FLOW_FIELDS`."""
 
-    depth: int = 20
-    width: int = 64
-    activation: str = "tanh"
-    gain: float = 1.0
-    norm: str = "batch"
-    steps: int = 200
-    lr: float = 0.05
-    seed: int = 0
+    depth: int = FLOW_FIELDS["depth"].default
+    width: int = FLOW_FIELDS["width"].default
+    activation: str = FLOW_FIELDS["activation"].default
+    gain: float = FLOW_FIELDS["gain"].default
+    norm: str = FLOW_FIELDS["flow_norm"].default
+    steps: int = FLOW_FIELDS["steps"].default
+    lr: float = FLOW_FIELDS["flow_lr"].default
+    seed: int = 0  # not a control: both runs start from the same seeded weights
 
     @property
     def norms(self) -> tuple[str, ...]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from normcore.lab.norms import NORM_LABELS
 
-from .options import GradientOptions
+from normcore.lab.experiments.gradients.options import GradientOptions
 
 REDUCED_OVER = {
     "batch": "N, H, W (per channel)", "layer": "C, H, W (per sample)", "rms": "C, H, W (per sample)",

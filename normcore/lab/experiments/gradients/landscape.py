@@ -26,11 +26,12 @@ from typing import Callable
 import pandas as pd
 import torch
 
-from normcore.lab import datasets, devices, loop, models
+from normcore.lab import datasets, devices, limits, loop, models
+from normcore.lab.fields import Field, Schema
 
-from . import slices
-from .flow import ONE_THREAD, no_denormals
-from .slices import Params
+from normcore.lab.experiments.gradients import slices
+from normcore.lab.experiments.gradients.flow import LR_CHOICES, ONE_THREAD, no_denormals
+from normcore.lab.experiments.gradients.slices import Params
 
 SCALES = (0.5, 1.0, 2.0, 3.0, 4.0)  # step sizes along the gradient, in units of η
 DEPTH, WIDTH, ACTIVATION = 4, 64, "relu"  # the small network
@@ -40,15 +41,27 @@ LINE_MARGIN = 0.25  # the 1-D slice runs from α = −0.25 to 1.25: a little bef
 BAND_COLUMNS = ("loss_min", "loss_max", "grad_change_min", "grad_change_max", "beta")
 
 
+LANDSCAPE_FIELDS = Schema((  # the Gradients page's part-4 controls (normcore.lab.experiments.gradients.options)
+    Field("land_steps", "Training steps", 150, "int", "SGD steps (momentum 0.9, batch 32) of each run.", 10,
+          limits.MAX_LANDSCAPE_STEPS, 10, url="g_lsteps", caps=("probe_points",)),
+    Field("land_every", "Probe every k steps", 10, "int", f"Each probe evaluates {len(SCALES)} points along the gradient.",
+          1, 100, 1, url="g_every", caps=("probe_points",)),
+    Field("land_lr", "Learning rate η", 0.1, "float", "The same for both runs, and the unit of the probe steps.",
+          choices=LR_CHOICES, snap=True, url="g_llr"),
+    Field("resolution", "Slice resolution", 21, "int", "Points per side of the 2-D slice; the 1-D slice has as many from start to end, and a quarter more past each.",
+          5, limits.MAX_SLICE_RESOLUTION, 2, url="g_res"),
+))
+
+
 @dataclass(frozen=True)
 class LandscapeSettings:
-    """What one part-4 comparison depends on (the cache key)."""
+    """What one part-4 comparison depends on (the cache key); defaults from :data:`LANDSCAPE_FIELDS`."""
 
-    steps: int = 150
-    every: int = 10
-    lr: float = 0.1
-    resolution: int = 21
-    seed: int = 0
+    steps: int = LANDSCAPE_FIELDS["land_steps"].default
+    every: int = LANDSCAPE_FIELDS["land_every"].default
+    lr: float = LANDSCAPE_FIELDS["land_lr"].default
+    resolution: int = LANDSCAPE_FIELDS["resolution"].default
+    seed: int = 0  # not a control: both runs start from the same seeded weights
 
 
 @dataclass

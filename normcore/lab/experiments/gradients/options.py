@@ -18,8 +18,8 @@ from normcore.lab.fields import Field, QueryOptions, Schema
 from normcore.lab.norms import NORM_LABELS, divisors
 from normcore.lab.settings import EPS_CHOICES, Problem
 
-from .flow import FlowSettings
-from .landscape import SCALES, LandscapeSettings
+from normcore.lab.experiments.gradients.flow import FLOW_FIELDS, FlowSettings
+from normcore.lab.experiments.gradients.landscape import LANDSCAPE_FIELDS, SCALES, LandscapeSettings
 
 INPUTS = ("example", "random")
 INPUT_LABELS = {"example": "Worked example (5×5, columns [1,2,3,4,5]·k)", "random": "Random N(0, 1), your shape"}
@@ -28,13 +28,9 @@ UPSTREAM_LABELS = {"random": "Random N(0, 1)", "one_hot": "One-hot (the first va
 MODES = ("train", "eval")
 MODE_LABELS = {"train": "Training (batch statistics)", "eval": "Eval (running statistics)"}
 EXAMPLE_SHAPE = (5, 5, 1, 1)  # the worked example: N = 5 samples of C = 5 features
-FLOW_NORMS = ("batch", "layer", "group", "rms", "none")  # an MLP's (InstanceNorm needs a map)
-ACTIVATION_CHOICES = ("tanh", "relu", "sigmoid")
-LR_CHOICES = (0.001, 0.003, 0.01, 0.03, 0.05, 0.1, 0.3, 1.0)
-GAIN_MARKS = "1 = Xavier (Glorot); √2 ≈ 1.41 = Kaiming for ReLU (they agree on square layers); 5/3 = torch's gain for tanh."
 _SIZE = dict(low=1, high=limits.MAX_GRADIENT_ELEMENTS, step=1, widget="number_input", caps=("gradient_elements",))
 
-FIELDS = Schema((
+FIELDS = Schema((  # parts 1–2 here; parts 3 and 4 beside their settings (flow.py, landscape.py)
     Field("input", "Input", "example", "choice", "The worked example, or a random input of the shape below.",
           choices=INPUTS, labels=INPUT_LABELS, widget="radio", url="g_input"),
     Field("n", "N (samples)", 4, "int", "Samples in the batch (random input).", url="g_n", **_SIZE),
@@ -57,39 +53,14 @@ FIELDS = Schema((
           widget="number_input", url="g_seed"),
     Field("mode", "Mode of the Jacobian", "train", "choice", "Eval mode normalizes with running statistics.",
           choices=MODES, labels=MODE_LABELS, widget="radio", url="g_mode"),
-    # -- part 3: gradient flow in depth
-    Field("depth", "Depth (hidden layers)", 20, "int", "Linear → norm → activation blocks.", 2,
-          limits.MAX_FLOW_DEPTH, 1, url="g_depth", caps=("flow_work",)),
-    Field("width", "Width", 64, "int", "Units per hidden layer (a multiple of 8, so GroupNorm's 4 groups fit).",
-          8, limits.MAX_FLOW_WIDTH, 8, url="g_width", caps=("flow_work",)),
-    Field("activation", "Activation", "tanh", "choice", "The nonlinearity after each norm.",
-          choices=ACTIVATION_CHOICES, widget="radio", url="g_act"),
-    Field("gain", "Init gain", 1.0, "float", "Weights ~ Xavier-normal × gain, biases 0. " + GAIN_MARKS,
-          0.2, 5.0, 0.05, resolution=2, url="g_gain"),
-    Field("flow_norm", "Normalization (against none)", "batch", "choice", "Trained beside the same net without a norm.",
-          choices=FLOW_NORMS, labels=NORM_LABELS, url="g_fnorm"),
-    Field("steps", "Training steps", 200, "int", "SGD steps (momentum 0.9, batch 128) of each run.", 10,
-          limits.MAX_FLOW_STEPS, 10, url="g_steps", caps=("flow_work",)),
-    Field("flow_lr", "Learning rate", 0.05, "float", "The same for both runs.", choices=LR_CHOICES, snap=True,
-          url="g_lr"),
-    # -- part 4: the landscape
-    Field("land_steps", "Training steps", 150, "int", "SGD steps (momentum 0.9, batch 32) of each run.", 10,
-          limits.MAX_LANDSCAPE_STEPS, 10, url="g_lsteps", caps=("probe_points",)),
-    Field("land_every", "Probe every k steps", 10, "int", f"Each probe evaluates {len(SCALES)} points along the gradient.",
-          1, 100, 1, url="g_every", caps=("probe_points",)),
-    Field("land_lr", "Learning rate η", 0.1, "float", "The same for both runs, and the unit of the probe steps.",
-          choices=LR_CHOICES, snap=True, url="g_llr"),
-    Field("resolution", "Slice resolution", 21, "int", "Points per side of the 2-D slice; the 1-D slice has as many from start to end, and a quarter more past each.",
-          5, limits.MAX_SLICE_RESOLUTION, 2, url="g_res"),
-))
+) + FLOW_FIELDS.fields + LANDSCAPE_FIELDS.fields)
 SHAPE_FIELDS = ("n", "c", "h", "w")
-FLOW_FIELDS = ("depth", "width", "activation", "gain", "flow_norm", "steps", "flow_lr")
-LANDSCAPE_FIELDS = ("land_steps", "land_every", "land_lr", "resolution")
 
 
 @dataclass(frozen=True)
 class GradientOptions(QueryOptions):
-    """The page's options; defaults are :data:`FIELDS`' defaults."""
+    """The page's options; defaults are :data:`FIELDS`' defaults. Parts 3 and 4 run with
+    :meth:`flow` and :meth:`landscape`, whose own defaults are these."""
 
     SCHEMA: ClassVar[Schema] = FIELDS
     input: str = FIELDS["input"].default

@@ -13,8 +13,8 @@ from normcore.axes import reduction_axes
 from normcore.lab.norms import describe_axes
 from normcore.lab.settings import EPS_CHOICES
 
-from . import backprop as B
-from .options import GradientOptions
+from normcore.lab.experiments.gradients import backprop as B
+from normcore.lab.experiments.gradients.options import GradientOptions
 
 MAX_GROUP_ROWS = 16  # statistic groups listed in the terms table (a 64-value LayerNorm has up to 64)
 MAX_SWEEP_GROUPS = 6  # groups drawn in the identity-vs-eps chart

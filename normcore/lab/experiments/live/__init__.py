@@ -12,19 +12,19 @@
   predicted vs measured output mean, LayerNorm on the same batch).
 """
 
-from .one_batch import (
+from normcore.lab.experiments.live.one_batch import (
     EPS_CAPTIONS, EXAMPLE_INPUT, HISTOGRAM_BINS, HISTOGRAM_UNITS, MOMENTS_TITLE, BatchView, channel0_spread, eps_curve,
     eps_theory, is_standard_normal, one_batch,
 )
-from .options import DRIFT_SHAPE, FIELDS, STREAM_OPTIONS, LiveOptions
-from .parity import PARITY_TOLERANCE, Parity, compare
-from .readouts import RUNNING_STATS, STREAM_CAPTIONS, readouts, stream_caption
-from .rms import COMPARISON_TITLE, RmsView, predicted_output_mean, rms_view
-from .stream import (
+from normcore.lab.experiments.live.options import DRIFT_SHAPE, FIELDS, STREAM_OPTIONS, LiveOptions
+from normcore.lab.experiments.live.parity import PARITY_TOLERANCE, Parity, compare
+from normcore.lab.experiments.live.readouts import RUNNING_STATS, STREAM_CAPTIONS, readouts, stream_caption
+from normcore.lab.experiments.live.rms import COMPARISON_TITLE, RmsView, predicted_output_mean, rms_view
+from normcore.lab.experiments.live.stream import (
     CHART_UNITS, CHART_WINDOW, HISTORY_COLUMNS, STREAM_STATISTICS, TICK_ELEMENTS, LiveStream, restart_reason, series_frame,
     steps_per_tick, stream_statistics,
 )
-from .units import (
+from normcore.lab.experiments.live.units import (
     DIAGRAM_CHANNELS, DIAGRAM_POSITIONS, DIAGRAM_SAMPLES, SHARING, UNIT_WORD, Diagram, UnitTruth, diagram_frame,
     per_unit, unit_channels, unit_labels, unit_truth, values_per_stat,
 )

@@ -16,8 +16,8 @@ from normcore.lab.layers import build_layer
 from normcore.lab.populations import draw_batch, make_generator, population_stats
 from normcore.lab.settings import EPS_CHOICES, LabSettings
 
-from .rms import COLUMNS as RMS_COLUMNS, TABLE_TITLE as RMS_TABLE_TITLE, RmsView, rms_view
-from .units import unit_channels, unit_labels, unit_truth
+from normcore.lab.experiments.live.rms import COLUMNS as RMS_COLUMNS, TABLE_TITLE as RMS_TABLE_TITLE, RmsView, rms_view
+from normcore.lab.experiments.live.units import unit_channels, unit_labels, unit_truth
 
 HISTOGRAM_UNITS = 6  # histograms drawn for the first units only
 HISTOGRAM_BINS = 40

@@ -8,9 +8,9 @@ import math
 from normcore.ema import ema_half_life
 from normcore.lab.norms import NORM_LABELS
 
-from . import rms
-from .stream import LiveStream
-from .units import unit_labels, unit_truth, values_per_stat
+from normcore.lab.experiments.live import rms
+from normcore.lab.experiments.live.stream import LiveStream
+from normcore.lab.experiments.live.units import unit_labels, unit_truth, values_per_stat
 
 RUNNING_STATS = {
     "batch": "BatchNorm normalizes with the batch's statistics in training, so evaluation (one image at a "

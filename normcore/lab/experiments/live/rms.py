@@ -22,7 +22,7 @@ import torch
 from normcore import functional as F
 from normcore.lab.settings import LabSettings
 
-from .units import unit_truth
+from normcore.lab.experiments.live.units import unit_truth
 
 TORCH_DEFAULT_EPS = torch.finfo(torch.float32).eps  # torch.nn.RMSNorm(eps=None) on float32 input
 

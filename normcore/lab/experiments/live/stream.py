@@ -18,10 +18,10 @@ from normcore.lab.layers import build_layer
 from normcore.lab.populations import draw_batch, drift_offset, make_generator
 from normcore.lab.settings import LabSettings
 
-from .options import LiveOptions
-from . import rms
-from .parity import Parity, compare
-from .units import per_unit, unit_labels, unit_truth
+from normcore.lab.experiments.live.options import LiveOptions
+from normcore.lab.experiments.live import rms
+from normcore.lab.experiments.live.parity import Parity, compare
+from normcore.lab.experiments.live.units import per_unit, unit_labels, unit_truth
 
 CHART_WINDOW = 300  # steps shown on the stream charts (the history keeps MAX_STREAM_STEPS)
 CHART_UNITS = 4  # lines per stream chart

@@ -22,24 +22,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from ... import limits
-from ...devices import Target, placed
-from ...fields import Schema
-from ...settings import DEFAULTS, FIELDS, LabSettings
-from .common import (
-    PROBE_SEED, SAME, Headline, Resource, Scenario, ScenarioResult, blocked, build_layer,
-    closed_form_warmup, eval_output, has_running_stats, mean_abs_diff, number_field, probe_batch, stream,
-    train_output, train_step, warmup_steps,
+from normcore.lab import limits
+from normcore.lab.devices import Target, placed
+from normcore.lab.fields import Schema
+from normcore.lab.settings import DEFAULTS, FIELDS, LabSettings
+from normcore.lab.experiments.train_eval.batches import PROBE_SEED, SAME, build_layer, probe_batch, stream
+from normcore.lab.experiments.train_eval.modes import (
+    closed_form_warmup, eval_output, has_running_stats, mean_abs_diff, train_output, train_step, warmup_steps,
 )
-from .data_shifts import (
+from normcore.lab.experiments.train_eval.scenario import (
+    Headline, Resource, Scenario, ScenarioResult, blocked, number_field,
+)
+from normcore.lab.experiments.train_eval.data_shifts import (
     ORDERS, SHIFT_MODES, cluster_batches, drift_batches, frozen_batches, mixture_stats, non_iid_batches,
     precise_bn, shifted_test_inputs,
 )
-from .digits import (
+from normcore.lab.experiments.train_eval.digits import (
     DIGITS_DEPTH, DIGITS_WIDTH, EVAL_MODES, FINETUNE_LR, FINETUNE_MODES, FINETUNE_SETS, DigitsModel,
     digits_config, forgot_eval, freeze_norm_statistics, frozen_bn_finetune, shifted_digits, train_digits_model,
 )
-from .single_layer import batch_size_gap, momentum_variants, norms_side_by_side, two_sample_table, warmup_gap
+from normcore.lab.experiments.train_eval.single_layer import batch_size_gap, momentum_variants, norms_side_by_side, two_sample_table, warmup_gap
 
 STEPS_CAP = ("scenario_steps",)  # the combined check (limits.scenario_steps) these steps go through
 DIGITS_READS = tuple(digits_config(DEFAULTS))  # the digits network's own widths: no channels or spatial size

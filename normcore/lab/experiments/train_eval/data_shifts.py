@@ -9,13 +9,15 @@ import math
 import pandas as pd
 import torch
 
-from ...populations import draw_batch, make_generator, population_stats
-from ...settings import LabSettings, Problem
-from .common import (
-    PROBE_SEED, Headline, ScenarioResult, capped_steps, blocked, build_layer, eval_output, mean_abs_diff,
-    momentum_label, normalize_with, probe_batch, settings_problems, stand_in, stream, train_output, train_step,
-    warmup_steps,
+from normcore.lab.populations import draw_batch, make_generator, population_stats
+from normcore.lab.settings import LabSettings, Problem
+from normcore.lab.experiments.train_eval.batches import (
+    PROBE_SEED, capped_steps, build_layer, probe_batch, settings_problems, stand_in, stream,
 )
+from normcore.lab.experiments.train_eval.modes import (
+    eval_output, mean_abs_diff, momentum_label, normalize_with, train_output, train_step, warmup_steps,
+)
+from normcore.lab.experiments.train_eval.scenario import Headline, ScenarioResult, blocked
 
 
 # ---------------------------------------------------------------------------------------

@@ -11,12 +11,14 @@ from typing import Callable
 import pandas as pd
 import torch
 
-from ...datasets import Split, load_digits_split
-from ...models import Classifier, make_model, norm_problem
-from ...settings import LabSettings, Problem
+from normcore.lab.datasets import Split, load_digits_split
+from normcore.lab.models import Classifier, make_model, norm_problem
+from normcore.lab.settings import LabSettings, Problem
 from normcore.lab.norms import NORM_LABELS
-from ...loop import TrainConfig, TrainResult, evaluate, train
-from .common import Headline, ScenarioResult, blocked, has_running_stats, torch_single_sample_error
+from normcore.lab.loop import TrainConfig, TrainResult, evaluate, train
+from normcore.lab.experiments.train_eval.batches import torch_single_sample_error
+from normcore.lab.experiments.train_eval.modes import has_running_stats
+from normcore.lab.experiments.train_eval.scenario import Headline, ScenarioResult, blocked
 
 
 # ---------------------------------------------------------------------------------------

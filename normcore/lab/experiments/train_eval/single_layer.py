@@ -9,17 +9,19 @@ from dataclasses import replace
 import pandas as pd
 import torch
 
-from ... import limits
-from ...populations import draw_batch, make_generator, population_stats
+from normcore.lab import limits
+from normcore.lab.populations import draw_batch, make_generator, population_stats
 from normcore.modules import BatchNorm1d
-from ...settings import LabSettings, Problem, problems
+from normcore.lab.settings import LabSettings, Problem, problems
 from normcore.lab.norms import NORM_LABELS
 from normcore.ema import keras_momentum_from_torch
-from .common import (
-    PROBE_SEED, Headline, ScenarioResult, capped_steps, blocked, build_layer, closed_form_warmup, eval_output,
-    has_running_stats, mean_abs_diff, momentum_label, normalize_with, probe_batch, stand_in, stream,
-    torch_single_sample_error, train_output, train_step, warmup_steps,
+from normcore.lab.experiments.train_eval.batches import (
+    PROBE_SEED, capped_steps, build_layer, probe_batch, stand_in, stream, torch_single_sample_error,
 )
+from normcore.lab.experiments.train_eval.modes import (
+    closed_form_warmup, eval_output, has_running_stats, mean_abs_diff, momentum_label, normalize_with, train_output, train_step, warmup_steps,
+)
+from normcore.lab.experiments.train_eval.scenario import Headline, ScenarioResult, blocked
 
 
 # ---------------------------------------------------------------------------------------

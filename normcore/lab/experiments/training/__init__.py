@@ -16,23 +16,23 @@ One idea per module:
 * :mod:`.cache`: finished results shared between sessions.
 """
 
-from ...loop import OPTIMIZERS
-from ...settings import Problem
-from .cache import ResultCache
-from .config import (CONFIG_KIND, CONFIG_VERSION, MODE_LABELS, MODES, PAGE_FIELDS, SCHEMA, SHARED_FIELDS, URL_NAMES,
+from normcore.lab.loop import OPTIMIZERS
+from normcore.lab.settings import Problem
+from normcore.lab.experiments.training.cache import FinishedTrainingRuns
+from normcore.lab.experiments.training.config import (CONFIG_KIND, CONFIG_VERSION, MODE_LABELS, MODES, PAGE_FIELDS, SCHEMA, SHARED_FIELDS, URL_NAMES,
                      ConfigError, RunConfig, from_dict, from_json, from_page, from_query, from_upload, inactive,
                      page_defaults, page_schema, page_values, shared_values, to_query, widget_form, with_settings)
-from .results import RESULT_COLUMNS, RESULT_FORMATS, diverged_notes, results_table, summary_frame
-from .running import REPORTS_PER_VARIANT, LiveRun, run
-from .sweeps import (MODE_NOTES, chance_accuracy, largest_lr_table, largest_trainable_lr, paper_group_norm_errors,
+from normcore.lab.experiments.training.results import RESULT_COLUMNS, RESULT_FORMATS, diverged_notes, results_table, summary_frame
+from normcore.lab.experiments.training.running import REPORTS_PER_VARIANT, LiveRun, run
+from normcore.lab.experiments.training.sweeps import (MODE_NOTES, chance_accuracy, largest_lr_table, largest_trainable_lr, paper_group_norm_errors,
                      paper_table, trains)
-from .variants import (BATCH_SWEEP_NORMS, BATCH_SWEEP_REFERENCE, BATCH_SWEEP_SIZES, LR_SWEEP_NORMS, LR_SWEEP_RATES,
+from normcore.lab.experiments.training.variants import (BATCH_SWEEP_NORMS, BATCH_SWEEP_REFERENCE, BATCH_SWEEP_SIZES, LR_SWEEP_NORMS, LR_SWEEP_RATES,
                        MIN_SWEEP_STEPS, Variant, errors, plan, train_size)
 
 __all__ = [
     "BATCH_SWEEP_NORMS", "BATCH_SWEEP_REFERENCE", "BATCH_SWEEP_SIZES", "CONFIG_KIND", "CONFIG_VERSION", "ConfigError",
     "LR_SWEEP_NORMS", "LR_SWEEP_RATES", "LiveRun", "MIN_SWEEP_STEPS", "MODES", "MODE_LABELS", "MODE_NOTES", "OPTIMIZERS",
-    "PAGE_FIELDS", "Problem", "REPORTS_PER_VARIANT", "RESULT_COLUMNS", "RESULT_FORMATS", "ResultCache", "RunConfig",
+    "PAGE_FIELDS", "Problem", "REPORTS_PER_VARIANT", "RESULT_COLUMNS", "RESULT_FORMATS", "FinishedTrainingRuns", "RunConfig",
     "SCHEMA", "SHARED_FIELDS", "URL_NAMES", "Variant", "chance_accuracy", "diverged_notes", "errors", "from_dict",
     "from_json", "from_page", "from_query", "from_upload", "inactive", "largest_lr_table", "largest_trainable_lr",
     "page_defaults", "page_schema", "page_values", "paper_group_norm_errors", "paper_table", "plan", "results_table",

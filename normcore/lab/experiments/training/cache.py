@@ -5,7 +5,7 @@ from __future__ import annotations
 from normcore.lab.finished_cache import FinishedCache
 
 
-class ResultCache(FinishedCache):
+class FinishedTrainingRuns(FinishedCache):
     """Finished runs (``LiveRun``) by their configuration's key; stopped runs are never stored."""
 
     def __init__(self, max_entries: int = 32):

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, replace
 
-from ... import datasets, devices, limits, models
-from ...fields import Field, Schema
-from ...loop import OPTIMIZER_LABELS, OPTIMIZERS
-from ...settings import FIELDS as SHARED
+from normcore.lab import datasets, devices, limits, models
+from normcore.lab.fields import Field, Schema
+from normcore.lab.loop import OPTIMIZER_LABELS, OPTIMIZERS
+from normcore.lab.settings import FIELDS as SHARED
 
 MODES = ("compare", "batch_sweep", "lr_sweep")
 MODE_LABELS = {
@@ -27,41 +27,6 @@ MODE_LABELS = {
 DEFAULT_NORMS = ("none", "batch", "layer", "group", "rms")
 CONFIG_KIND = "normcore-training-run"
 CONFIG_VERSION = 1
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    mode: str = "compare"
-    dataset: str = "digits"
-    separation: float = 3.0  # clusters only: distance between class means, in noise stds
-    model: str = "mlp"
-    width: int = 64
-    depth: int = 2
-    activation: str = "relu"
-    probe_layer: int = 2  # 1-based hidden block whose pre-activation percentiles are tracked
-    norms: tuple[str, ...] = DEFAULT_NORMS
-    impl: str = "normcore"
-    batch_size: int = 32
-    momentum: float | None = 0.1  # BatchNorm's, PyTorch convention; None = cumulative average
-    eps: float = 1e-5
-    num_groups: int = 2
-    lr: float = 0.1
-    epochs: int = 3
-    optimizer: str = "sgd"
-    seed: int = 0
-    devices: tuple[str, ...] = ("cpu",)
-
-    def values(self) -> dict:
-        """Every field, with lists for the tuples: what JSON and widgets hold."""
-        return asdict(self) | {"norms": list(self.norms), "devices": list(self.devices)}
-
-    def to_json(self) -> str:
-        return json.dumps({"kind": CONFIG_KIND, "version": CONFIG_VERSION} | self.values(), indent=2)
-
-    @property
-    def key(self) -> str:
-        """A canonical string naming this experiment (the result cache's key)."""
-        return json.dumps(asdict(self), sort_keys=True)
 
 
 def _target_keys() -> tuple[str, ...]:
@@ -102,6 +67,44 @@ SCHEMA = Schema((
           labels=_target_label, max_items=limits.MAX_VARIANTS, canonical=_target_key,
           caps=("variants_per_run", "training_work")),
 ))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A training run: every field with :data:`SCHEMA`'s default."""
+
+    mode: str = SCHEMA["mode"].default
+    dataset: str = SCHEMA["dataset"].default
+    separation: float = SCHEMA["separation"].default  # clusters only: distance between class means, in noise stds
+    model: str = SCHEMA["model"].default
+    width: int = SCHEMA["width"].default
+    depth: int = SCHEMA["depth"].default
+    activation: str = SCHEMA["activation"].default
+    probe_layer: int = SCHEMA["probe_layer"].default  # 1-based hidden block whose pre-activation percentiles are tracked
+    norms: tuple[str, ...] = SCHEMA["norms"].default
+    impl: str = SCHEMA["impl"].default
+    batch_size: int = SCHEMA["batch_size"].default
+    momentum: float | None = SCHEMA["momentum"].default  # BatchNorm's, PyTorch convention; None = cumulative average
+    eps: float = SCHEMA["eps"].default
+    num_groups: int = SCHEMA["num_groups"].default
+    lr: float = SCHEMA["lr"].default
+    epochs: int = SCHEMA["epochs"].default
+    optimizer: str = SCHEMA["optimizer"].default
+    seed: int = SCHEMA["seed"].default
+    devices: tuple[str, ...] = SCHEMA["devices"].default
+
+    def values(self) -> dict:
+        """Every field, with lists for the tuples: what JSON and widgets hold."""
+        return asdict(self) | {"norms": list(self.norms), "devices": list(self.devices)}
+
+    def to_json(self) -> str:
+        return json.dumps({"kind": CONFIG_KIND, "version": CONFIG_VERSION} | self.values(), indent=2)
+
+    @property
+    def key(self) -> str:
+        """A canonical string naming this experiment (the result cache's key)."""
+        return json.dumps(asdict(self), sort_keys=True)
+
 
 # The dashboard's shared controls (normcore.lab.settings, in the sidebar and the URL under their
 # own names) set these fields; the training page's own controls set the rest.

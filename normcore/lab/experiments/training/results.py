@@ -8,16 +8,12 @@ Divergence is data: each row has a ``diverged`` flag, and :func:`diverged_notes`
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ... import devices, models
-from ...loop import TrainResult
-from .variants import Variant
-
-if TYPE_CHECKING:
-    from .running import LiveRun
+from normcore.lab import devices, models
+from normcore.lab.loop import TrainResult
+from normcore.lab.experiments.training.variants import Variant
 
 RESULT_COLUMNS = {
     "label": "Variant", "normalization": "Normalization", "device_label": "Device", "batch_size": "Batch size",
@@ -52,15 +48,11 @@ def summary_row(i: int, v: Variant, result: TrainResult | None, partial: pd.Data
                       samples_per_s=result.samples_per_s, diverged=result.diverged, note=result.message)
 
 
-def summary_frame(live: LiveRun) -> pd.DataFrame:
-    """One row per variant that started: accuracies, timing, the speed-up against the CPU
-    baseline (the CPU run with the fewest threads, same normalization) and the divergence flag."""
-    rows = [live.results.get(i) for i in range(len(live.variants))]
-    history = live.history()
-    for i, row in enumerate(rows):
-        if row is None and i <= live.current and not live.running and (history["variant"] == i).any():
-            rows[i] = summary_row(i, live.variants[i], None, history[history["variant"] == i])
-    frame = pd.DataFrame([r for r in rows if r is not None])
+def summary_frame(rows: list[dict]) -> pd.DataFrame:
+    """The variants' rows (:func:`summary_row`) as one frame: accuracies, timing, the speed-up
+    against the CPU baseline (the CPU run with the fewest threads, same normalization) and the
+    divergence flag."""
+    frame = pd.DataFrame(rows)
     if frame.empty:  # stopped before any variant reported: an empty table with every column
         return pd.DataFrame(columns=["variant", "norm", "device", "epochs", "steps", *RESULT_COLUMNS])
     cpu = frame[frame["device"].str.startswith("cpu")].copy()

@@ -18,12 +18,12 @@ from typing import Callable
 
 import pandas as pd
 
-from ... import datasets, devices, models
-from ...loop import PROGRESS_COLUMNS, Progress, TrainConfig, TrainResult, train
-from .config import ConfigError, RunConfig
-from .results import summary_frame, summary_row
-from .sweeps import chance_accuracy, largest_trainable_lr, paper_group_norm_errors
-from .variants import Variant, plan, train_size
+from normcore.lab import datasets, devices, models
+from normcore.lab.loop import PROGRESS_COLUMNS, Progress, TrainConfig, TrainResult, train
+from normcore.lab.experiments.training.config import ConfigError, RunConfig
+from normcore.lab.experiments.training.results import summary_frame, summary_row
+from normcore.lab.experiments.training.sweeps import chance_accuracy, largest_trainable_lr, paper_group_norm_errors
+from normcore.lab.experiments.training.variants import Variant, plan, train_size
 
 REPORTS_PER_VARIANT = 20  # progress reports (curve points) per variant, about; each costs ~0.15 ms (benchmarks.training)
 
@@ -78,7 +78,13 @@ class LiveRun:
         return pd.DataFrame(self.rows, columns=columns)
 
     def summary(self) -> pd.DataFrame:
-        return summary_frame(self)
+        """One row per variant that started; one stopped part-way is summed up from its history."""
+        rows = [self.results.get(i) for i in range(len(self.variants))]
+        history = self.history()
+        for i, row in enumerate(rows):
+            if row is None and i <= self.current and not self.running and (history["variant"] == i).any():
+                rows[i] = summary_row(i, self.variants[i], None, history[history["variant"] == i])
+        return summary_frame([r for r in rows if r is not None])
 
     def chart_frames(self) -> dict:
         """What ``viz.training_charts.live_charts`` draws for this run, as of now (a comparison

@@ -7,9 +7,9 @@ import math
 
 import pandas as pd
 
-from ... import models
-from .config import RunConfig
-from .variants import BATCH_SWEEP_REFERENCE, MIN_SWEEP_STEPS
+from normcore.lab import models
+from normcore.lab.experiments.training.config import RunConfig
+from normcore.lab.experiments.training.variants import BATCH_SWEEP_REFERENCE, MIN_SWEEP_STEPS
 
 MODE_NOTES = {
     "compare": ("The input of one nonlinearity over the training batches. With BN its distribution stays put (BN "

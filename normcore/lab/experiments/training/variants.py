@@ -16,9 +16,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ... import devices, limits, models
-from ...settings import Problem
-from .config import RunConfig
+from normcore.lab import devices, limits, models
+from normcore.lab.settings import Problem
+from normcore.lab.experiments.training.config import RunConfig
 
 BATCH_SWEEP_SIZES = (2, 4, 8, 16, 32, 64, 128, 256)
 BATCH_SWEEP_NORMS = ("batch", "group", "layer", "rms", "none")
