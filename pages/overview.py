@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages.shared.navigation import PAGES
+from pages.shared.navigation import CARD_GRID_CSS, CARDS_PER_ROW, card_rows
 
 st.title("🧪 normcore lab")
 st.markdown(
@@ -22,11 +22,13 @@ outputs, running statistics, gradients and state_dict.
 """
 )
 
-columns = st.columns(len(PAGES))
-for column, page in zip(columns, PAGES):
-    with column:
-        st.subheader(f"{page.icon} {page.title}")
-        if (thumbnail := page.thumbnail()) is not None:
-            st.image(thumbnail, width="stretch")
-        st.write(page.blurb)
-        st.page_link(page.script, label=f"Open {page.title}", icon="➡️")
+st.html(CARD_GRID_CSS)
+with st.container(key="overview_cards"):  # a grid: titles keep their words whole at laptop widths, any page count fits
+    for row in card_rows():
+        for column, page in zip(st.columns(CARDS_PER_ROW, gap="medium"), row):
+            with column:
+                st.subheader(f"{page.icon} {page.title}")
+                if (thumbnail := page.thumbnail()) is not None:
+                    st.image(thumbnail, width="stretch")
+                st.write(page.blurb)
+                st.page_link(page.script, label=f"Open {page.title}", icon="➡️")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pages.shared.navigation import OVERVIEW, PAGES, ROOT, THUMBNAIL_WIDTH, PageInfo
+from pages.shared.navigation import CARDS_PER_ROW, OVERVIEW, PAGES, ROOT, THUMBNAIL_WIDTH, PageInfo, card_rows
 from tests.apptest_pages import open_app, open_page
 
 
@@ -31,6 +31,17 @@ def test_overview_is_the_default_page_and_links_every_page():
 def test_each_page_opens_from_the_router(page):
     at = open_page(page.script)  # asserts that nothing raised
     assert at.title, "every page opens with a title"
+
+
+def test_the_overview_lays_its_cards_out_three_to_a_row_for_any_page_count():
+    """Six cards in six columns broke their titles mid-word at 1280 px; a seventh page is coming.
+    (The browser check of the titles' words: tests/e2e/test_pages.py.)"""
+    assert [len(row) for row in card_rows(tuple(range(7)))] == [3, 3, 1]
+    assert [len(row) for row in card_rows(tuple(range(6)))] == [3, 3] and card_rows(()) == []
+    at = open_app()
+    rows = -(-len(PAGES) // CARDS_PER_ROW)
+    assert len(at.columns) == rows * CARDS_PER_ROW  # each row: three columns, the last one's spare ones empty
+    assert [c.proto.weight for c in at.columns] == [1 / CARDS_PER_ROW] * len(at.columns)
 
 
 def test_every_url_path_is_its_scripts_file_stem():

@@ -9,7 +9,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
-THUMBNAIL_WIDTH = 480  # px: an overview card is ~220 CSS px wide; twice that stays sharp on HiDPI screens
+THUMBNAIL_WIDTH = 480  # px: an overview card is ~230-500 CSS px wide; 480 stays sharp at both ends
+CARDS_PER_ROW = 3  # the overview's grid: at 1280 px a card is ~250 px wide, so no title breaks inside a word
+# ...and where three no longer fit a title's longest word (below ~1000 px with the sidebar open), a card
+# keeps 10rem and the row wraps, at one card's width (Streamlit's columns are a wrapping flex row).
+CARD_GRID_CSS = """<style>
+.st-key-overview_cards [data-testid="stColumn"] { min-width: 10rem; flex: 0 1 calc((100% - 4rem) / 3); }
+</style>"""
 
 
 @functools.lru_cache(maxsize=16)
@@ -82,3 +88,8 @@ PAGES = (
         "settings between PyTorch and Keras, and measure each method's precision against float64.",
     ),
 )
+
+
+def card_rows(pages=PAGES, per_row: int = CARDS_PER_ROW) -> list[tuple[PageInfo, ...]]:
+    """The overview's cards, ``per_row`` to a row (the last row may hold fewer)."""
+    return [tuple(pages[i:i + per_row]) for i in range(0, len(pages), per_row)]

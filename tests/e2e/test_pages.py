@@ -83,6 +83,35 @@ def test_overview_links_open_every_page(app, warm_server):
         assert_healthy(app)
 
 
+# Words of the overview's card titles that the browser broke across lines (a break after a hyphen is not inside a word).
+WORDS_BROKEN_INSIDE = """() => {
+  const broken = [];
+  for (const title of document.querySelectorAll('[data-testid="stMain"] [data-testid="stColumn"] h3')) {
+    const walker = document.createTreeWalker(title, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const word of node.textContent.matchAll(/[^\\s-]+-?/g)) {
+        const range = document.createRange();
+        range.setStart(node, word.index);
+        range.setEnd(node, word.index + word[0].length);
+        if (new Set([...range.getClientRects()].map(r => Math.round(r.top))).size > 1) broken.push(word[0]);
+      }
+    }
+  }
+  return broken;
+}"""
+
+
+@pytest.mark.parametrize("width", [1920, 1280, 900])
+def test_overview_card_titles_never_break_inside_a_word(app, warm_server, width):
+    """Six cards in six columns broke "Training compariso / n" at 1280 px: a grid of three per row,
+    narrower screens a card's minimum width (pages/shared/navigation.py: CARD_GRID_CSS)."""
+    app.page.set_viewport_size({"width": width, "height": 900})
+    app.goto(warm_server.url())
+    assert app.page.locator(f"{MAIN} h3").count() == len(PAGES)
+    assert app.page.evaluate(WORDS_BROKEN_INSIDE) == []
+    assert_healthy(app)
+
+
 def test_live_stream_plays_and_pauses(app, warm_server):
     app.goto(page_url(warm_server, by_path("live_statistics")))
     main = app.page.locator(MAIN)
