@@ -25,23 +25,17 @@ def test_overview_is_the_default_page_and_links_every_page():
     assert [(link.proto.label, link.proto.page) for link in links] == [(f"Open {p.title}", p.url_path) for p in PAGES]
     assert [h.value for h in at.subheader] == [f"{p.icon} {p.title}" for p in PAGES]
     assert any("normcore lab" in c.value for c in at.sidebar.caption)
+    # its cards three to a row (six in six columns broke their titles mid-word at 1280 px; the
+    # browser check of the words: tests/e2e/test_pages.py), for any page count
+    rows = -(-len(PAGES) // CARDS_PER_ROW)
+    assert [c.proto.weight for c in at.columns] == [1 / CARDS_PER_ROW] * rows * CARDS_PER_ROW
+    assert [len(row) for row in card_rows(tuple(range(7)))] == [3, 3, 1] and card_rows(()) == []
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.url_path for p in PAGES])
 def test_each_page_opens_from_the_router(page):
     at = open_page(page.script)  # asserts that nothing raised
     assert at.title, "every page opens with a title"
-
-
-def test_the_overview_lays_its_cards_out_three_to_a_row_for_any_page_count():
-    """Six cards in six columns broke their titles mid-word at 1280 px; a seventh page is coming.
-    (The browser check of the titles' words: tests/e2e/test_pages.py.)"""
-    assert [len(row) for row in card_rows(tuple(range(7)))] == [3, 3, 1]
-    assert [len(row) for row in card_rows(tuple(range(6)))] == [3, 3] and card_rows(()) == []
-    at = open_app()
-    rows = -(-len(PAGES) // CARDS_PER_ROW)
-    assert len(at.columns) == rows * CARDS_PER_ROW  # each row: three columns, the last one's spare ones empty
-    assert [c.proto.weight for c in at.columns] == [1 / CARDS_PER_ROW] * len(at.columns)
 
 
 def test_every_url_path_is_its_scripts_file_stem():
