@@ -1,1 +1,2 @@
-"""Streamlit helpers shared by the router and every page: the page list and the shared controls."""
+"""The page kit, shared by the router and every page: the page list (navigation), the shared
+controls, a page's own options (page_options), long work on request (cached_run, redraw)."""
