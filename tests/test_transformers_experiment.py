@@ -78,7 +78,7 @@ def test_probes_match_a_direct_computation_of_the_attention():
     assert row["step"] == 3 and row["block"] == 1
     assert row["max_logit"] == pytest.approx(float(torch.stack(scores).max().detach()), rel=1e-10)
     assert row["entropy"] == pytest.approx(sum(entropies) / len(entropies), rel=1e-10)
-    assert row["residual_norm"] == pytest.approx(float(block(x).norm(dim=-1).mean()), rel=1e-10)
+    assert row["residual_norm"] == pytest.approx(float(block(x).detach().norm(dim=-1).mean()), rel=1e-10)
     assert row["ffn_grad_norm"] == pytest.approx(float(block.mlp.c_proj.weight.grad.norm()), rel=1e-10)
     grads = torch.cat([p.grad.reshape(-1) for p in block.parameters()])
     assert row["grad_norm"] == pytest.approx(float(grads.norm()), rel=1e-10)
