@@ -111,7 +111,8 @@ class Block(nn.Module):
         return x + norm_out(branch(norm(x)))  # peri: x + Norm_out(F(Norm_in(x)))
 
 
-def _check_choice(name: str, value, choices) -> None:
+def check_choice(name: str, value, choices) -> None:
+    """A ``ValueError`` naming the choices when ``value`` is not one of them."""
     if value not in choices:
         raise ValueError(f"Unknown {name} {value!r}; choose one of {', '.join(map(str, choices))}.")
 
@@ -127,7 +128,7 @@ class TinyGPT(nn.Module):
         super().__init__()
         for name, value, choices in (("norm", norm, NORMS), ("placement", placement, PLACEMENTS),
                                      ("qk_norm", qk_norm, QK_NORMS), ("init", init, INITS)):
-            _check_choice(name, value, choices)
+            check_choice(name, value, choices)
         if d_model % n_heads:
             raise ValueError(f"d_model {d_model} must be a multiple of n_heads {n_heads} (each head gets d_model / n_heads).")
         if min(vocab_size, context, n_heads, n_layers) < 1:
@@ -204,4 +205,5 @@ class TinyGPT(nn.Module):
                 attn.record = False
 
 
-__all__ = ["Block", "CausalSelfAttention", "INITS", "INIT_LABELS", "MLP", "PLACEMENTS", "PLACEMENT_LABELS", "TinyGPT"]
+__all__ = ["Block", "CausalSelfAttention", "INITS", "INIT_LABELS", "MLP", "PLACEMENTS", "PLACEMENT_LABELS", "TinyGPT",
+           "check_choice"]

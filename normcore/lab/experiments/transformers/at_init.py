@@ -6,7 +6,7 @@ tokens (uniform over the corpus's characters), next-token loss; read per block
 residual stream's norm after the block. Nothing trains.
 
 * :func:`block_gradients`: every block at one depth, for post-, pre- and peri-LN;
-* :func:`depth_sweep`: the last block's gradient for post- and pre-LN at several depths, for
+* :func:`depth_sweep`: the last block's gradient for each placement at several depths, for
   each init, and post / pre against √L (Theorem 1: post-LN's gradient near the output is
   larger by about √L under Xavier init).
 """
@@ -29,7 +29,7 @@ from .run_config import LMRunConfig
 from .training import next_token_loss
 
 SWEEP_DEPTHS = (2, 3, 6, 12, 24, 48)  # the depth chart's x (capped at the options' max_depth)
-SWEEP_PLACEMENTS = ("post", "pre")
+SWEEP_PLACEMENTS = PLACEMENTS  # post, pre and peri (the ratio is post / pre)
 ONE_THREAD = devices.Target("cpu", 1)  # small matrices: one thread beats two, most of all on a busy machine
 
 
@@ -120,7 +120,7 @@ def sweep_depths(max_depth: int) -> tuple[int, ...]:
 
 
 def depth_sweep(options: InitOptions, inits=("xavier", "gpt2")) -> DepthSweep:
-    """Post- and pre-LN at each of :func:`sweep_depths` up to ``options.depth``, for each init."""
+    """Each placement at each of :func:`sweep_depths` up to ``options.depth``, for each init."""
     depths = sweep_depths(options.depth)
     frame = _profiles(options, SWEEP_PLACEMENTS, depths, inits)
     last = _mean_over_seeds(frame[frame["block"] == frame["depth"]], ["init", "depth", "placement"])

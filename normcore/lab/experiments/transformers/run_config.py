@@ -13,7 +13,7 @@ from dataclasses import astuple, dataclass
 
 import torch
 
-from normcore.lab.transformer import INITS, PLACEMENTS, TinyGPT
+from normcore.lab.transformer import INITS, PLACEMENTS, TinyGPT, check_choice
 from normcore.lab.transformer_norms import IMPLS, NORMS, QK_NORMS
 
 ADAMW_BETAS = (0.9, 0.95)  # nanoGPT's and Wortsman et al.'s
@@ -57,8 +57,7 @@ class LMRunConfig:
         for name, value, choices in (("norm", self.norm, NORMS), ("placement", self.placement, PLACEMENTS),
                                      ("qk_norm", self.qk_norm, QK_NORMS), ("init", self.init, INITS),
                                      ("impl", self.impl, IMPLS)):
-            if value not in choices:
-                raise ValueError(f"Unknown {name} {value!r}; choose one of {', '.join(map(str, choices))}.")
+            check_choice(name, value, choices)
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"The learning rate must be a positive number, got {self.lr}.")
         if self.steps < 1 or self.log_every < 1 or self.probe_every < 0 or self.warmup_steps < 0:
