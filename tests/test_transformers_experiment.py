@@ -106,6 +106,8 @@ def test_stop_keeps_the_steps_before_it_and_a_nan_loss_ends_as_diverged():
     stopped = train_lm(TINY_RUN, stop=lambda: next(calls) >= 6, threads=1)
     assert stopped.status == "stopped" and stopped.steps == 6 and stopped.history()["step"].tolist() == [4, 6]
     assert "step 6 of 12" in stopped.message
+    capped = train_lm(TINY_RUN, max_seconds=0.0, threads=1)
+    assert capped.status == "stopped" and capped.steps == 0 and "cap of 0 s" in capped.message
     broken = train_lm(replace(TINY_RUN, lr=1e30, norm="none"), threads=1)
     assert broken.status == "diverged" and "Diverged at step" in broken.message and "lower it" in broken.message
 
@@ -131,8 +133,9 @@ def test_depth_sweep_frames_cover_both_inits_with_sqrt_depth():
 
 
 def test_warmup_comparison_is_live_cached_and_stoppable():
-    cache, seen = lm_run_cache(), []
-    result = warmup.run_warmup(TINY_WARMUP, cache=cache, on_progress=lambda c: seen.append(len(c.curves())))
+    cache, seen, live = lm_run_cache(), [], warmup.WarmupComparison(TINY_WARMUP)
+    result = warmup.run_warmup(TINY_WARMUP, cache=cache, on_progress=lambda c: seen.append(len(c.curves())), live=live)
+    assert result is live
     assert result.status == "finished" and len(cache) == 4 and seen == sorted(seen) and len(seen) > 4
     summary = result.summary()
     assert summary["label"].tolist()[:2] == ["post-LN, no warm-up", "post-LN, 5-step warm-up"]

@@ -112,10 +112,12 @@ class WarmupComparison:
 
 
 def run_warmup(o: WarmupOptions, *, on_progress: Callable[[WarmupComparison], None] | None = None,
-               stop: Callable[[], bool] | None = None, cache=FINISHED_RUNS, environ=os.environ) -> WarmupComparison:
+               stop: Callable[[], bool] | None = None, cache=FINISHED_RUNS, environ=os.environ,
+               live: WarmupComparison | None = None) -> WarmupComparison:
     """Train (or take from ``cache``) the four runs; ``on_progress(comparison)`` after each report.
-    The four runs together stop at the wall-clock cap :func:`limits.transformer_run_seconds`."""
-    comparison, cap = WarmupComparison(o), limits.transformer_run_seconds(environ)
+    The four runs together stop at the wall-clock cap :func:`limits.transformer_run_seconds`.
+    ``live``: an empty record of ``o`` to fill, so a caller interrupted mid-run keeps what it holds."""
+    comparison, cap = live if live is not None else WarmupComparison(o), limits.transformer_run_seconds(environ)
 
     def report(run: LMRun) -> None:
         comparison.elapsed_s = time.perf_counter() - comparison.started
