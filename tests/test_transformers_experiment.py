@@ -126,6 +126,8 @@ def test_depth_sweep_frames_cover_both_inits_with_sqrt_depth():
     assert sorted(sweep.ratios["depth"].unique()) == [2, 3, 6] and set(sweep.ratios["init"]) == {"xavier", "gpt2"}
     assert sweep.ratios["sqrt_depth"].tolist() == pytest.approx([math.sqrt(d) for d in sweep.ratios["depth"]])
     assert set(sweep.residual["block"]) == set(range(1, 7)) and "post / pre" in sweep.sentence
+    post = sweep.residual.query("init == 'xavier' and placement == 'post'").sort_values("block")["residual_norm"]
+    assert f"post-LN {post.iloc[0]:.3g} → {post.iloc[-1]:.3g}" in sweep.residual_sentence
     for chart in (transformer_charts.block_gradient_chart(at_init.block_gradients(TINY_INIT).blocks),
                   transformer_charts.ratio_chart(sweep.ratios), transformer_charts.init_comparison_chart(sweep.last_block),
                   transformer_charts.residual_chart(sweep.residual)):

@@ -107,12 +107,13 @@ def block_sentence(blocks: pd.DataFrame, options: InitOptions) -> str:
 class DepthSweep:
     """``last_block``: per (init, depth, placement), the last block's FFN gradient norm (mean over
     seeds); ``ratios``: per (init, depth), post / pre and √depth; ``residual``: the residual
-    stream's norm per block at the largest depth; ``sentence``."""
+    stream's norm per block at the largest depth; a sentence about the ratios and one about the stream."""
 
     last_block: pd.DataFrame
     ratios: pd.DataFrame
     residual: pd.DataFrame
     sentence: str
+    residual_sentence: str
 
 
 def sweep_depths(max_depth: int) -> tuple[int, ...]:
@@ -132,7 +133,7 @@ def depth_sweep(options: InitOptions, inits=("xavier", "gpt2")) -> DepthSweep:
     deepest = frame[frame["depth"] == depths[-1]]
     residual = _mean_over_seeds(deepest, ["init", "placement", "block"])
     residual["init_label"] = residual["init"].map(INIT_LABELS)
-    return DepthSweep(last, ratios, residual, sweep_sentence(ratios))
+    return DepthSweep(last, ratios, residual, sweep_sentence(ratios), residual_sentence(residual))
 
 
 def sweep_sentence(ratios: pd.DataFrame) -> str:
@@ -142,6 +143,17 @@ def sweep_sentence(ratios: pd.DataFrame) -> str:
         parts.append(f"with {INIT_LABELS[init]} init, post / pre goes from {low.ratio:.2g} at depth {int(low.depth)} "
                      f"to {high.ratio:.2g} at depth {int(high.depth)} (√L: {low.sqrt_depth:.2g} to {high.sqrt_depth:.2g})")
     return "The last block's FFN gradient, post-LN over pre-LN: " + "; ".join(parts) + "."
+
+
+def residual_sentence(residual: pd.DataFrame) -> str:
+    """How the residual stream's norm changes from the first block to the last, per init and placement."""
+    parts = []
+    for init, group in residual.groupby("init", sort=False):
+        growth = ", ".join(f"{PLACEMENT_LABELS[p]} {g.residual_norm.iloc[0]:.3g} → {g.residual_norm.iloc[-1]:.3g}"
+                           for p, g in group.sort_values("block").groupby("placement", sort=False))
+        parts.append(f"with {INIT_LABELS[init]} init, {growth}")
+    depth = int(residual["block"].max())
+    return f"The residual stream's mean norm per token, from block 1 to block {depth}: " + "; ".join(parts) + "."
 
 
 __all__ = ["BlockGradients", "DepthSweep", "SWEEP_DEPTHS", "block_gradients", "depth_sweep", "init_profile",

@@ -20,6 +20,9 @@ from normcore.lab.settings import DEFAULTS as SIDEBAR, Problem
 from normcore.lab.transformer import INIT_LABELS, INITS
 from normcore.lab.transformer_norms import IMPLS, NORMS, TRANSFORMER_NORM_LABELS
 
+NORM_NOTE = ("This page has its own normalization control: the sidebar's list (BatchNorm, LayerNorm, GroupNorm, "
+             "InstanceNorm, RMSNorm over an image batch) does not map onto a transformer's, which normalizes each "
+             "token's features. The sidebar's batch size and eps do apply.")
 LR_CHOICES = (1e-4, 3e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2)
 HEAD_CHOICES = (1, 2, 4, 8)
 CLIP_CHOICES = (0.0, 0.5, 1.0, 2.0, 5.0)  # 0: no clipping
@@ -142,4 +145,4 @@ def warmup_problems(o: WarmupOptions, environ=os.environ) -> list[Problem]:
     return out
 
 
-__all__ = ["INIT_FIELDS", "InitOptions", "WARMUP_FIELDS", "WarmupOptions", "init_problems", "warmup_problems"]
+__all__ = ["NORM_NOTE", "INIT_FIELDS", "InitOptions", "WARMUP_FIELDS", "WarmupOptions", "init_problems", "warmup_problems"]
