@@ -168,3 +168,15 @@ def test_schema_defaults_are_the_dataclasses_and_round_trip_the_url():
     changed = WarmupOptions(lr=1e-3, depth=6, clip=1.0)
     assert WarmupOptions.from_query(changed.to_query()) == (changed, [])
     assert InitOptions.from_query({"ti_depth": "99"})[1][0].startswith("Ignored URL parameter ti_depth")
+
+
+def test_command_line_runs_the_init_view_and_refuses_a_capped_value(capsys):
+    from normcore.lab.experiments.transformers.__main__ import main
+
+    assert main(["init", "--depth", "2", "--width", "16", "--heads", "2", "--context", "8", "--batch-size", "4"]) == 0
+    assert "with post-LN" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["warmup", "--steps", "5000"])
+    assert "outside the allowed range 10 to 1000" in capsys.readouterr().err
+    assert main(["warmup", "--steps", "10", "--warmup-steps", "20"]) == 2
+    assert "more than the 10 training steps" in capsys.readouterr().err
