@@ -26,6 +26,7 @@ from .axes import ReductionAxes, reduction_axes, statistic_ids
 from .ema import batch_mean_standard_error, ema_half_life, keras_momentum_from_torch, torch_momentum_from_keras
 from .fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 from .folding import FoldReport, fold_batchnorm
+from .dynamic_tanh import DynamicTanh, convert_ln_to_dyt
 
 __all__ = [
     "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d",
@@ -35,4 +36,5 @@ __all__ = [
     "torch_momentum_from_keras",
 ]
 __all__ += ["FoldReport", "fold_batchnorm", "fuse_conv_bn_eval", "fuse_linear_bn_eval"]
+__all__ += ["DynamicTanh", "convert_ln_to_dyt"]
 __version__ = "0.1.0"

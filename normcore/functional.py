@@ -272,3 +272,4 @@ def group_norm(
 
 from .rms_norm import rms_norm  # noqa: E402  (its own file: no centring, no β)
 from .keras.tf_nn import tf_batch_normalization  # noqa: E402  (TensorFlow's formula, with normcore.keras)
+from .dynamic_tanh import dynamic_tanh  # noqa: E402  (DyT: no statistics, plain autograd; its own file)

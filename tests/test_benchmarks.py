@@ -20,7 +20,7 @@ BENCHMARKS = sorted(p.stem for p in (ROOT / "benchmarks").glob("*.py")
 # What each one's output must contain: the line that carries its result.
 PRINTS = {"norms": "ratio", "pages": "defaults (", "train_eval": "slowest cached rerun", "training_overhead": "speed-up",
           "load": "errors: 0", "distributed": "SyncBN overhead", "fold": "fold speed-up",
-          "port_precision": "Precision, defaults"}
+          "port_precision": "Precision, defaults", "transformers": "normcore / torch ratio"}
 IN_BACKGROUND = "load"
 
 

@@ -248,3 +248,60 @@ def port_work(depth: int, steps: int) -> str | None:
         return None
     return (f"{depth} layers × {steps} steps = {depth * steps:,} layer-steps per side is over this demo's cap of "
             f"{MAX_PORT_LAYER_STEPS:,}. Use fewer layers or fewer training steps.")
+
+
+# -- Transformers: a tiny GPT at initialization (one backward pass) and in training ---------
+# One optimizer step of a depth-L, width-d TinyGPT on B×T tokens costs about 3 × (12·d²·L + 2·T·d·L)
+# multiply-accumulates per token; at the default (d 64, L 4, 32 × 32 tokens) that is ~45 ms here
+# (one thread), per-op overhead included. Runs are capped in that work, and in wall-clock time.
+MAX_TRANSFORMER_WIDTH = 128  # d_model
+MAX_TRANSFORMER_DEPTH = 8  # blocks of a model that trains
+MAX_TRANSFORMER_INIT_DEPTH = 48  # blocks of a model that is only initialised and differentiated once
+MAX_TRANSFORMER_CONTEXT = 128  # tokens per sequence
+MAX_TRANSFORMER_STEPS = 1000  # optimizer steps of one run
+MAX_TRANSFORMER_SEEDS = 3  # seeds averaged at initialization
+MAX_TRANSFORMER_BATCH = 128  # sequences per batch (the shared sidebar allows more for other pages)
+MAX_TRANSFORMER_RUN_S = 180.0  # a training comparison's wall-clock cap (all its runs)
+MAX_HOSTED_TRANSFORMER_RUN_S = 60.0
+MAX_TRANSFORMER_TRAIN_MACS = 5e12  # Σ over a comparison's runs of steps × tokens × MACs per token (~3 min here)
+MAX_HOSTED_TRANSFORMER_TRAIN_MACS = 1e12
+MAX_TRANSFORMER_INIT_MACS = 1e12  # Σ over an at-initialization view's backward passes
+MAX_HOSTED_TRANSFORMER_INIT_MACS = 3e11
+
+
+def hosted(environ) -> bool:
+    """True on a hosted server (environment variable NORMCORE_HOSTED set and not 0)."""
+    return environ.get(HOSTED_VARIABLE, "") not in ("", "0")
+
+
+def transformer_run_seconds(environ) -> float:
+    """A training comparison's wall-clock cap: tighter on a hosted server."""
+    return MAX_HOSTED_TRANSFORMER_RUN_S if hosted(environ) else MAX_TRANSFORMER_RUN_S
+
+
+def transformer_macs(width: int, depth: int, context: int, tokens: int) -> float:
+    """Multiply-accumulates of ``tokens`` tokens through a TinyGPT, forward and backward."""
+    return 3.0 * tokens * depth * (12 * width * width + 2 * context * width)
+
+
+def transformer_training_work(runs: int, steps: int, batch_size: int, context: int, depth: int, width: int,
+                              environ) -> str | None:
+    """A comparison of ``runs`` training runs (fields steps, batch_size, context, depth, width)."""
+    macs = runs * steps * transformer_macs(width, depth, context, batch_size * context)
+    cap = MAX_HOSTED_TRANSFORMER_TRAIN_MACS if hosted(environ) else MAX_TRANSFORMER_TRAIN_MACS
+    if macs <= cap:
+        return None
+    return (f"{runs} runs × {steps} steps of {batch_size} × {context} tokens through {depth} blocks of width {width} "
+            f"is about {macs:.2g} multiply-accumulates, over this server's cap of {cap:.2g}. "
+            "Use fewer steps, a smaller batch or context, or a narrower or shallower model.")
+
+
+def transformer_init_work(passes: int, batch_size: int, context: int, depth_sum: int, width: int, environ) -> str | None:
+    """An at-initialization view: ``passes`` backward passes per depth (placements × seeds × inits),
+    over depths summing to ``depth_sum`` (fields depth, seeds, batch_size, context, width)."""
+    macs = passes * transformer_macs(width, depth_sum, context, batch_size * context)
+    cap = MAX_HOSTED_TRANSFORMER_INIT_MACS if hosted(environ) else MAX_TRANSFORMER_INIT_MACS
+    if macs <= cap:
+        return None
+    return (f"This view differentiates about {macs:.2g} multiply-accumulates, over this server's cap of {cap:.2g}. "
+            "Use fewer seeds, a smaller batch or context, or a shallower or narrower model.")
