@@ -178,7 +178,9 @@ def _settings_and_schemas():
     for module in pkgutil.walk_packages(experiments.__path__, experiments.__name__ + "."):
         if not module.name.endswith("__main__"):
             importlib.import_module(module.name)
-    pages = [(cls, cls.SCHEMA, {}) for cls in QueryOptions.__subclasses__()]
+    sidebar = lambda cls: {f.name: None if f.name in getattr(cls, "FROM_SIDEBAR", ()) else f.name  # noqa: E731
+                           for f in dataclasses.fields(cls)}
+    pages = [(cls, cls.SCHEMA, sidebar(cls)) for cls in QueryOptions.__subclasses__()]
     assert len(pages) >= 8, pages  # live, gradients, data-parallel and its sweep, fold, port, port eps, precision
     same = lambda cls: {f.name: f.name for f in dataclasses.fields(cls)}  # noqa: E731
     return pages + [

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .transformer_norms import NORMS, QK_NORMS, make_norm
+from normcore.lab.transformer_norms import NORMS, QK_NORMS, make_norm
 
 PLACEMENTS = ("post", "pre", "peri")
 PLACEMENT_LABELS = {"post": "post-LN", "pre": "pre-LN", "peri": "peri-LN"}

@@ -15,7 +15,7 @@ from functools import lru_cache
 import altair as alt
 import pandas as pd
 
-from . import specs
+from normcore.lab.viz import specs
 
 HEIGHT = 260
 PLACEMENT_ORDER = ["post-LN", "pre-LN", "peri-LN"]

@@ -17,7 +17,7 @@ import pandas as pd
 
 from normcore.lab.fields import Schema
 
-from .options import INIT_FIELDS, WARMUP_FIELDS, InitOptions, WarmupOptions, init_problems, warmup_problems
+from normcore.lab.experiments.transformers.options import INIT_FIELDS, WARMUP_FIELDS, InitOptions, WarmupOptions, init_problems, warmup_problems
 
 
 def _value_of(f):
@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     if errors := [p.message for p in problems if p.level == "error"]:
         print("\n".join(errors), file=sys.stderr)
         return 2
-    from . import at_init, warmup
+    from normcore.lab.experiments.transformers import at_init, warmup
 
     if args.command == "init":
         result = at_init.block_gradients(options)

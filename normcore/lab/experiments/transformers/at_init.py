@@ -23,10 +23,10 @@ from normcore.lab import devices
 from normcore.lab.text_corpus import load_corpus
 from normcore.lab.transformer import INIT_LABELS, PLACEMENT_LABELS, PLACEMENTS
 
-from .options import InitOptions
-from .probes import probe_rows
-from .run_config import LMRunConfig
-from .training import next_token_loss
+from normcore.lab.experiments.transformers.options import InitOptions
+from normcore.lab.experiments.transformers.probes import probe_rows
+from normcore.lab.experiments.transformers.run_config import LMRunConfig
+from normcore.lab.experiments.transformers.training import next_token_loss
 
 SWEEP_DEPTHS = (2, 3, 6, 12, 24, 48)  # the depth chart's x (capped at the options' max_depth)
 SWEEP_PLACEMENTS = PLACEMENTS  # post, pre and peri (the ratio is post / pre)

@@ -66,6 +66,9 @@ WARMUP_FIELDS = Schema((
           limits.MAX_TRANSFORMER_CONTEXT, 8, url="tw_context", caps=("transformer_training_work",)),
     Field("seed", "Seed", 0, "int", "Seed of the weights and of the batches (the same for the four runs).",
           0, 2**31 - 1, 1, widget="number_input", url="tw_seed"),
+    Field("heads", "Heads", 4, "int", "Attention heads.", choices=HEAD_CHOICES, url="tw_heads"),
+    Field("impl", "Layers from", "normcore", "choice", "normcore's or torch.nn's norms: the same numbers.",
+          choices=IMPLS, labels=IMPL_LABELS, widget="radio", url="tw_impl"),
 ))
 
 
@@ -84,6 +87,7 @@ class InitOptions(QueryOptions):
     """The at-initialization tab's options; defaults are :data:`INIT_FIELDS`' (and the sidebar's)."""
 
     SCHEMA: ClassVar[Schema] = INIT_FIELDS
+    FROM_SIDEBAR: ClassVar[tuple[str, ...]] = ("batch_size", "eps")  # not this page's controls
     depth: int = INIT_FIELDS["depth"].default
     init: str = INIT_FIELDS["init"].default
     norm: str = INIT_FIELDS["norm"].default
@@ -101,6 +105,7 @@ class WarmupOptions(QueryOptions):
     """The warm-up tab's options; defaults are :data:`WARMUP_FIELDS`' (and the sidebar's)."""
 
     SCHEMA: ClassVar[Schema] = WARMUP_FIELDS
+    FROM_SIDEBAR: ClassVar[tuple[str, ...]] = ("batch_size", "eps")  # not this page's controls
     depth: int = WARMUP_FIELDS["depth"].default
     steps: int = WARMUP_FIELDS["steps"].default
     lr: float = WARMUP_FIELDS["lr"].default
@@ -110,8 +115,8 @@ class WarmupOptions(QueryOptions):
     width: int = WARMUP_FIELDS["width"].default
     context: int = WARMUP_FIELDS["context"].default
     seed: int = WARMUP_FIELDS["seed"].default
-    heads: int = 4
-    impl: str = "normcore"
+    heads: int = WARMUP_FIELDS["heads"].default
+    impl: str = WARMUP_FIELDS["impl"].default
     batch_size: int = SIDEBAR.batch_size  # the shared sidebar's
     eps: float | None = None  # the shared sidebar's; None: each norm's torch default
 
@@ -125,7 +130,7 @@ def _width_problems(width: int, heads: int) -> list[Problem]:
 
 def init_problems(o: InitOptions, *, sweep: bool = False, environ=os.environ) -> list[Problem]:
     """Why the first view (or, with ``sweep``, the depth and init charts) cannot run, in words."""
-    from .at_init import SWEEP_PLACEMENTS, sweep_depths
+    from normcore.lab.experiments.transformers.at_init import SWEEP_PLACEMENTS, sweep_depths
 
     out = _check_sidebar(o.batch_size) + _width_problems(o.width, o.heads)
     passes, depths = (2 * len(SWEEP_PLACEMENTS) * o.seeds, sweep_depths(o.depth)) if sweep else (3 * o.seeds, (o.depth,))

@@ -31,8 +31,8 @@ from normcore.lab.finished_cache import FinishedCache
 from normcore.lab.loop import _check_losses, _TrainClock  # the loop's window check and training-only clock
 from normcore.lab.text_corpus import Corpus, load_corpus
 
-from .probes import PROBE_COLUMNS, probe_rows
-from .run_config import LMRunConfig, make_adamw
+from normcore.lab.experiments.transformers.probes import PROBE_COLUMNS, probe_rows
+from normcore.lab.experiments.transformers.run_config import LMRunConfig, make_adamw
 
 LOSS_COLUMNS = ("step", "loss", "lr", "wall_s")
 VALIDATION_BATCHES = 8

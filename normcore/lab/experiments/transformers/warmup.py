@@ -20,9 +20,9 @@ import pandas as pd
 from normcore.lab import devices, limits
 from normcore.lab.transformer import PLACEMENT_LABELS
 
-from .options import WarmupOptions
-from .run_config import LMRunConfig
-from .training import LMRun, lm_run_cache, train_lm
+from normcore.lab.experiments.transformers.options import WarmupOptions
+from normcore.lab.experiments.transformers.run_config import LMRunConfig
+from normcore.lab.experiments.transformers.training import LMRun, lm_run_cache, train_lm
 
 VARIANTS = (("post", False), ("post", True), ("pre", False), ("pre", True))  # (placement, with warm-up)
 ONE_THREAD = devices.Target("cpu", 1)  # at this size one thread is as fast as two, and leaves the other core free
