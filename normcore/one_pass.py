@@ -1,0 +1,91 @@
+"""The one-pass form of a batch-statistics normalization: what eager calls run while the
+statistics are far from cancellation (``moments.moments_from_sums`` decides, per call).
+
+The same formulas as ``backward.py``, arranged around x itself instead of x − μ, so that
+nothing full-size is computed just to be summed or subtracted again::
+
+    μ, σ²  from Σx and Σx²                                  (two reads of x, no temporary)
+    y      = x·a + b,   a = γ·istd,  b = β − μ·a            (one pass; a, b per cell)
+    LayerNorm (γ per element):  y = (x·istd − μ·istd)·γ + β
+
+Backward. Where a cell (the values that share a statistic and a γ/β entry: a channel for
+BatchNorm, a (sample, channel) for GroupNorm and InstanceNorm) pools many values, dγ = Σ dy·x̂
+is one sum over a whole channel, and the rounding δ of μ enters it as δ·istd·Σ dy: with a
+nonzero mean gradient over 10⁵ values that is far more than torch's error. So there the
+backward is ``backward.py``'s closed form with μ as the shift, which measures δ and takes it
+back out. LayerNorm's rows each have their own δ, which do not add up that way, and its
+backward (:func:`rows_backward`) uses x itself, with matrix-vector products for the sums::
+
+    Σ dy·x̂ = istd·(Σ dy·x − μ·Σ dy)            dγ = Σ_rows istd·(dy·x) − Σ_rows (μ·istd)·dy
+    dx     = istd·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂))          (backward.py's closed form)
+           = istd·(dx̂ + x·A + B),   A = −istd·mean(dx̂·x̂),  B = −mean(dx̂) − A·μ
+
+Each of these trades a subtraction of two values for a subtraction of two sums, which is
+exact in exact arithmetic and loses float32 digits in proportion to |μ|/σ: the reason for
+the bound in ``moments.AFFINE_MAX_OFFSET``, beyond which the exact form runs instead.
+
+``layout`` (from :func:`one_pass_layout`, once per configuration and input shape) says how
+the form is arranged: ``("cells", dims)``, a cell's values are those along ``dims``;
+``("rows", R, M)``, LayerNorm with a per-element γ: x is R rows of M values, γ one per column.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+
+def one_pass_layout(shape, dims, weight_shape, bias_shape):
+    """How the one-pass form sums per cell for an input of ``shape`` normalized over ``dims``
+    (with γ, β of these broadcastable shapes, or None); None where it has no arrangement
+    (a GroupNorm without spatial dims and with γ, say: it runs the exact form)."""
+    ndim = len(shape)
+    params = [s for s in (weight_shape, bias_shape) if s is not None]
+    padded = [(1,) * (ndim - len(s)) + tuple(s) for s in params]
+    cell_dims = tuple(d for d in dims if all(p[d] == 1 for p in padded) and shape[d] != 1)
+    if cell_dims:
+        return ("cells", cell_dims)
+    trailing = tuple(range(ndim - len(dims), ndim))
+    if tuple(dims) == trailing and all(all(size == 1 for size in p[: ndim - len(dims)]) for p in padded):
+        m = math.prod(shape[d] for d in dims)
+        return ("rows", math.prod(shape) // m if m else 0, m)
+    return None
+
+
+def affine_forward(x, mean, inv_std, weight, bias, layout):
+    """y = γ·(x − μ)·istd + β as x·a + b (per cell), or (x·istd − μ·istd)·γ + β (rows)."""
+    if layout[0] == "cells":
+        a = inv_std if weight is None else weight * inv_std  # γ·istd
+        b = (mean * a).neg_() if bias is None else torch.addcmul(bias, mean, a, value=-1)  # β − μ·γ·istd
+        return x.mul(a).add_(b)
+    y = x.mul(inv_std).sub_(mean * inv_std)  # x̂ = x·istd − μ·istd
+    if weight is None:
+        return y if bias is None else y.add_(bias)
+    return y.mul_(weight) if bias is None else torch.addcmul(bias, y, weight, out=y)
+
+
+def rows_backward(ctx, dy, x, mean, inv_std, weight, want):
+    """LayerNorm's arrangement: R rows of M values, γ and β one per column."""
+    want_x, want_weight, want_bias = want
+    _, rows, count = ctx.one_pass
+    shape = x.shape
+    x, dy = x.reshape(rows, count), dy.reshape(rows, count)
+    mean, inv_std = mean.reshape(rows), inv_std.reshape(rows)
+    buf = torch.mul(dy, x)  # dy·x, then dx
+    d_bias = dy.sum(0).reshape(ctx.bias_shape) if want_bias else None  # dβ = Σ_rows dy
+    d_weight = None
+    if want_weight:  # dγ = Σ_rows dy·x̂ = Σ_rows istd·(dy·x) − Σ_rows (μ·istd)·dy
+        d_weight = torch.addmv(torch.mv(buf.t(), inv_std), dy.t(), mean * inv_std, alpha=-1).reshape(weight.shape)
+    if not want_x:
+        return None, d_weight, d_bias
+    gamma = None if weight is None else weight.reshape(count)
+    sum_d_xhat = dy.sum(1) if gamma is None else torch.mv(dy, gamma)  # Σ dx̂ per row
+    sum_d_xhat_x = buf.sum(1) if gamma is None else torch.mv(buf, gamma)  # Σ dx̂·x per row
+    # mean(dx̂·x̂) = istd·(Σ dx̂·x − μ·Σ dx̂)/M; then dx = istd·(dx̂ + x·A' + B'), A' = −istd·mean(dx̂·x̂)
+    a = torch.addcmul(sum_d_xhat_x, mean, sum_d_xhat, value=-1).mul_(inv_std).mul_(inv_std).mul_(-1 / count)
+    b = torch.addcmul(sum_d_xhat.mul_(-1 / count), a, mean, value=-1)  # B' = −mean(dx̂) − A'·μ
+    d_x = torch.mul(x, a.unsqueeze(1), out=buf).add_(b.unsqueeze(1))
+    d_x = d_x.add_(dy) if gamma is None else d_x.addcmul_(dy, gamma)  # + dx̂
+    return d_x.mul_(inv_std.unsqueeze(1)).reshape(shape), d_weight, d_bias
