@@ -68,7 +68,7 @@ from torch.autograd.function import once_differentiable
 
 from . import transforms
 from .moments import moments_from_sums, shifted_moments, sum_trailing_first
-from .one_pass import affine_forward, rows_backward
+from .one_pass import affine_forward, cells_backward, rows_backward
 
 
 def _broadcast_shape(*shapes) -> tuple[int, ...]:
@@ -117,10 +117,7 @@ class NormalizeWithBatchStats(torch.autograd.Function):
             mean, var = stats
             inv_std = torch.rsqrt(var + eps)
             y = affine_forward(x, mean, inv_std, weight, bias, one_pass)
-            if one_pass[0] == "rows":  # backward: one_pass.rows_backward
-                return y, mean, var, None, None, inv_std
-            # backward: the closed form below, with μ itself as the shift (its rounding is corrected there)
-            return y, mean, var, mean, None, inv_std
+            return y, mean, var, None, None, inv_std  # backward: one_pass.cells_backward or rows_backward
         centered, mean, var, shift, shifted_mean = shifted_moments(x, dims, return_shift=True)  # x − μ, μ, σ²
         inv_std = torch.rsqrt(var + eps)  # istd = 1 / sqrt(σ² + ε)
         # y = γ·x̂ + β = (x − μ)·istd·γ + β, in place on the buffer that holds x − μ.
@@ -141,18 +138,17 @@ class NormalizeWithBatchStats(torch.autograd.Function):
         x, weight, bias, dims, _eps, *flags = inputs
         _y, mean, var, shift, shifted_mean, inv_std = output
         ctx.set_materialize_grads(False)  # no zero gradients built for the statistics' outputs
-        layout = flags[1] if len(flags) > 1 else None
-        ctx.one_pass = layout if shift is None else None  # the forward took the one-pass form over rows
+        ctx.one_pass = flags[1] if shift is None else None  # the forward took the one-pass form
         if ctx.one_pass is not None:
             ctx.mark_non_differentiable(mean, var, inv_std)
             ctx.save_for_backward(x, mean, inv_std, weight)
-        else:  # (shifted_mean is None where the one-pass forward's μ is the shift: x − μ = x − shift)
-            ctx.mark_non_differentiable(*(t for t in (mean, var, shift, shifted_mean, inv_std) if t is not None))
+            ctx.count = math.prod(x.shape[d] for d in dims)
+        else:
+            ctx.mark_non_differentiable(mean, var, shift, shifted_mean, inv_std)
             ctx.save_for_backward(x, shift, shifted_mean, inv_std, weight)
             ctx.cell = _cell_shape(inv_std, weight, bias)
             ctx.small_cells = math.prod(ctx.cell) < x.numel()  # False for LayerNorm (and empty x)
-            # the dims a cell's values lie along (the one-pass layout has them, once per configuration)
-            ctx.cell_dims = layout[1] if layout and layout[0] == "cells" else _reduced_to(x.shape, ctx.cell)
+            ctx.cell_dims = _reduced_to(x.shape, ctx.cell)  # the dims a cell's values lie along
         ctx.dims = dims
         ctx.bias_shape = None if bias is None else bias.shape
         ctx.nan_weight_grad_if_empty = bool(flags and flags[0])
@@ -172,7 +168,8 @@ class NormalizeWithBatchStats(torch.autograd.Function):
         want = ctx.needs_input_grad[:3]
         if ctx.one_pass is not None:
             x, mean, inv_std, weight = ctx.saved_tensors
-            return *rows_backward(ctx, dy, x, mean, inv_std, weight, want), None, None, None, None
+            one_pass_backward = rows_backward if ctx.one_pass[0] == "rows" else cells_backward
+            return *one_pass_backward(ctx, dy, x, mean, inv_std, weight, want), None, None, None, None
         x, shift, shifted_mean, inv_std, weight = ctx.saved_tensors
         if x.numel() == 0:
             nan = ctx.nan_weight_grad_if_empty and inv_std.numel() > 0
@@ -210,9 +207,7 @@ def _cell_sums(ctx, dy, x, shift, shifted_mean, inv_std):
     sum_dy = _cell_sum(dy, ctx)  # Σ dy per cell (dy itself when a cell is one value)
     # buf: x − μ = (x − shift) − shifted_mean (never through the rounded μ), then dy·(x − μ),
     # or dy·x̂ where cells are single values; it holds dx later.
-    buf = torch.sub(x, shift)
-    if shifted_mean is not None:
-        buf.sub_(shifted_mean)
+    buf = torch.sub(x, shift).sub_(shifted_mean)
     if large:  # per-row istd cannot be applied after the sums over rows: take x̂ itself
         buf.mul_(inv_std)
     else:
@@ -222,7 +217,7 @@ def _cell_sums(ctx, dy, x, shift, shifted_mean, inv_std):
         # it is taken back out of the sums below. (LayerNorm's rows each have their own δ, so
         # their errors do not add up the same way.)
         residual = sum_trailing_first(buf, ctx.dims).div_(count)  # mean(x − μ) as computed: −δ
-        shifted_mean = residual if shifted_mean is None else shifted_mean + residual  # shift + shifted_mean = μ, now to within float32's last bit
+        shifted_mean = shifted_mean + residual  # shift + shifted_mean = μ, now to within float32's last bit
     sum_dy_xhat = _cell_sum(buf.mul_(dy), ctx)  # Σ dy·(x − μ) per cell (Σ dy·x̂ if large)
     if not large:
         # Σ dy·x̂ per cell: (Σ dy·buf − residual·Σ dy)·istd, istd being constant in a cell

@@ -6,6 +6,7 @@ in one place.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -88,7 +89,7 @@ def sum_of_squares(t: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
     autograd: the norm's gradient ``t / ‖t‖`` is 0/0 for a constant group, where Σ t² has
     gradient 2t = 0.
     """
-    trailing, rest = _split_trailing(t, dims)
+    trailing, rest = _split_trailing(t.dim(), dims)
     small = t.numel() < SMALL_TENSOR  # the norm kernel's own overhead (~8 µs) exceeds its saving
     if not trailing or small or (torch.is_grad_enabled() and t.requires_grad):
         return t.square().sum(dims, keepdim=True)
@@ -123,29 +124,35 @@ def moments_from_sums(x: torch.Tensor, dims: tuple[int, ...]):
     count = math.prod(x.shape[d] for d in dims)
     if x.numel() == 0:
         return None
-    mean = sum_trailing_first(x, dims).div_(count)
-    mean_square = sum_of_squares(x, dims).div_(count)
+    # A small float32 input is summed in float64 (a few µs): its σ² is then rounded once, as
+    # torch's CPU kernels' (they accumulate in double); a large one in float32, ~1e-7 off.
+    wide = x.dtype == torch.float32 and x.numel() < SMALL_TENSOR
+    values = x.double() if wide else x
+    mean = sum_trailing_first(values, dims).div_(count)
+    mean_square = sum_of_squares(values, dims).div_(count)
     limit = AFFINE_MAX_OFFSET**2
     # E[x²] − (1 + 1/T)·μ² ≥ 0  ⟺  μ² ≤ T·(E[x²] − μ²) = T·σ²   (T = limit)
     if not torch.addcmul(mean_square, mean, mean, value=-(1 + 1 / limit)).amin().item() >= 0:
         return None
-    return mean, torch.addcmul(mean_square, mean, mean, value=-1)
+    var = torch.addcmul(mean_square, mean, mean, value=-1)
+    return (mean.float(), var.float()) if wide else (mean, var)
 
 
 def sum_trailing_first(t: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
     """Σ t over ``dims`` (keepdim), the contiguous trailing run of them first: torch's sum over
     (0, 2, 3) of an (N, C, H, W) tensor is ~4x slower than over (2, 3), then over 0."""
-    trailing, rest = _split_trailing(t, dims)
-    if not trailing or not rest:
+    trailing, rest = _split_trailing(t.dim(), dims)
+    if not trailing or not rest or t.numel() < SMALL_TENSOR:
         return t.sum(dims, keepdim=True)
     return t.sum(trailing, keepdim=True).sum(rest, keepdim=True)
 
 
-def _split_trailing(t: torch.Tensor, dims: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """``dims`` as (the run that ends at the last dim, the others)."""
-    dims = tuple(sorted(d % t.dim() for d in dims))
+@functools.lru_cache(maxsize=1024)
+def _split_trailing(ndim: int, dims: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``dims`` of a rank-``ndim`` tensor as (the run that ends at the last dim, the others)."""
+    dims = tuple(sorted(d % ndim for d in dims))
     trailing = []
-    for d in range(t.dim() - 1, -1, -1):
+    for d in range(ndim - 1, -1, -1):
         if d not in dims:
             break
         trailing.insert(0, d)

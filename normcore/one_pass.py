@@ -11,9 +11,10 @@ nothing full-size is computed just to be summed or subtracted again::
 Backward. Where a cell (the values that share a statistic and a γ/β entry: a channel for
 BatchNorm, a (sample, channel) for GroupNorm and InstanceNorm) pools many values, dγ = Σ dy·x̂
 is one sum over a whole channel, and the rounding δ of μ enters it as δ·istd·Σ dy: with a
-nonzero mean gradient over 10⁵ values that is far more than torch's error. So there the
-backward is ``backward.py``'s closed form with μ as the shift, which measures δ and takes it
-back out. LayerNorm's rows each have their own δ, which do not add up that way, and its
+nonzero mean gradient over 10⁵ values that is far more than torch's error. So
+:func:`cells_backward` sums dy·(x − μ) and measures δ = mean(x − μ) on the way, as
+``backward.py`` does, and takes it back out; dx = k·dy + x·A + B then needs only per-cell
+coefficients. LayerNorm's rows each have their own δ, which do not add up that way, and its
 backward (:func:`rows_backward`) uses x itself, with matrix-vector products for the sums::
 
     Σ dy·x̂ = istd·(Σ dy·x − μ·Σ dy)            dγ = Σ_rows istd·(dy·x) − Σ_rows (μ·istd)·dy
@@ -34,6 +35,8 @@ from __future__ import annotations
 import math
 
 import torch
+
+from .moments import sum_trailing_first
 
 
 
@@ -64,6 +67,32 @@ def affine_forward(x, mean, inv_std, weight, bias, layout):
     if weight is None:
         return y if bias is None else y.add_(bias)
     return y.mul_(weight) if bias is None else torch.addcmul(bias, y, weight, out=y)
+
+
+def cells_backward(ctx, dy, x, mean, inv_std, weight, want):
+    """(dx, dγ, dβ) where cells pool many values (BatchNorm, GroupNorm, InstanceNorm)."""
+    want_x, want_weight, want_bias = want
+    cell_dims, count = ctx.one_pass[1], ctx.count
+    sum_dy = sum_trailing_first(dy, cell_dims)  # Σ dy per cell
+    buf = torch.sub(x, mean)  # x − μ as rounded: the one full-size buffer, then dy·(x − μ), then dx
+    delta = sum_trailing_first(buf, ctx.dims).div_(count)  # mean(x − μ) as computed: −(μ's rounding)
+    sum_dy_xhat = sum_trailing_first(buf.mul_(dy), cell_dims)  # Σ dy·(x − μ), then Σ dy·x̂:
+    sum_dy_xhat = torch.addcmul(sum_dy_xhat, delta, sum_dy, value=-1).mul_(inv_std)  # istd·(Σ dy·(x − μ) − δ·Σ dy)
+    d_bias = _summed_to(sum_dy, ctx.bias_shape) if want_bias else None  # dβ = Σ dy
+    d_weight = _summed_to(sum_dy_xhat, weight.shape) if want_weight else None  # dγ = Σ dy·x̂
+    if not want_x:
+        return None, d_weight, d_bias
+    # Σ dx̂ and Σ dx̂·x̂ per statistic, dx̂ = γ·dy with γ constant in a cell
+    sum_d_xhat = _summed_to(sum_dy if weight is None else weight * sum_dy, inv_std.shape)
+    sum_d_xhat_xhat = _summed_to(sum_dy_xhat if weight is None else weight * sum_dy_xhat, inv_std.shape)
+    a = torch.mul(inv_std, inv_std).mul_(sum_d_xhat_xhat).mul_(-1 / count)  # A = −istd²·mean(dx̂·x̂)
+    b = torch.mul(inv_std, sum_d_xhat).mul_(-1 / count).addcmul_(a, mean.add(delta), value=-1)  # B = −istd·mean(dx̂) − A·μ
+    d_x = torch.mul(x, a, out=buf).add_(b)
+    return d_x.addcmul_(dy, inv_std if weight is None else weight * inv_std), d_weight, d_bias  # + γ·istd·dy
+
+
+def _summed_to(t: torch.Tensor, shape) -> torch.Tensor:
+    return t if t.shape == shape else t.sum_to_size(shape)
 
 
 def rows_backward(ctx, dy, x, mean, inv_std, weight, want):
