@@ -3,6 +3,7 @@
     python -m benchmarks.norms              # full run, every available device
     python -m benchmarks.norms --quick      # small shapes, few repeats (a smoke test)
     python -m benchmarks.norms --cpu-time   # CPU, one thread, timed by CPU time (shared machines)
+    python -m benchmarks.norms --per-call   # only the first table: per call at small shapes (per_call.py)
 
 Every row builds a torch.nn layer and its normcore twin in training mode, then times the
 two alternately in the same loop, so that a noisy machine slows both alike:
@@ -108,6 +109,7 @@ import torch
 from torch import nn
 
 import normcore
+from benchmarks import per_call
 
 
 @dataclass(frozen=True)
@@ -251,7 +253,11 @@ def main(argv: list[str] | None = None) -> None:
         help="CPU only: one thread, timed by its CPU time instead of the wall clock (steadier on a shared machine)",
     )
     parser.add_argument("--system-malloc", action="store_true", help="leave glibc's memory-release thresholds alone")
+    parser.add_argument("--per-call", action="store_true", help="only the per-call table at small shapes (benchmarks/per_call.py)")
     args = parser.parse_args(argv)
+    per_call.print_table(10 if args.quick else 50)
+    if args.per_call:
+        return
     kept = False if args.system_malloc else keep_freed_memory()
     clock = time.perf_counter
     if args.cpu_time:
