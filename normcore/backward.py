@@ -68,7 +68,7 @@ from torch.autograd.function import once_differentiable
 
 from . import transforms
 from .moments import moments_from_sums, shifted_moments, sum_trailing_first
-from .one_pass import affine_forward, cells_backward, rows_backward
+from .one_pass import affine_forward, cells_backward, max_offset, rows_backward
 
 
 def _broadcast_shape(*shapes) -> tuple[int, ...]:
@@ -112,7 +112,7 @@ class NormalizeWithBatchStats(torch.autograd.Function):
 
     @staticmethod
     def forward(x, weight, bias, dims, eps, nan_weight_grad_if_empty=False, one_pass=None):
-        stats = None if one_pass is None else moments_from_sums(x, dims)  # μ, σ² from Σx, Σx², if precise
+        stats = None if one_pass is None else moments_from_sums(x, dims, max_offset(one_pass))  # μ, σ² from Σx, Σx²
         if stats is not None:
             mean, var = stats
             inv_std = torch.rsqrt(var + eps)

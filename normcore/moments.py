@@ -100,9 +100,12 @@ def sum_of_squares(t: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
 SMALL_TENSOR = 1 << 16  # elements: below this a call's cost is its ops' fixed overhead, not memory
 
 
-# The one-pass form is taken while every statistic's |μ| ≤ 3σ (μ² ≤ 9σ²): there σ² = E[x²] − μ²
-# cancels at most a factor 1 + 9 of E[x²], so it keeps all but the last bit of float32's digits.
-AFFINE_MAX_OFFSET = 3.0
+# The one-pass form is taken while every statistic's |μ| ≤ 8σ: y = x·a + b then rounds to within
+# ~2·8 ulp of x̂'s scale (1e-6 in float32; torch's kernels use this same form at any offset).
+AFFINE_MAX_OFFSET = 8.0
+# Summed in float32 (large inputs), σ² = E[x²] − μ² also cancels a factor 1 + (μ/σ)² of E[x²]:
+# within 3σ it keeps all but the last few bits of float32's digits.
+FLOAT32_SUMS_MAX_OFFSET = 3.0
 
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -110,13 +113,14 @@ def compute_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
 
 
-def moments_from_sums(x: torch.Tensor, dims: tuple[int, ...]):
+def moments_from_sums(x: torch.Tensor, dims: tuple[int, ...], max_offset: float = AFFINE_MAX_OFFSET):
     """Mean and biased variance from Σx and Σx² (two reads of x, no full-size temporary), or
     ``None`` where that would lose precision.
 
     σ² = E[x²] − μ² is exact in exact arithmetic and fast (no ``x − μ`` to store), but it loses
     digits as (μ/σ)² grows: at an offset of 1e4 and a std of 1e-2 it loses all of them. So it is
-    used only when every statistic has |μ| ≤ ``AFFINE_MAX_OFFSET``·σ, checked on the computed
+    used only when every statistic has |μ| ≤ ``AFFINE_MAX_OFFSET``·σ (``FLOAT32_SUMS_MAX_OFFSET``
+    where the sums are float32; ``max_offset`` if smaller), checked on the computed
     values (one number read back: a Python branch on data, so only outside torch.func
     transforms and torch.compile; ``shifted_moments`` is the exact form taken otherwise). NaN
     or infinite statistics, and empty groups, fail the check too. Returns ``(mean, var)``, keepdim.
@@ -130,7 +134,7 @@ def moments_from_sums(x: torch.Tensor, dims: tuple[int, ...]):
     values = x.double() if wide else x
     mean = sum_trailing_first(values, dims).div_(count)
     mean_square = sum_of_squares(values, dims).div_(count)
-    limit = AFFINE_MAX_OFFSET**2
+    limit = min(max_offset, AFFINE_MAX_OFFSET if values.dtype == torch.float64 else FLOAT32_SUMS_MAX_OFFSET) ** 2
     # E[x²] − (1 + 1/T)·μ² ≥ 0  ⟺  μ² ≤ T·(E[x²] − μ²) = T·σ²   (T = limit)
     if not torch.addcmul(mean_square, mean, mean, value=-(1 + 1 / limit)).amin().item() >= 0:
         return None

@@ -14,16 +14,16 @@ is one sum over a whole channel, and the rounding δ of μ enters it as δ·istd
 nonzero mean gradient over 10⁵ values that is far more than torch's error. So
 :func:`cells_backward` sums dy·(x − μ) and measures δ = mean(x − μ) on the way, as
 ``backward.py`` does, and takes it back out; dx = k·dy + x·A + B then needs only per-cell
-coefficients. LayerNorm's rows each have their own δ, which do not add up that way, and its
-backward (:func:`rows_backward`) uses x itself, with matrix-vector products for the sums::
+coefficients. LayerNorm's backward (:func:`rows_backward`) forms dy·x̂ once (dγ is its sum over the rows,
+Σ dx̂·x̂ a matrix-vector product with γ), then::
 
-    Σ dy·x̂ = istd·(Σ dy·x − μ·Σ dy)            dγ = Σ_rows istd·(dy·x) − Σ_rows (μ·istd)·dy
     dx     = istd·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂))          (backward.py's closed form)
            = istd·(dx̂ + x·A + B),   A = −istd·mean(dx̂·x̂),  B = −mean(dx̂) − A·μ
 
-Each of these trades a subtraction of two values for a subtraction of two sums, which is
-exact in exact arithmetic and loses float32 digits in proportion to |μ|/σ: the reason for
-the bound in ``moments.AFFINE_MAX_OFFSET``, beyond which the exact form runs instead.
+x·A + B trades a subtraction of two values for one of two larger numbers, exact in exact
+arithmetic, which loses float32 digits in proportion to |μ|/σ (as y = x·a + b does): the reason for
+the bounds in ``moments.AFFINE_MAX_OFFSET`` and :data:`ROWS_MAX_OFFSET`, beyond which the
+exact form runs instead.
 
 ``layout`` (from :func:`one_pass_layout`, once per configuration and input shape) says how
 the form is arranged: ``("cells", dims)``, a cell's values are those along ``dims``;
@@ -36,7 +36,7 @@ import math
 
 import torch
 
-from .moments import sum_trailing_first
+from .moments import AFFINE_MAX_OFFSET, sum_trailing_first
 
 
 
@@ -55,6 +55,14 @@ def one_pass_layout(shape, dims, weight_shape, bias_shape):
         m = math.prod(shape[d] for d in dims)
         return ("rows", math.prod(shape) // m if m else 0, m)
     return None
+
+
+ROWS_MAX_OFFSET = 3.0  # rows_backward's x·A + B loses digits in proportion to |μ|/σ
+
+
+def max_offset(layout) -> float:
+    """The largest |μ|/σ at which this layout's one-pass form is taken (see ``moments_from_sums``)."""
+    return ROWS_MAX_OFFSET if layout[0] == "rows" else AFFINE_MAX_OFFSET
 
 
 def affine_forward(x, mean, inv_std, weight, bias, layout):
@@ -101,20 +109,18 @@ def rows_backward(ctx, dy, x, mean, inv_std, weight, want):
     _, rows, count = ctx.one_pass
     shape = x.shape
     x, dy = x.reshape(rows, count), dy.reshape(rows, count)
-    mean, inv_std = mean.reshape(rows), inv_std.reshape(rows)
-    buf = torch.mul(dy, x)  # dy·x, then dx
+    mean, inv_std = mean.reshape(rows, 1), inv_std.reshape(rows, 1)
+    buf = torch.mul(x, inv_std).sub_(mean * inv_std).mul_(dy)  # dy·x̂, then dx
     d_bias = dy.sum(0).reshape(ctx.bias_shape) if want_bias else None  # dβ = Σ_rows dy
-    d_weight = None
-    if want_weight:  # dγ = Σ_rows dy·x̂ = Σ_rows istd·(dy·x) − Σ_rows (μ·istd)·dy
-        d_weight = torch.addmv(torch.mv(buf.t(), inv_std), dy.t(), mean * inv_std, alpha=-1).reshape(weight.shape)
+    d_weight = buf.sum(0).reshape(weight.shape) if want_weight else None  # dγ = Σ_rows dy·x̂
     if not want_x:
         return None, d_weight, d_bias
     gamma = None if weight is None else weight.reshape(count)
-    sum_d_xhat = dy.sum(1) if gamma is None else torch.mv(dy, gamma)  # Σ dx̂ per row
-    sum_d_xhat_x = buf.sum(1) if gamma is None else torch.mv(buf, gamma)  # Σ dx̂·x per row
-    # mean(dx̂·x̂) = istd·(Σ dx̂·x − μ·Σ dx̂)/M; then dx = istd·(dx̂ + x·A' + B'), A' = −istd·mean(dx̂·x̂)
-    a = torch.addcmul(sum_d_xhat_x, mean, sum_d_xhat, value=-1).mul_(inv_std).mul_(inv_std).mul_(-1 / count)
-    b = torch.addcmul(sum_d_xhat.mul_(-1 / count), a, mean, value=-1)  # B' = −mean(dx̂) − A'·μ
-    d_x = torch.mul(x, a.unsqueeze(1), out=buf).add_(b.unsqueeze(1))
+    sum_d_xhat = dy.sum(1, keepdim=True) if gamma is None else torch.mv(dy, gamma).unsqueeze(1)  # Σ dx̂ per row
+    sum_d_xhat_xhat = buf.sum(1, keepdim=True) if gamma is None else torch.mv(buf, gamma).unsqueeze(1)  # Σ dx̂·x̂
+    # dx = istd·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)) = istd·(dx̂ + x·A' + B'), A' = −istd·mean(dx̂·x̂), B' = −mean(dx̂) − A'·μ
+    a = torch.mul(inv_std, sum_d_xhat_xhat).mul_(-1 / count)
+    b = torch.addcmul(sum_d_xhat.mul_(-1 / count), a, mean, value=-1)
+    d_x = torch.mul(x, a, out=buf).add_(b)  # every use of dy·x̂ is above
     d_x = d_x.add_(dy) if gamma is None else d_x.addcmul_(dy, gamma)  # + dx̂
-    return d_x.mul_(inv_std.unsqueeze(1)).reshape(shape), d_weight, d_bias
+    return d_x.mul_(inv_std).reshape(shape), d_weight, d_bias
