@@ -73,6 +73,14 @@ def spec(t):
     return (t.shape, t.dtype) if isinstance(t, torch.Tensor) else object()
 
 
+def shape_key(normalized_shape):
+    """A key for a ``normalized_shape`` argument that tells 3 from 3.0 and True (which compare
+    and hash equal, and which the checks treat differently)."""
+    if type(normalized_shape) not in (tuple, list, torch.Size):
+        return object()
+    return (type(normalized_shape),) + tuple((type(size), size) for size in normalized_shape)
+
+
 BACKWARD_MODES = ("closed_form", "autograd")
 
 

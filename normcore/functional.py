@@ -107,14 +107,19 @@ def _update_running(running_mean, running_var, mean, var, momentum, count, unbia
     takes it: outside [0, 1] the update extrapolates, and a NaN one gives NaN statistics.
     Per-instance statistics (N, C) enter as their batch average, as torch's instance_norm.
     """
-    mean, var = mean.detach(), var.detach()  # the buffers stay out of the autograd graph
-    if unbiased:  # count > 1 always holds here: training rejects one value per statistic
-        var = var * (count / (count - 1))
+    mean, var = _detached(mean), _detached(var)  # the buffers stay out of the autograd graph
+    factor = count / (count - 1) if unbiased else 1.0  # count > 1 here: training rejects one value per statistic
     if mean.dim() == 2:  # instance norm: the batch average of per-instance statistics
-        mean, var = mean.mean(0), var.mean(0)
-    for running, batch in ((running_mean, mean), (running_var, var)):
+        mean, var = mean.mean(0), (var * factor).mean(0)
+        factor = 1.0
+    for running, batch, weight in ((running_mean, mean, momentum), (running_var, var, momentum * factor)):
         if running is not None:
-            running.mul_(1 - momentum).add_(batch if batch.dtype == running.dtype else batch.to(running.dtype), alpha=momentum)
+            running.mul_(1 - momentum).add_(batch if batch.dtype == running.dtype else batch.to(running.dtype), alpha=weight)
+
+
+def _detached(t: torch.Tensor) -> torch.Tensor:
+    """``t.detach()``: the closed form's statistics are never part of the graph already."""
+    return t.detach() if t.requires_grad else t
 
 
 def _no_values(input, weight, bias, stats: NormStats, return_stats: bool):
@@ -147,6 +152,8 @@ def _channel_plan(input, kind, weight, bias) -> Plan:
     ndim, n, channels = input.dim(), input.shape[0], input.shape[1]
     stats_shape = (channels,) if kind == "batch" else (n, channels)
     affine = (1, channels) + (1,) * (ndim - 2)
+    if ndim == 2 and all(t is None or t.dim() == 1 for t in (weight, bias)):
+        affine = None  # (C,) already broadcasts against (N, C)
     return _plan(input.shape, reduced_dims(kind, ndim), stats_shape, affine, weight, bias, compute_dtype(input))
 
 
@@ -161,7 +168,7 @@ def _per_channel_tail(input, running_mean, running_var, weight, bias, use_input_
         mean, var = mean.reshape(plan.stats_shape), var.reshape(plan.stats_shape)
         if running_mean is not None:  # (x is empty here only for instance norm's N = 0: NaN, as torch)
             _update_running(running_mean, running_var, mean, var, momentum, plan.count, unbiased)
-        stats = NormStats(mean.detach(), var.detach(), "batch", plan.count)
+        stats = NormStats(_detached(mean), _detached(var), "batch", plan.count)
     else:
         rm, rv = (_view(t, plan.affine_shape).to(x.dtype) for t in (running_mean, running_var))
         y = _normalize_fixed(x, rm, rv, w, b, eps, backward)
@@ -261,8 +268,8 @@ def layer_norm(
     No batch statistics are involved, so training and eval behave identically. Any ε is
     taken, as torch takes it (σ² + ε < 0 gives NaN).
     """
-    shape_key = tuple(normalized_shape) if type(normalized_shape) in (tuple, list, torch.Size) else object()
-    key = ("layer_norm", checks.spec(input), type(normalized_shape), shape_key, checks.spec(weight), checks.spec(bias), backward)
+    shape_key = checks.shape_key(normalized_shape)
+    key = ("layer_norm", checks.spec(input), shape_key, checks.spec(weight), checks.spec(bias), backward)
 
     def check():
         checks.check_backward(backward)
@@ -280,7 +287,7 @@ def layer_norm(
     y = y if y.dtype == input.dtype else y.to(input.dtype)
     if not return_stats:
         return y
-    return y, NormStats(mean.detach().reshape(plan.stats_shape), var.detach().reshape(plan.stats_shape), "batch", plan.count)
+    return y, NormStats(_detached(mean).reshape(plan.stats_shape), _detached(var).reshape(plan.stats_shape), "batch", plan.count)
 
 
 def group_norm(
@@ -299,7 +306,7 @@ def group_norm(
     ``num_groups=1`` is LayerNorm over (C, *spatial) with a per-channel affine;
     ``num_groups=C`` is InstanceNorm.
     """
-    key = ("group_norm", checks.spec(input), num_groups, checks.spec(weight), checks.spec(bias), backward)
+    key = ("group_norm", checks.spec(input), type(num_groups), num_groups, checks.spec(weight), checks.spec(bias), backward)
 
     def check():
         checks.check_backward(backward)
@@ -325,4 +332,4 @@ def group_norm(
     y = y if y.dtype == input.dtype else y.to(input.dtype)
     if not return_stats:
         return y
-    return y, NormStats(mean.detach().reshape(plan.stats_shape), var.detach().reshape(plan.stats_shape), "batch", plan.count)
+    return y, NormStats(_detached(mean).reshape(plan.stats_shape), _detached(var).reshape(plan.stats_shape), "batch", plan.count)

@@ -36,7 +36,7 @@ import math
 
 import torch
 
-from .moments import AFFINE_MAX_OFFSET, sum_trailing_first
+from .moments import AFFINE_MAX_OFFSET, SMALL_TENSOR, sum_trailing_first
 
 
 
@@ -57,6 +57,7 @@ def one_pass_layout(shape, dims, weight_shape, bias_shape):
     return None
 
 
+FEW_VALUES = 256  # values per statistic up to which cells_backward need not measure μ's rounding
 ROWS_MAX_OFFSET = 3.0  # rows_backward's x·A + B loses digits in proportion to |μ|/σ
 
 
@@ -70,7 +71,8 @@ def affine_forward(x, mean, inv_std, weight, bias, layout):
     if layout[0] == "cells":
         a = inv_std if weight is None else weight * inv_std  # γ·istd
         b = (mean * a).neg_() if bias is None else torch.addcmul(bias, mean, a, value=-1)  # β − μ·γ·istd
-        return x.mul(a).add_(b)
+        # (one op for a small x; a large one is faster in two, as torch's addcmul broadcasts slowly)
+        return torch.addcmul(b, x, a) if x.numel() < SMALL_TENSOR else x.mul(a).add_(b)
     y = x.mul(inv_std).sub_(mean * inv_std)  # x̂ = x·istd − μ·istd
     if weight is None:
         return y if bias is None else y.add_(bias)
@@ -83,9 +85,15 @@ def cells_backward(ctx, dy, x, mean, inv_std, weight, want):
     cell_dims, count = ctx.one_pass[1], ctx.count
     sum_dy = sum_trailing_first(dy, cell_dims)  # Σ dy per cell
     buf = torch.sub(x, mean)  # x − μ as rounded: the one full-size buffer, then dy·(x − μ), then dx
-    delta = sum_trailing_first(buf, ctx.dims).div_(count)  # mean(x − μ) as computed: −(μ's rounding)
+    # μ summed in float64 (a small x, or a float64 one) is rounded once, by δ ≤ 2⁻²⁴|μ|: over at
+    # most FEW_VALUES values per statistic δ·Σ dy stays below float32's resolution of dγ
+    rounded_once = x.dtype == torch.float64 or (x.numel() < SMALL_TENSOR and count <= FEW_VALUES)
+    delta = None if rounded_once else sum_trailing_first(buf, ctx.dims).div_(count)  # mean(x − μ) = μ's rounding
     sum_dy_xhat = sum_trailing_first(buf.mul_(dy), cell_dims)  # Σ dy·(x − μ), then Σ dy·x̂:
-    sum_dy_xhat = torch.addcmul(sum_dy_xhat, delta, sum_dy, value=-1).mul_(inv_std)  # istd·(Σ dy·(x − μ) − δ·Σ dy)
+    if delta is not None:
+        sum_dy_xhat = torch.addcmul(sum_dy_xhat, delta, sum_dy, value=-1)  # Σ dy·(x − μ) − δ·Σ dy
+        mean = mean + delta
+    sum_dy_xhat = sum_dy_xhat.mul_(inv_std)
     d_bias = _summed_to(sum_dy, ctx.bias_shape) if want_bias else None  # dβ = Σ dy
     d_weight = _summed_to(sum_dy_xhat, weight.shape) if want_weight else None  # dγ = Σ dy·x̂
     if not want_x:
@@ -94,8 +102,8 @@ def cells_backward(ctx, dy, x, mean, inv_std, weight, want):
     sum_d_xhat = _summed_to(sum_dy if weight is None else weight * sum_dy, inv_std.shape)
     sum_d_xhat_xhat = _summed_to(sum_dy_xhat if weight is None else weight * sum_dy_xhat, inv_std.shape)
     a = torch.mul(inv_std, inv_std).mul_(sum_d_xhat_xhat).mul_(-1 / count)  # A = −istd²·mean(dx̂·x̂)
-    b = torch.mul(inv_std, sum_d_xhat).mul_(-1 / count).addcmul_(a, mean.add(delta), value=-1)  # B = −istd·mean(dx̂) − A·μ
-    d_x = torch.mul(x, a, out=buf).add_(b)
+    b = torch.mul(inv_std, sum_d_xhat).mul_(-1 / count).addcmul_(a, mean, value=-1)  # B = −istd·mean(dx̂) − A·μ
+    d_x = torch.addcmul(b, x, a, out=buf) if x.numel() < SMALL_TENSOR else torch.mul(x, a, out=buf).add_(b)
     return d_x.addcmul_(dy, inv_std if weight is None else weight * inv_std), d_weight, d_bias  # + γ·istd·dy
 
 

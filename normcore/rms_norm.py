@@ -75,8 +75,8 @@ def rms_norm(
     derived gradient (``rms_backward.py``), ``"autograd"`` lets torch differentiate the
     formula. ``return_stats=True`` also returns the :class:`NormStats` (mean square in ``var``).
     """
-    shape_key = tuple(normalized_shape) if type(normalized_shape) in (tuple, list, torch.Size) else object()
-    key = ("rms_norm", checks.spec(input), type(normalized_shape), shape_key, checks.spec(weight), backward)
+    shape_key = checks.shape_key(normalized_shape)
+    key = ("rms_norm", checks.spec(input), shape_key, checks.spec(weight), backward)
     dtype, dims, lead, closed_form = checks.validated(key, lambda: _check(input, normalized_shape, weight, backward))
     x = input if input.dtype == dtype else input.to(dtype)
     eps = torch.finfo(dtype).eps if eps is None else eps
