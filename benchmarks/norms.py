@@ -3,6 +3,8 @@
     python -m benchmarks.norms              # full run, every available device
     python -m benchmarks.norms --quick      # small shapes, few repeats (a smoke test)
     python -m benchmarks.norms --cpu-time   # CPU, one thread, timed by CPU time (shared machines)
+    python -m benchmarks.norms --per-call   # only the first table: per call at small shapes (per_call.py)
+    python -m benchmarks.norms --per-call --before 79dbf83   # ... with normcore at that commit beside it
 
 Every row builds a torch.nn layer and its normcore twin in training mode, then times the
 two alternately in the same loop, so that a noisy machine slows both alike:
@@ -68,6 +70,10 @@ about the same whatever it computes:
   them reductions that become matrix-vector products). About 14 sweeps against 4, so a
   ratio of 2-3.5 where torch's own kernel is efficient.
 
+Since issue 25, eager calls take a one-pass form while |μ| ≤ 8σ (``normcore/one_pass.py``):
+forward Σx, Σx² and y = x·a + b (3 passes; LayerNorm 4-5), backward 7 (BN/GN/IN) or 10
+(LayerNorm) passes; the figures above are from before it (README has the current ones).
+
 What is already done: var_mean (a slow Welford kernel, 12 ms alone at 64x64x32x32)
 replaced by a sum and a fused norm; reductions taken over the contiguous trailing dims
 first; the affine folded into one per-cell factor; backward reduced to two per-cell sums
@@ -108,6 +114,7 @@ import torch
 from torch import nn
 
 import normcore
+from benchmarks import per_call
 
 
 @dataclass(frozen=True)
@@ -251,7 +258,12 @@ def main(argv: list[str] | None = None) -> None:
         help="CPU only: one thread, timed by its CPU time instead of the wall clock (steadier on a shared machine)",
     )
     parser.add_argument("--system-malloc", action="store_true", help="leave glibc's memory-release thresholds alone")
+    parser.add_argument("--per-call", action="store_true", help="only the per-call table at small shapes (benchmarks/per_call.py)")
+    parser.add_argument("--before", metavar="COMMIT", help="the per-call table also times normcore as it was at COMMIT")
     args = parser.parse_args(argv)
+    per_call.print_table(10 if args.quick else 50, args.before)
+    if args.per_call:
+        return
     kept = False if args.system_malloc else keep_freed_memory()
     clock = time.perf_counter
     if args.cpu_time:

@@ -38,3 +38,12 @@ __all__ = [
 __all__ += ["FoldReport", "fold_batchnorm", "fuse_conv_bn_eval", "fuse_linear_bn_eval"]
 __all__ += ["DynamicTanh", "convert_ln_to_dyt"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``normcore.keras`` is imported when it is first used, not by ``import normcore``."""
+    if name == "keras":
+        import importlib
+
+        return importlib.import_module(".keras", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

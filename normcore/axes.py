@@ -38,6 +38,25 @@ def _axis_names(ndim: int) -> tuple[str, ...]:
     return ("N", "C") + spatial
 
 
+def reduced_dims(kind: str, ndim: int, normalized_ndim: int | None = None) -> tuple[int, ...]:
+    """The dims of an input of rank ``ndim`` that one statistic is taken over: what
+    ``normcore.functional`` reduces, and what :func:`reduction_axes` names.
+
+    * batch: every dim but C, (0, 2, 3, ...);   instance: the spatial dims, (2, 3, ...);
+    * layer and rms: the last ``normalized_ndim`` dims (default: all but N, as for an image);
+    * group: of the grouped view ``(N, G, C/G, *spatial)`` (rank ``ndim + 1``), the dims
+      from C/G on, (2, 3, ...).
+    """
+    if kind == "batch":
+        return (0,) + tuple(range(2, ndim))
+    if kind == "instance":
+        return tuple(range(2, ndim))
+    if kind == "group":
+        return tuple(range(2, ndim + 1))
+    k = ndim - 1 if normalized_ndim is None else normalized_ndim
+    return tuple(range(ndim - k, ndim))
+
+
 def reduction_axes(kind: str, input_shape, num_groups: int = 1) -> ReductionAxes:
     """Describe what ``kind`` of normalization reduces over for an ``(N, C, *spatial)`` input.
 
@@ -52,16 +71,18 @@ def reduction_axes(kind: str, input_shape, num_groups: int = 1) -> ReductionAxes
         raise ValueError(f"Expected an input shape (N, C, *spatial) with 0 to 3 spatial dims, got {shape}.")
     n, c, spatial = shape[0], shape[1], math.prod(shape[2:])
     names = _axis_names(len(shape))
-    if kind == "batch":
-        reduced, stats_shape, per_stat = ("N",) + names[2:], (c,), n * spatial
-    elif kind in ("layer", "rms"):  # RMSNorm: the same values as LayerNorm, mean square only
-        reduced, stats_shape, per_stat = names[1:], (n,), c * spatial
-    elif kind == "instance":
-        reduced, stats_shape, per_stat = names[2:] or ("(nothing)",), (n, c), spatial
-    else:
+    if kind == "group":
         if num_groups < 1 or c % num_groups:
             raise ValueError(group_divisibility_message(c, num_groups))
-        reduced = (f"C/{num_groups}",) + names[2:]
+        names = ("N", "G", f"C/{num_groups}") + names[2:]  # the grouped view's axes
+    reduced = tuple(names[d] for d in reduced_dims(kind, len(shape))) or ("(nothing)",)
+    if kind == "batch":
+        stats_shape, per_stat = (c,), n * spatial
+    elif kind in ("layer", "rms"):  # RMSNorm: the same values as LayerNorm, mean square only
+        stats_shape, per_stat = (n,), c * spatial
+    elif kind == "instance":
+        stats_shape, per_stat = (n, c), spatial
+    else:
         stats_shape, per_stat = (n, num_groups), (c // num_groups) * spatial
     return ReductionAxes(kind, shape, num_groups if kind == "group" else 1, reduced, stats_shape, per_stat)
 

@@ -67,7 +67,8 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from . import transforms
-from .moments import shifted_moments
+from .moments import moments_from_sums, shifted_moments, sum_trailing_first
+from .one_pass import affine_forward, cells_backward, max_offset, rows_backward
 
 
 def _broadcast_shape(*shapes) -> tuple[int, ...]:
@@ -110,7 +111,13 @@ class NormalizeWithBatchStats(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(x, weight, bias, dims, eps, nan_weight_grad_if_empty=False):
+    def forward(x, weight, bias, dims, eps, nan_weight_grad_if_empty=False, one_pass=None):
+        stats = None if one_pass is None else moments_from_sums(x, dims, max_offset(one_pass))  # μ, σ² from Σx, Σx²
+        if stats is not None:
+            mean, var = stats
+            inv_std = torch.rsqrt(var + eps)
+            y = affine_forward(x, mean, inv_std, weight, bias, one_pass)
+            return y, mean, var, None, None, inv_std  # backward: one_pass.cells_backward or rows_backward
         centered, mean, var, shift, shifted_mean = shifted_moments(x, dims, return_shift=True)  # x − μ, μ, σ²
         inv_std = torch.rsqrt(var + eps)  # istd = 1 / sqrt(σ² + ε)
         # y = γ·x̂ + β = (x − μ)·istd·γ + β, in place on the buffer that holds x − μ.
@@ -128,17 +135,26 @@ class NormalizeWithBatchStats(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        x, weight, bias, dims, _eps, *flag = inputs
+        x, weight, bias, dims, _eps, *flags = inputs
         _y, mean, var, shift, shifted_mean, inv_std = output
-        ctx.mark_non_differentiable(mean, var, shift, shifted_mean, inv_std)
-        ctx.save_for_backward(x, shift, shifted_mean, inv_std, weight)
-        ctx.dims, ctx.cell = dims, _cell_shape(inv_std, weight, bias)
-        ctx.small_cells = math.prod(ctx.cell) < x.numel()  # False for LayerNorm (and empty x)
+        ctx.set_materialize_grads(False)  # no zero gradients built for the statistics' outputs
+        ctx.one_pass = flags[1] if shift is None else None  # the forward took the one-pass form
+        if ctx.one_pass is not None:
+            ctx.mark_non_differentiable(mean, var, inv_std)
+            ctx.save_for_backward(x, mean, inv_std, weight)
+            ctx.count = math.prod(x.shape[d] for d in dims)
+        else:
+            ctx.mark_non_differentiable(mean, var, shift, shifted_mean, inv_std)
+            ctx.save_for_backward(x, shift, shifted_mean, inv_std, weight)
+            ctx.cell = _cell_shape(inv_std, weight, bias)
+            ctx.small_cells = math.prod(ctx.cell) < x.numel()  # False for LayerNorm (and empty x)
+            ctx.cell_dims = _reduced_to(x.shape, ctx.cell)  # the dims a cell's values lie along
+        ctx.dims = dims
         ctx.bias_shape = None if bias is None else bias.shape
-        ctx.nan_weight_grad_if_empty = bool(flag and flag[0])
+        ctx.nan_weight_grad_if_empty = bool(flags and flags[0])
 
     @staticmethod
-    def vmap(info, in_dims, x, weight, bias, dims, eps, nan_weight_grad_if_empty=False):
+    def vmap(info, in_dims, x, weight, bias, dims, eps, nan_weight_grad_if_empty=False, one_pass=None):
         x, weight, bias = transforms.batch_first(info.batch_size, in_dims[:3], x, weight, bias)
         dims = tuple(d + 1 for d in dims)  # the vmapped dim is now dim 0, outside every statistic
         out = NormalizeWithBatchStats.apply(x, weight, bias, dims, eps, nan_weight_grad_if_empty)
@@ -147,8 +163,14 @@ class NormalizeWithBatchStats(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, dy, *_unused):
-        x, shift, shifted_mean, inv_std, weight = ctx.saved_tensors
+        if dy is None:  # no gradient reached y (grads are not materialized: see setup_context)
+            return (None,) * 7
         want = ctx.needs_input_grad[:3]
+        if ctx.one_pass is not None:
+            x, mean, inv_std, weight = ctx.saved_tensors
+            one_pass_backward = rows_backward if ctx.one_pass[0] == "rows" else cells_backward
+            return *one_pass_backward(ctx, dy, x, mean, inv_std, weight, want), None, None, None, None
+        x, shift, shifted_mean, inv_std, weight = ctx.saved_tensors
         if x.numel() == 0:
             nan = ctx.nan_weight_grad_if_empty and inv_std.numel() > 0
             grads = transforms.empty_grads(x, weight, ctx.bias_shape, want, nan)
@@ -156,7 +178,7 @@ class NormalizeWithBatchStats(torch.autograd.Function):
             grads = transforms.batch_stats_backward(dy, x, shift, shifted_mean, inv_std, weight, ctx.dims, ctx.bias_shape, want)
         else:
             grads = _batch_stats_backward(ctx, dy, x, shift, shifted_mean, inv_std, weight, want)
-        return *grads, None, None, None
+        return *grads, None, None, None, None
 
 
 def _batch_stats_backward(ctx, dy, x, shift, shifted_mean, inv_std, weight, want):
@@ -182,7 +204,7 @@ def _cell_sums(ctx, dy, x, shift, shifted_mean, inv_std):
     the input gradient reuses, and ``shifted_mean`` is corrected for its rounding (below)."""
     large = not ctx.small_cells
     count = math.prod(x.shape[d] for d in ctx.dims)  # M, values per statistic
-    sum_dy = dy.sum_to_size(ctx.cell)  # Σ dy per cell (dy itself when a cell is one value)
+    sum_dy = _cell_sum(dy, ctx)  # Σ dy per cell (dy itself when a cell is one value)
     # buf: x − μ = (x − shift) − shifted_mean (never through the rounded μ), then dy·(x − μ),
     # or dy·x̂ where cells are single values; it holds dx later.
     buf = torch.sub(x, shift).sub_(shifted_mean)
@@ -194,13 +216,24 @@ def _cell_sums(ctx, dy, x, shift, shifted_mean, inv_std):
         # is. mean(buf) = −δ (a sum that float32 holds well: buf's values have mean ≈ 0), and
         # it is taken back out of the sums below. (LayerNorm's rows each have their own δ, so
         # their errors do not add up the same way.)
-        residual = buf.sum_to_size(inv_std.shape).div_(count)  # mean(x − μ) as computed: −δ
+        residual = sum_trailing_first(buf, ctx.dims).div_(count)  # mean(x − μ) as computed: −δ
         shifted_mean = shifted_mean + residual  # shift + shifted_mean = μ, now to within float32's last bit
-    sum_dy_xhat = buf.mul_(dy).sum_to_size(ctx.cell)  # Σ dy·(x − μ) per cell (Σ dy·x̂ if large)
+    sum_dy_xhat = _cell_sum(buf.mul_(dy), ctx)  # Σ dy·(x − μ) per cell (Σ dy·x̂ if large)
     if not large:
         # Σ dy·x̂ per cell: (Σ dy·buf − residual·Σ dy)·istd, istd being constant in a cell
         sum_dy_xhat = (sum_dy_xhat - residual * sum_dy) * inv_std
     return buf, shifted_mean, sum_dy, sum_dy_xhat
+
+
+def _reduced_to(shape, cell) -> tuple[int, ...]:
+    """The dims along which a tensor of ``shape`` is summed to the (broadcastable) ``cell`` shape."""
+    padded = (1,) * (len(shape) - len(cell)) + tuple(cell)
+    return tuple(d for d, (size, kept) in enumerate(zip(shape, padded)) if kept == 1 and size != 1)
+
+
+def _cell_sum(t: torch.Tensor, ctx) -> torch.Tensor:
+    """Σ t per cell: ``t.sum_to_size(ctx.cell)``, with the contiguous trailing dims summed first."""
+    return sum_trailing_first(t, ctx.cell_dims).reshape(ctx.cell) if ctx.cell_dims else t
 
 
 def _input_grad(ctx, dy, x, shift, shifted_mean, inv_std, weight, sum_dy, sum_dy_xhat, buf):

@@ -41,6 +41,46 @@ class NormcoreTypeError(NormcoreError, TypeError):
     ``normalized_shape=3`` in rms_norm."""
 
 
+_VALIDATED: dict = {}  # what a call's checks found, by configuration and input shape/dtype
+_MAX_VALIDATED = 4096
+
+
+def validated(key, check):
+    """``check()``'s result for ``key``, computed once per key.
+
+    A call's checks depend only on the layer's configuration and on the shapes and dtypes of
+    its tensors, so ``key`` is made of those (see :func:`spec`) and a repeated call skips
+    them. A check that raises stores nothing, so a bad call raises its message every time.
+    """
+    try:
+        return _VALIDATED[key]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable argument (a list as normalized_shape, say): check it each time
+        return check()
+    found = check()
+    if len(_VALIDATED) >= _MAX_VALIDATED:
+        _VALIDATED.clear()
+    _VALIDATED[key] = found
+    return found
+
+
+def spec(t):
+    """What the checks read of an optional tensor argument: None, or its shape and dtype (an
+    argument that is no tensor gets a key of its own, never reused)."""
+    if t is None:
+        return None
+    return (t.shape, t.dtype) if isinstance(t, torch.Tensor) else object()
+
+
+def shape_key(normalized_shape):
+    """A key for a ``normalized_shape`` argument that tells 3 from 3.0 and True (which compare
+    and hash equal, and which the checks treat differently)."""
+    if type(normalized_shape) not in (tuple, list, torch.Size):
+        return object()
+    return (type(normalized_shape),) + tuple((type(size), size) for size in normalized_shape)
+
+
 BACKWARD_MODES = ("closed_form", "autograd")
 
 

@@ -31,25 +31,59 @@ lets torch differentiate these formulas itself; ``return_stats=True`` also retur
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 
-from . import checks
+from . import checks, transforms
+from .axes import reduced_dims
 from .backward import NormalizeWithBatchStats, NormalizeWithFixedStats
-from .moments import NormStats, standardize
+from .moments import NormStats, compute_dtype, standardize
+from .one_pass import one_pass_layout
+from .dynamic_tanh import dynamic_tanh  # DyT: no statistics, plain autograd; its own file
+from .rms_norm import rms_norm  # its own file: no centring, no β
+
+__all__ = ["batch_norm", "dynamic_tanh", "group_norm", "instance_norm", "layer_norm", "rms_norm", "tf_batch_normalization"]
 
 
-def _per_channel(t: torch.Tensor | None, ndim: int) -> torch.Tensor | None:
-    """Reshape a C-entry tensor to (1, C, 1, ...) so it broadcasts against an ndim input."""
-    return None if t is None else t.reshape((1, -1) + (1,) * (ndim - 2))
+def __getattr__(name: str):
+    """``tf_batch_normalization`` (TensorFlow's formula) lives in ``normcore.keras``, which
+    is loaded only when it is asked for."""
+    if name == "tf_batch_normalization":
+        from .keras.tf_nn import tf_batch_normalization
+
+        return tf_batch_normalization
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _normalize(x, weight, bias, dims, eps, backward, nan_weight_grad_if_empty=False):
-    """y = γ x̂ + β with batch statistics over ``dims``; returns (y, mean, var) with keepdim."""
-    if checks.check_backward(backward) == "closed_form":
-        y, mean, var, *_saved = NormalizeWithBatchStats.apply(x, weight, bias, dims, eps, nan_weight_grad_if_empty)
-        return y, mean, var
-    x_hat, mean, var, _ = standardize(x, dims, eps)
+class Plan(NamedTuple):
+    """What a call's checks establish, kept per configuration and input shape and dtype."""
+
+    dims: tuple[int, ...]  # the axes one statistic is taken over (axes.reduced_dims)
+    count: int  # values per statistic
+    stats_shape: tuple[int, ...]  # one entry per statistic
+    affine_shape: tuple[int, ...] | None  # γ and β viewed to broadcast against x
+    one_pass: tuple | None  # how the one-pass form sums (one_pass.one_pass_layout), or None
+    dtype: torch.dtype  # the dtype statistics are computed in
+
+
+def _plan(x_shape, dims, stats_shape, affine_shape, weight, bias, dtype) -> Plan:
+    count = math.prod(x_shape[d] for d in dims)
+    shapes = [None if t is None else affine_shape or t.shape for t in (weight, bias)]
+    return Plan(dims, count, tuple(stats_shape), affine_shape, one_pass_layout(x_shape, dims, *shapes), dtype)
+
+
+def _view(t: torch.Tensor | None, shape) -> torch.Tensor | None:
+    return t if t is None or shape is None else t.reshape(shape)
+
+
+def _normalize(x, weight, bias, plan: Plan, eps, backward, nan_weight_grad_if_empty=False):
+    """y = γ x̂ + β with batch statistics over ``plan.dims``; returns (y, mean, var) with keepdim."""
+    if backward == "closed_form":
+        one_pass = plan.one_pass if transforms.is_eager() else None  # data-dependent: eager calls only
+        out = transforms.apply(NormalizeWithBatchStats, x, weight, bias, plan.dims, eps, nan_weight_grad_if_empty, one_pass)
+        return out[0], out[1], out[2]
+    x_hat, mean, var, _ = standardize(x, plan.dims, eps)
     y = x_hat if weight is None else x_hat * weight
     if nan_weight_grad_if_empty and x.numel() == 0 and weight is not None:
         # torch's GroupNorm quirk: its dγ = Σ (Σdy − μ·Σdy)·istd is NaN here, as μ is (0 · NaN).
@@ -59,16 +93,11 @@ def _normalize(x, weight, bias, dims, eps, backward, nan_weight_grad_if_empty=Fa
 
 def _normalize_fixed(x, mean, var, weight, bias, eps, backward):
     """y = γ (x − μ) / sqrt(σ² + ε) + β with given constants μ, σ² (eval mode)."""
-    if checks.check_backward(backward) == "closed_form":
-        return NormalizeWithFixedStats.apply(x, mean, var, weight, bias, eps)[0]
+    if backward == "closed_form":
+        return transforms.apply(NormalizeWithFixedStats, x, mean, var, weight, bias, eps)[0]
     y = (x - mean) * torch.rsqrt(var + eps)
     y = y if weight is None else y * weight
     return y if bias is None else y + bias
-
-
-def _compute_dtype(x: torch.Tensor) -> torch.dtype:
-    # Half-precision statistics are too coarse to be useful; compute them in float32.
-    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
 
 
 def _update_running(running_mean, running_var, mean, var, momentum, count, unbiased):
@@ -77,14 +106,21 @@ def _update_running(running_mean, running_var, mean, var, momentum, count, unbia
     The running variance takes the *unbiased* batch variance σ² · n / (n − 1), as torch does,
     unless ``unbiased=False`` (the d2l / textbook choice). Any momentum is taken, as torch
     takes it: outside [0, 1] the update extrapolates, and a NaN one gives NaN statistics.
+    Per-instance statistics (N, C) enter as their batch average, as torch's instance_norm.
     """
-    mean, var = mean.detach(), var.detach()  # the buffers stay out of the autograd graph
-    if running_mean is not None:
-        running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
-    if running_var is not None:
-        if unbiased:  # count > 1 always holds here: training rejects one value per statistic
-            var = var * (count / (count - 1))
-        running_var.mul_(1 - momentum).add_(var.to(running_var.dtype), alpha=momentum)
+    mean, var = _detached(mean), _detached(var)  # the buffers stay out of the autograd graph
+    factor = count / (count - 1) if unbiased else 1.0  # count > 1 here: training rejects one value per statistic
+    if mean.dim() == 2:  # instance norm: the batch average of per-instance statistics
+        mean, var = mean.mean(0), (var * factor).mean(0)
+        factor = 1.0
+    for running, batch, weight in ((running_mean, mean, momentum), (running_var, var, momentum * factor)):
+        if running is not None:
+            running.mul_(1 - momentum).add_(batch if batch.dtype == running.dtype else batch.to(running.dtype), alpha=weight)
+
+
+def _detached(t: torch.Tensor) -> torch.Tensor:
+    """``t.detach()``: the closed form's statistics are never part of the graph already."""
+    return t.detach() if t.requires_grad else t
 
 
 def _no_values(input, weight, bias, stats: NormStats, return_stats: bool):
@@ -107,10 +143,39 @@ def _stats_of_nothing(input, shape, running_mean, running_var) -> NormStats:
     return NormStats(running_mean.detach().clone(), running_var.detach().clone(), "running", 0)
 
 
-def _fixed(x, running_mean, running_var, w, b, eps, backward):
-    """Normalize with the running statistics, broadcast per channel."""
-    rm, rv = _per_channel(running_mean, x.dim()), _per_channel(running_var, x.dim())
-    return _normalize_fixed(x, rm.to(x.dtype), rv.to(x.dtype), w, b, eps, backward)
+def _per_channel(t: torch.Tensor | None, ndim: int) -> torch.Tensor | None:
+    """Reshape a C-entry tensor to (1, C, 1, ...) so it broadcasts against an ndim input."""
+    return None if t is None else t.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def _channel_plan(input, kind, weight, bias) -> Plan:
+    """Batch or instance norm: statistics over ``axes.reduced_dims(kind)``, affine per channel."""
+    ndim, n, channels = input.dim(), input.shape[0], input.shape[1]
+    stats_shape = (channels,) if kind == "batch" else (n, channels)
+    affine = (1, channels) + (1,) * (ndim - 2)
+    if ndim == 2 and all(t is None or t.dim() == 1 for t in (weight, bias)):
+        affine = None  # (C,) already broadcasts against (N, C)
+    return _plan(input.shape, reduced_dims(kind, ndim), stats_shape, affine, weight, bias, compute_dtype(input))
+
+
+def _per_channel_tail(input, running_mean, running_var, weight, bias, use_input_stats, momentum, eps, unbiased,
+                      backward, return_stats, plan: Plan):
+    """What batch_norm and instance_norm share once their checks have passed: normalize with the
+    batch's statistics and update the running ones, or normalize with the running ones."""
+    x = input if input.dtype == plan.dtype else input.to(plan.dtype)
+    w, b = _view(weight, plan.affine_shape), _view(bias, plan.affine_shape)
+    if use_input_stats:
+        y, mean, var = _normalize(x, w, b, plan, eps, backward)
+        mean, var = mean.reshape(plan.stats_shape), var.reshape(plan.stats_shape)
+        if running_mean is not None:  # (x is empty here only for instance norm's N = 0: NaN, as torch)
+            _update_running(running_mean, running_var, mean, var, momentum, plan.count, unbiased)
+        stats = NormStats(_detached(mean), _detached(var), "batch", plan.count)
+    else:
+        rm, rv = (_view(t, plan.affine_shape).to(x.dtype) for t in (running_mean, running_var))
+        y = _normalize_fixed(x, rm, rv, w, b, eps, backward)
+        stats = NormStats(running_mean.detach().clone(), running_var.detach().clone(), "running", plan.count)
+    y = y if y.dtype == input.dtype else y.to(input.dtype)
+    return (y, stats) if return_stats else y
 
 
 def batch_norm(
@@ -133,26 +198,20 @@ def batch_norm(
     place (left as they are for an input with no values, as torch); otherwise the running
     statistics are used (they must then be given). ε must be > 0 in training, ≥ 0 otherwise.
     """
-    checks.check_batch_norm_call(input, running_mean, running_var, weight, bias, training, eps)
-    channels = input.shape[1] if input.dim() > 1 else 0
-    if input.numel() == 0:  # nothing to normalize; the running statistics stay as they are
+    key = ("batch_norm", checks.spec(input), *map(checks.spec, (running_mean, running_var, weight, bias)), training, eps, backward)
+
+    def check():
+        checks.check_backward(backward)
+        checks.check_batch_norm_call(input, running_mean, running_var, weight, bias, training, eps)
+        return None if input.numel() == 0 else _channel_plan(input, "batch", weight, bias)
+
+    plan = checks.validated(key, check)
+    if plan is None:  # nothing to normalize; the running statistics stay as they are
+        channels = input.shape[1] if input.dim() > 1 else 0
         stats = _stats_of_nothing(input, (channels,), *((None, None) if training else (running_mean, running_var)))
         return _no_values(input, weight, bias, stats, return_stats)
-    x = input.to(_compute_dtype(input))
-    w, b = _per_channel(weight, x.dim()), _per_channel(bias, x.dim())
-    dims = (0,) + tuple(range(2, x.dim()))  # every axis but C
-    count = math.prod(x.shape[d] for d in dims)  # values per statistic
-
-    if training:
-        y, mean, var = _normalize(x, w, b, dims, eps, backward)
-        mean, var = mean.reshape(channels), var.reshape(channels)
-        _update_running(running_mean, running_var, mean, var, momentum, count, unbiased_running_var)
-        stats = NormStats(mean.detach(), var.detach(), "batch", count)
-    else:
-        y = _fixed(x, running_mean, running_var, w, b, eps, backward)
-        stats = NormStats(running_mean.detach().clone(), running_var.detach().clone(), "running", count)
-    y = y.to(input.dtype)
-    return (y, stats) if return_stats else y
+    return _per_channel_tail(input, running_mean, running_var, weight, bias, training, momentum, eps,
+                             unbiased_running_var, backward, return_stats, plan)
 
 
 def instance_norm(
@@ -175,28 +234,23 @@ def instance_norm(
     means and (unbiased) variances, exactly as torch does (so a batch of 0 samples makes them
     NaN, an average over nothing, while 0 spatial positions leave them as they are).
     """
-    checks.check_instance_norm_call(input, running_mean, running_var, weight, bias, use_input_stats)
-    n, channels = input.shape[:2]
-    if input.numel() == 0 and not (use_input_stats and n == 0 and running_mean is not None):
-        stats = _stats_of_nothing(input, (n, channels), *((None, None) if use_input_stats else (running_mean, running_var)))
-        return _no_values(input, weight, bias, stats, return_stats)
-    x = input.to(_compute_dtype(input))
-    w, b = _per_channel(weight, x.dim()), _per_channel(bias, x.dim())
-    count = math.prod(x.shape[2:])  # values per statistic
+    key = ("instance_norm", checks.spec(input), *map(checks.spec, (running_mean, running_var, weight, bias)), use_input_stats, backward)
 
-    if use_input_stats:
-        y, mean, var = _normalize(x, w, b, tuple(range(2, x.dim())), eps, backward)
-        mean, var = mean.reshape(n, channels), var.reshape(n, channels)
-        if running_mean is not None:  # (x is empty here only for N = 0: NaN, as torch)
-            unbiased = var * (count / (count - 1)) if unbiased_running_var else var
-            # The batch average of per-instance statistics is what enters the EMA.
-            _update_running(running_mean, running_var, mean.mean(0), unbiased.mean(0), momentum, count, False)
-        stats = NormStats(mean.detach(), var.detach(), "batch", count)
-    else:
-        y = _fixed(x, running_mean, running_var, w, b, eps, backward)
-        stats = NormStats(running_mean.detach().clone(), running_var.detach().clone(), "running", count)
-    y = y.to(input.dtype)
-    return (y, stats) if return_stats else y
+    def check():
+        checks.check_backward(backward)
+        checks.check_instance_norm_call(input, running_mean, running_var, weight, bias, use_input_stats)
+        n = input.shape[0]
+        if input.numel() == 0 and not (use_input_stats and n == 0 and running_mean is not None):
+            return None
+        return _channel_plan(input, "instance", weight, bias)
+
+    plan = checks.validated(key, check)
+    if plan is None:
+        stats_shape = tuple(input.shape[:2])
+        stats = _stats_of_nothing(input, stats_shape, *((None, None) if use_input_stats else (running_mean, running_var)))
+        return _no_values(input, weight, bias, stats, return_stats)
+    return _per_channel_tail(input, running_mean, running_var, weight, bias, use_input_stats, momentum, eps,
+                             unbiased_running_var, backward, return_stats, plan)
 
 
 def layer_norm(
@@ -215,19 +269,26 @@ def layer_norm(
     No batch statistics are involved, so training and eval behave identically. Any ε is
     taken, as torch takes it (σ² + ε < 0 gives NaN).
     """
-    checks.check_floating(input, "layer_norm")
-    shape = checks.check_normalized_shape(normalized_shape, "layer_norm")  # an int is refused, as torch refuses it
-    k = len(shape)
-    checks.check_trailing_shape(input, shape, "layer_norm")
-    for name, t in (("weight", weight), ("bias", bias)):
-        checks.check_affine_shape(t, shape, name, "layer_norm")
-    x = input.to(_compute_dtype(input))
-    dims = tuple(range(x.dim() - k, x.dim()))
-    y, mean, var = _normalize(x, weight, bias, dims, eps, backward)
-    lead = tuple(input.shape[: input.dim() - k])
-    stats = NormStats(mean.detach().reshape(lead), var.detach().reshape(lead), "batch", math.prod(shape))
-    y = y.to(input.dtype)
-    return (y, stats) if return_stats else y
+    shape_key = checks.shape_key(normalized_shape)
+    key = ("layer_norm", checks.spec(input), shape_key, checks.spec(weight), checks.spec(bias), backward)
+
+    def check():
+        checks.check_backward(backward)
+        checks.check_floating(input, "layer_norm")
+        shape = checks.check_normalized_shape(normalized_shape, "layer_norm")  # an int is refused, as torch refuses it
+        checks.check_trailing_shape(input, shape, "layer_norm")
+        for name, t in (("weight", weight), ("bias", bias)):
+            checks.check_affine_shape(t, shape, name, "layer_norm")
+        dims = reduced_dims("layer", input.dim(), len(shape))
+        return _plan(input.shape, dims, input.shape[: input.dim() - len(shape)], None, weight, bias, compute_dtype(input))
+
+    plan = checks.validated(key, check)
+    x = input if input.dtype == plan.dtype else input.to(plan.dtype)
+    y, mean, var = _normalize(x, weight, bias, plan, eps, backward)
+    y = y if y.dtype == input.dtype else y.to(input.dtype)
+    if not return_stats:
+        return y
+    return y, NormStats(_detached(mean).reshape(plan.stats_shape), _detached(var).reshape(plan.stats_shape), "batch", plan.count)
 
 
 def group_norm(
@@ -246,30 +307,30 @@ def group_norm(
     ``num_groups=1`` is LayerNorm over (C, *spatial) with a per-channel affine;
     ``num_groups=C`` is InstanceNorm.
     """
-    checks.check_floating(input, "group_norm")
-    checks.check_has_channels(input, "group_norm", error=checks.NormcoreError)
-    checks.check_group_sizes(input, num_groups)  # as torch, even in eval: not one value per group
-    n, channels = input.shape[:2]
-    checks.check_groups(channels, num_groups, in_forward=True)
-    for name, t in (("weight", weight), ("bias", bias)):
-        checks.check_affine_shape(t, (channels,), name, "group_norm")
-    x = input.to(_compute_dtype(input))
-    spatial = tuple(x.shape[2:])
-    # (N, C, *S) -> (N, G, C/G, *S): a statistic per (n, g), over C/G and S.
-    xg = x.reshape((n, num_groups, channels // num_groups) + spatial)
-    affine_shape = (1, num_groups, channels // num_groups) + (1,) * len(spatial)
-    w = None if weight is None else weight.view(affine_shape)
-    b = None if bias is None else bias.view(affine_shape)
+    key = ("group_norm", checks.spec(input), type(num_groups), num_groups, checks.spec(weight), checks.spec(bias), backward)
+
+    def check():
+        checks.check_backward(backward)
+        checks.check_floating(input, "group_norm")
+        checks.check_has_channels(input, "group_norm", error=checks.NormcoreError)
+        checks.check_group_sizes(input, num_groups)  # as torch, even in eval: not one value per group
+        n, channels = input.shape[:2]
+        checks.check_groups(channels, num_groups, in_forward=True)
+        for name, t in (("weight", weight), ("bias", bias)):
+            checks.check_affine_shape(t, (channels,), name, "group_norm")
+        # (N, C, *S) -> (N, G, C/G, *S): a statistic per (n, g), over C/G and S.
+        grouped = (n, num_groups, channels // num_groups) + tuple(input.shape[2:])
+        affine = (1, num_groups, channels // num_groups) + (1,) * (input.dim() - 2)
+        plan = _plan(grouped, reduced_dims("group", input.dim()), (n, num_groups), affine, weight, bias, compute_dtype(input))
+        return plan, grouped
+
+    plan, grouped = checks.validated(key, check)
+    x = input if input.dtype == plan.dtype else input.to(plan.dtype)
+    w, b = _view(weight, plan.affine_shape), _view(bias, plan.affine_shape)
     # torch's dγ is NaN on a zero spatial size (0 · NaN mean); normcore's too.
-    y, mean, var = _normalize(xg, w, b, tuple(range(2, xg.dim())), eps, backward, nan_weight_grad_if_empty=True)
-    stats = NormStats(
-        mean.detach().reshape(n, num_groups), var.detach().reshape(n, num_groups), "batch",
-        (channels // num_groups) * math.prod(spatial),
-    )
-    y = y.reshape(input.shape).to(input.dtype)
-    return (y, stats) if return_stats else y
-
-
-from .rms_norm import rms_norm  # noqa: E402  (its own file: no centring, no β)
-from .keras.tf_nn import tf_batch_normalization  # noqa: E402  (TensorFlow's formula, with normcore.keras)
-from .dynamic_tanh import dynamic_tanh  # noqa: E402  (DyT: no statistics, plain autograd; its own file)
+    y, mean, var = _normalize(x.reshape(grouped), w, b, plan, eps, backward, nan_weight_grad_if_empty=True)
+    y = y.reshape(input.shape)
+    y = y if y.dtype == input.dtype else y.to(input.dtype)
+    if not return_stats:
+        return y
+    return y, NormStats(_detached(mean).reshape(plan.stats_shape), _detached(var).reshape(plan.stats_shape), "batch", plan.count)

@@ -45,14 +45,10 @@ import math
 
 import torch
 
-from . import checks
-from .moments import NormStats
+from . import checks, transforms
+from .axes import reduced_dims
+from .moments import NormStats, compute_dtype
 from .rms_backward import NormalizeByRMS
-
-
-def _compute_dtype(x: torch.Tensor) -> torch.dtype:
-    # torch's opmath type: float16/bfloat16 are computed in float32.
-    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
 
 
 def _plain(x: torch.Tensor, weight, dims, eps):
@@ -79,24 +75,34 @@ def rms_norm(
     derived gradient (``rms_backward.py``), ``"autograd"`` lets torch differentiate the
     formula. ``return_stats=True`` also returns the :class:`NormStats` (mean square in ``var``).
     """
+    shape_key = checks.shape_key(normalized_shape)
+    key = ("rms_norm", checks.spec(input), shape_key, checks.spec(weight), backward)
+    dtype, dims, lead, closed_form = checks.validated(key, lambda: _check(input, normalized_shape, weight, backward))
+    x = input if input.dtype == dtype else input.to(dtype)
+    eps = torch.finfo(dtype).eps if eps is None else eps
+    if closed_form:
+        w = weight if weight is None or weight.dtype == dtype else weight.to(dtype)
+        y, ms, _inv_rms = transforms.apply(NormalizeByRMS, x, w, dims, eps)
+    else:
+        y, ms = _plain(x, weight, dims, eps)
+    y = y if y.dtype == input.dtype else y.to(input.dtype)
+    if not return_stats:
+        return y
+    ms = ms.detach().reshape(lead)
+    return y, NormStats(torch.zeros_like(ms), ms, "batch", math.prod(x.shape[d] for d in dims))
+
+
+def _check(input, normalized_shape, weight, backward):
+    """rms_norm's checks; returns (compute dtype, dims, leading shape, whether the closed form runs)."""
     checks.check_floating(input, "rms_norm", complex_ok=True)
     checks.check_backward(backward)
     shape = checks.check_normalized_shape(normalized_shape, "rms_norm")
     checks.check_trailing_shape(input, shape, "rms_norm")
     checks.check_affine_shape(weight, shape, "weight", "rms_norm")
-    x = input.to(_compute_dtype(input))
-    eps = torch.finfo(x.dtype).eps if eps is None else eps
-    dims = tuple(range(x.dim() - len(shape), x.dim()))
+    dtype = compute_dtype(input)
     # The closed form keeps γ in x's dtype: a narrower γ (float16 γ on a float32 computation)
     # is widened first, exactly as torch's product does; a wider or complex one is left to autograd.
-    castable = weight is None or torch.promote_types(x.dtype, weight.dtype) == x.dtype
-    if backward == "closed_form" and castable and not x.is_complex():
-        w = None if weight is None else weight.to(x.dtype)
-        y, ms, _inv_rms = NormalizeByRMS.apply(x, w, dims, eps)
-    else:
-        y, ms = _plain(x, weight, dims, eps)
+    castable = weight is None or torch.promote_types(dtype, weight.dtype) == dtype
+    closed_form = backward == "closed_form" and castable and not dtype.is_complex
     lead = tuple(input.shape[: input.dim() - len(shape)])
-    ms = ms.detach().reshape(lead)
-    stats = NormStats(torch.zeros_like(ms), ms, "batch", math.prod(shape))
-    y = y.to(input.dtype)
-    return (y, stats) if return_stats else y
+    return dtype, reduced_dims("rms", input.dim(), len(shape)), lead, closed_form

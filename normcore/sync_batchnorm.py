@@ -34,7 +34,7 @@ from . import checks
 from . import functional as F
 from .cross_worker import CollectiveTimer, NormalizeAcrossWorkers, time_collectives
 from .modules import _BatchNorm
-from .moments import NormStats
+from .moments import NormStats, compute_dtype
 
 __all__ = ["CollectiveTimer", "SyncBatchNorm", "time_collectives"]
 
@@ -110,7 +110,7 @@ class SyncBatchNorm(_BatchNorm):
         checks.check_batch_eps(self.eps, True)
         _check_backend(input, group)
         momentum = self._momentum_factor()
-        x = input.to(F._compute_dtype(input))
+        x = input.to(compute_dtype(input))
         w, b = F._per_channel(self.weight, x.dim()), F._per_channel(self.bias, x.dim())
         y, mean, var, total = NormalizeAcrossWorkers.apply(x, w, b, self.eps, group)
         if self.track_running_stats:

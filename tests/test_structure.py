@@ -48,6 +48,28 @@ def is_within(module: str, top: str) -> bool:
 # -- the library and the lab --------------------------------------------------------------
 
 
+def library_files() -> list[Path]:
+    """The library's source: normcore/ without the lab."""
+    return sorted(f for f in PACKAGE.rglob("*.py") if "lab" not in f.relative_to(PACKAGE).parts)
+
+
+def test_the_library_imports_only_torch_and_the_standard_library():
+    # Read from the source with ast: at run time torch itself loads numpy, so sys.modules can't tell.
+    files = library_files()
+    assert {f.name for f in files} >= {"__init__.py", "functional.py", "one_pass.py", "batch_normalization.py"}
+    allowed = set(sys.stdlib_module_names) | {"torch", "normcore"}
+    offenders = [(module_name(f), m) for f in files for m in imported_modules(f) if m.split(".")[0] not in allowed]
+    assert offenders == [], f"the library may import torch and the standard library only: {offenders}"
+    lab = [(module_name(f), m) for f in files for m in imported_modules(f) if is_within(m, "normcore.lab")]
+    assert lab == []
+
+
+def test_import_normcore_loads_normcore_keras_only_when_used():
+    code = "import sys, normcore; before = 'normcore.keras' in sys.modules; normcore.keras.BatchNormalization; print(before, 'normcore.keras' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]
+
+
 def test_importing_the_library_loads_no_lab_dependency():
     # Nor Keras: it is a test dependency only (the oracle of tests/test_keras_*.py), never normcore.keras's.
     unwanted = LAB_ONLY + ("keras", "tensorflow")
@@ -60,13 +82,6 @@ def test_nothing_under_normcore_imports_streamlit():
     files = sorted(PACKAGE.rglob("*.py"))
     assert len(files) > 20  # the scan does see the package, lab included
     offenders = [(module_name(f), m) for f in files for m in imported_modules(f) if is_within(m, "streamlit")]
-    assert offenders == []
-
-
-def test_the_library_imports_nothing_from_the_lab():
-    library = sorted(PACKAGE.glob("*.py")) + sorted((PACKAGE / "keras").glob("*.py"))
-    assert {f.name for f in library} >= {"__init__.py", "functional.py", "modules.py", "batch_normalization.py"}
-    offenders = [(f.name, m) for f in library for m in imported_modules(f) if is_within(m, "normcore.lab")]
     assert offenders == []
 
 

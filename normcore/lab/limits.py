@@ -183,7 +183,7 @@ def gradient_elements(n: int, c: int, h: int, w: int) -> str | None:
 MAX_FLOW_DEPTH = 50  # hidden blocks (the training page keeps its own MAX_DEPTH)
 MAX_FLOW_WIDTH = 128
 MAX_FLOW_STEPS = 1000
-MAX_FLOW_WORK = 3_000_000  # depth × width × steps of one run (the default: 20 × 64 × 200 = 256,000)
+MAX_FLOW_WORK = 2_000_000  # depth × width × steps of one run (the default: 20 × 64 × 200 = 256,000); normcore's layers
 MAX_LANDSCAPE_STEPS = 1000  # training steps of each landscape run
 MAX_PROBE_POINTS = 600  # points along the gradient evaluated in one run (probes × step sizes)
 MAX_SLICE_RESOLUTION = 41  # points per side of the 2-D slice (and of the 1-D slice × 2)
