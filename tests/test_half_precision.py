@@ -1,4 +1,4 @@
-"""float16 and bfloat16 as torch takes them, on torch's own half-precision test samples.
+"""float16 and bfloat16 as torch takes them, on torch's own half-precision test samples (issue 26).
 
 op_db (the OpInfo database torch's own test suite iterates, shipped in the torch wheel) holds
 float16/bfloat16 sample and reference inputs for batch_norm, layer_norm, group_norm,
@@ -197,3 +197,46 @@ def test_half_running_statistics_round_once(dtype, momentum):
             f64 = results["f64"][i]
             bound = _error(results["torch"][i], f64) + atol + rtol * f64.abs().max().item()
             assert _error(results["ours"][i], f64) <= bound, (i, results["ours"][i], results["torch"][i], f64)
+
+
+def _module_samples():
+    module_db = pytest.importorskip("torch.testing._internal.common_modules").module_db
+    for info in module_db:
+        if info.module_cls.__name__ == "GroupNorm":
+            for dtype in HALF:
+                if dtype in info.dtypes:
+                    inputs = info.module_inputs_func(info, device="cpu", dtype=dtype, requires_grad=True, training=True)
+                    for i, sample in enumerate(inputs):
+                        yield pytest.param(dtype, sample, id=f"GroupNorm-{str(dtype)[6:]}-{i}")
+
+
+@pytest.mark.parametrize("dtype,sample", list(_module_samples()))
+def test_module_db_group_norm_half_samples(dtype, sample):
+    from torch import nn
+
+    import normcore
+
+    ctor, fwd = sample.constructor_input, sample.forward_input
+    if fwd is None or not fwd.args:
+        pytest.skip("no forward input")
+    layers = [nn.GroupNorm(*ctor.args, **ctor.kwargs), normcore.GroupNorm(*ctor.args, **ctor.kwargs),
+              nn.GroupNorm(*ctor.args, **ctor.kwargs)]
+    for layer, to in zip(layers, (dtype, dtype, torch.float64)):
+        layer.load_state_dict(layers[0].state_dict())
+        layer.to(to)
+    x = fwd.args[0].detach().to(dtype)
+    dy = torch.randn(x.shape, generator=torch.Generator().manual_seed(0)).to(dtype)
+    results = []
+    for layer, to in zip(layers, (dtype, dtype, torch.float64)):
+        xi = x.detach().clone().to(to).requires_grad_()
+        y = layer(xi)
+        y.backward(dy.to(to))
+        results.append({"output": y.detach(), "input grad": xi.grad,
+                        **{f"{n} grad": p.grad for n, p in layer.named_parameters()}})
+    theirs, ours, exact = results
+    atol, rtol = TOLERANCE[dtype]
+    for key, f64 in exact.items():
+        assert (ours[key].dtype, ours[key].shape) == (theirs[key].dtype, theirs[key].shape), key
+        mine, torch_error = _error(ours[key], f64), _error(theirs[key], f64)
+        largest = f64.abs().nan_to_num(0.0, posinf=0.0, neginf=0.0).max().item() if f64.numel() else 0.0
+        assert mine <= torch_error + atol + rtol * largest, f"{key}: normcore {mine:.3g} > torch {torch_error:.3g} + tolerance"
