@@ -81,6 +81,19 @@ def _error(t, f64) -> float:
     return err.nan_to_num(float("inf")).max().item() if err.numel() else 0.0
 
 
+def _assert_within_rule(ours: dict, theirs: dict, exact: dict, dtype, label: str = "") -> None:
+    """Every tensor of ``exact`` (float64): normcore's dtype and shape are torch's, and its error
+    is within torch's plus one assert_close tolerance of the dtype."""
+    atol, rtol = TOLERANCE[dtype]
+    assert set(ours) == set(theirs) == set(exact)
+    for key, f64 in exact.items():
+        assert (ours[key].dtype, ours[key].shape) == (theirs[key].dtype, theirs[key].shape), key
+        mine, torch_error = _error(ours[key], f64), _error(theirs[key], f64)
+        largest = f64.abs().nan_to_num(0.0, posinf=0.0, neginf=0.0).max().item() if f64.numel() else 0.0
+        bound = torch_error + atol + rtol * largest
+        assert mine <= bound, f"{label}{key}: normcore {mine:.3g} > torch {torch_error:.3g} + tolerance = {bound:.3g}"
+
+
 @pytest.mark.parametrize("op,dtype,sample", SAMPLES)
 def test_half_precision_sample_as_accurate_as_torch(op, dtype, sample):
     generator = torch.Generator().manual_seed(0)
@@ -91,15 +104,7 @@ def test_half_precision_sample_as_accurate_as_torch(op, dtype, sample):
         assert isinstance(ours, Exception), f"torch raised {theirs!r}; normcore did not"
         return
     assert not isinstance(ours, Exception), f"normcore raised {ours!r} where torch did not"
-    exact = _run(op.op, sample, dy, torch.float64)
-    atol, rtol = TOLERANCE[dtype]
-    assert set(ours) == set(theirs) == set(exact)
-    for key, f64 in exact.items():
-        assert (ours[key].dtype, ours[key].shape) == (theirs[key].dtype, theirs[key].shape), key
-        mine, torch_error = _error(ours[key], f64), _error(theirs[key], f64)
-        largest = f64.abs().nan_to_num(0.0, posinf=0.0, neginf=0.0).max().item() if f64.numel() else 0.0
-        bound = torch_error + atol + rtol * largest
-        assert mine <= bound, f"{key}: normcore {mine:.3g} > torch {torch_error:.3g} + tolerance = {bound:.3g}"
+    _assert_within_rule(ours, theirs, _run(op.op, sample, dy, torch.float64), dtype)
 
 
 def test_every_norm_has_half_precision_samples():
@@ -168,12 +173,7 @@ def test_half_precision_modules_within_the_rule(dtype, kind, n, c, length, momen
         return
     ours = _module_results(layers[1], batches, dys)
     exact = _module_results(layers[2], [b.double() for b in batches], [d.double() for d in dys])
-    atol, rtol = TOLERANCE[dtype]
-    for key, f64 in exact.items():
-        assert (ours[key].dtype, ours[key].shape) == (theirs[key].dtype, theirs[key].shape), key
-        mine, torch_error = _error(ours[key], f64), _error(theirs[key], f64)
-        largest = f64.abs().nan_to_num(0.0, posinf=0.0, neginf=0.0).max().item() if f64.numel() else 0.0
-        assert mine <= torch_error + atol + rtol * largest, f"{kind} {key}: normcore {mine:.3g} > torch {torch_error:.3g} + tolerance"
+    _assert_within_rule(ours, theirs, exact, dtype, f"{kind} ")
 
 
 @pytest.mark.parametrize("dtype", HALF)
@@ -234,9 +234,4 @@ def test_module_db_group_norm_half_samples(dtype, sample):
         results.append({"output": y.detach(), "input grad": xi.grad,
                         **{f"{n} grad": p.grad for n, p in layer.named_parameters()}})
     theirs, ours, exact = results
-    atol, rtol = TOLERANCE[dtype]
-    for key, f64 in exact.items():
-        assert (ours[key].dtype, ours[key].shape) == (theirs[key].dtype, theirs[key].shape), key
-        mine, torch_error = _error(ours[key], f64), _error(theirs[key], f64)
-        largest = f64.abs().nan_to_num(0.0, posinf=0.0, neginf=0.0).max().item() if f64.numel() else 0.0
-        assert mine <= torch_error + atol + rtol * largest, f"{key}: normcore {mine:.3g} > torch {torch_error:.3g} + tolerance"
+    _assert_within_rule(ours, theirs, exact, dtype)
