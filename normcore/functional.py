@@ -73,8 +73,14 @@ def _plan(x_shape, dims, stats_shape, affine_shape, weight, bias, dtype) -> Plan
     return Plan(dims, count, tuple(stats_shape), affine_shape, one_pass_layout(x_shape, dims, *shapes), dtype)
 
 
-def _view(t: torch.Tensor | None, shape) -> torch.Tensor | None:
-    return t if t is None or shape is None else t.reshape(shape)
+def _view(t: torch.Tensor | None, shape, dtype=None) -> torch.Tensor | None:
+    """γ, β or a running statistic viewed to ``shape``; a half-precision one cast to the compute
+    ``dtype``, as torch's kernels compute (so the closed-form backward never mixes dtypes)."""
+    if t is None:
+        return t
+    if dtype is not None and t.dtype in (torch.float16, torch.bfloat16) and t.dtype != dtype:
+        t = t.to(dtype)
+    return t if shape is None else t.reshape(shape)
 
 
 def _normalize(x, weight, bias, plan: Plan, eps, backward, nan_weight_grad_if_empty=False):
@@ -114,7 +120,11 @@ def _update_running(running_mean, running_var, mean, var, momentum, count, unbia
         mean, var = mean.mean(0), (var * factor).mean(0)
         factor = 1.0
     for running, batch, weight in ((running_mean, mean, momentum), (running_var, var, momentum * factor)):
-        if running is not None:
+        if running is None:
+            continue
+        if running.dtype in (torch.float16, torch.bfloat16):  # computed in float32, rounded once (as torch)
+            running.copy_(running.float().mul_(1 - momentum).add_(batch.float(), alpha=weight))
+        else:
             running.mul_(1 - momentum).add_(batch if batch.dtype == running.dtype else batch.to(running.dtype), alpha=weight)
 
 
@@ -163,7 +173,7 @@ def _per_channel_tail(input, running_mean, running_var, weight, bias, use_input_
     """What batch_norm and instance_norm share once their checks have passed: normalize with the
     batch's statistics and update the running ones, or normalize with the running ones."""
     x = input if input.dtype == plan.dtype else input.to(plan.dtype)
-    w, b = _view(weight, plan.affine_shape), _view(bias, plan.affine_shape)
+    w, b = _view(weight, plan.affine_shape, plan.dtype), _view(bias, plan.affine_shape, plan.dtype)
     if use_input_stats:
         y, mean, var = _normalize(x, w, b, plan, eps, backward)
         mean, var = mean.reshape(plan.stats_shape), var.reshape(plan.stats_shape)
@@ -284,7 +294,8 @@ def layer_norm(
 
     plan = checks.validated(key, check)
     x = input if input.dtype == plan.dtype else input.to(plan.dtype)
-    y, mean, var = _normalize(x, weight, bias, plan, eps, backward)
+    w, b = _view(weight, None, plan.dtype), _view(bias, None, plan.dtype)
+    y, mean, var = _normalize(x, w, b, plan, eps, backward)
     y = y if y.dtype == input.dtype else y.to(input.dtype)
     if not return_stats:
         return y
@@ -326,7 +337,7 @@ def group_norm(
 
     plan, grouped = checks.validated(key, check)
     x = input if input.dtype == plan.dtype else input.to(plan.dtype)
-    w, b = _view(weight, plan.affine_shape), _view(bias, plan.affine_shape)
+    w, b = _view(weight, plan.affine_shape, plan.dtype), _view(bias, plan.affine_shape, plan.dtype)
     # torch's dγ is NaN on a zero spatial size (0 · NaN mean); normcore's too.
     y, mean, var = _normalize(x.reshape(grouped), w, b, plan, eps, backward, nan_weight_grad_if_empty=True)
     y = y.reshape(input.shape)

@@ -6,7 +6,6 @@ in one place.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
@@ -151,9 +150,18 @@ def sum_trailing_first(t: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
     return t.sum(trailing, keepdim=True).sum(rest, keepdim=True)
 
 
-@functools.lru_cache(maxsize=1024)
+_SPLITS: dict = {}  # (ndim, dims) -> _split_trailing's answer (a plain dict: torch.compile traces it)
+
+
 def _split_trailing(ndim: int, dims: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """``dims`` of a rank-``ndim`` tensor as (the run that ends at the last dim, the others)."""
+    split = _SPLITS.get((ndim, dims))
+    if split is None:
+        split = _SPLITS[(ndim, dims)] = _split(ndim, dims)
+    return split
+
+
+def _split(ndim: int, dims: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
     dims = tuple(sorted(d % ndim for d in dims))
     trailing = []
     for d in range(ndim - 1, -1, -1):
