@@ -22,11 +22,14 @@ each round measures that checkout and this one, in alternating order; medians ov
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 from tests.e2e import harness as H
 from tests.e2e import plans as P
@@ -103,6 +106,26 @@ class Timing:
     messages: int  # websocket messages from the server during the interaction
     kilobytes: float
     charts_drawn: int  # Vega views (re)drawn
+    server_cpu: float = 0.0  # seconds of CPU the server's processes spent meanwhile (its script, mostly)
+    browser_cpu: float = 0.0  # seconds the page's main thread was busy (Chromium's TaskDuration)
+
+
+class CpuMeter:
+    """CPU seconds so far of the server's process tree and of the page's main thread."""
+
+    def __init__(self, server_pid: int, page):
+        self.server = psutil.Process(server_pid)
+        self.cdp = page.context.new_cdp_session(page)
+        self.cdp.send("Performance.enable")
+
+    def read(self) -> tuple[float, float]:
+        server = 0.0
+        for p in [self.server, *self.server.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                server += t.user + t.system
+        metrics = {m["name"]: m["value"] for m in self.cdp.send("Performance.getMetrics")["metrics"]}
+        return server, metrics["TaskDuration"]
 
 
 def settled(page) -> None:
@@ -111,17 +134,19 @@ def settled(page) -> None:
     page.wait_for_function("() => window.__latency.idleAfter(-1)", timeout=TIMEOUT_MS, polling=50)
 
 
-def measure(page, act) -> Timing:
+def measure(page, act, meter: CpuMeter) -> Timing:
     """Time one interaction in the page's own clock, from the press to the first idle frame."""
     runs = page.evaluate("window.__latency.arm()")
+    cpu = meter.read()
     act(page)
     page.wait_for_function("n => window.__latency.idleAfter(n)", arg=runs, timeout=INTERACTION_TIMEOUT_MS, polling=50)
     settled(page)
-    return timing(page.evaluate("window.__latency.last()"))
+    return timing(page.evaluate("window.__latency.last()"), cpu, meter.read())
 
 
-def timing(r: dict) -> Timing:
-    return Timing(r["ms"] / 1000, r["messages"], r["bytes"] / 1024, r["charts"])
+def timing(r: dict, cpu_before: tuple[float, float], cpu_after: tuple[float, float]) -> Timing:
+    server, browser = (after - before for before, after in zip(cpu_before, cpu_after))
+    return Timing(r["ms"] / 1000, r["messages"], r["bytes"] / 1024, r["charts"], server, browser)
 
 
 def measure_page(browser, root: Path, name: str) -> dict[str, Timing]:
@@ -133,14 +158,16 @@ def measure_page(browser, root: Path, name: str) -> dict[str, Timing]:
         try:
             context.add_init_script(PROBE)
             page = context.new_page()
+            meter = CpuMeter(server.pid, page)
+            cpu = meter.read()
             path = "" if name in ("baseline", "overview") else name
             page.goto(server.url(path), wait_until="commit", timeout=TIMEOUT_MS)
             page.wait_for_function("() => window.__latency.idleAfter(0)", timeout=TIMEOUT_MS, polling=100)
             settled(page)
-            out = {"cold first render": timing(page.evaluate("window.__latency.cold()"))}
+            out = {"cold first render": timing(page.evaluate("window.__latency.cold()"), cpu, meter.read())}
             for interaction in INTERACTIONS[name]:
                 try:
-                    out[interaction.name] = measure(page, interaction.act)
+                    out[interaction.name] = measure(page, interaction.act, meter)
                 except Exception as error:
                     raise RuntimeError(f"{name}: {interaction.name!r} did not finish: {error}") from error
             problems = [e.inner_text() for e in page.locator(H.EXCEPTION).all()]
@@ -182,7 +209,7 @@ def median(rounds: list[dict], key, attribute: str = "seconds") -> float | None:
 def table(rounds: list[dict], labels: list[str], pages: tuple[str, ...]) -> list[str]:
     """One line per (page, interaction): the baseline's time, then each checkout's time and ratio."""
     head = f"{'page':<16} {'interaction':<28} {'baseline':>9}" + "".join(
-        f" {label:>9} {'ratio':>6} {'msgs':>5} {'kB':>6} {'charts':>6}" for label in labels)
+        f" {label:>9} {'ratio':>6} {'msgs':>5} {'kB':>6} {'charts':>6} {'srvCPU':>6} {'brCPU':>6}" for label in labels)
     lines = [head, "-" * len(head)]
     for page in pages:
         if page == "baseline":
@@ -195,10 +222,11 @@ def table(rounds: list[dict], labels: list[str], pages: tuple[str, ...]) -> list
                 key = (label, page, row)
                 t = median(rounds, key)
                 if t is None:
-                    line += f" {'-':>9} {'':>6} {'':>5} {'':>6} {'':>6}"
+                    line += f" {'-':>9}" + " " * 41
                     continue
                 line += (f" {t:>8.2f}s {t / base:>5.1f}x {median(rounds, key, 'messages'):>5.0f}"
-                         f" {median(rounds, key, 'kilobytes'):>6.0f} {median(rounds, key, 'charts_drawn'):>6.0f}")
+                         f" {median(rounds, key, 'kilobytes'):>6.0f} {median(rounds, key, 'charts_drawn'):>6.0f}"
+                         f" {median(rounds, key, 'server_cpu'):>6.2f} {median(rounds, key, 'browser_cpu'):>6.2f}")
             lines.append(line)
     return lines
 
@@ -239,7 +267,8 @@ def main(argv=None) -> int:
         finally:
             browser.close()
     print(f"\nmedians over {len(rounds)} round(s); ratio = time / the baseline page's same interaction; "
-          f"msgs, kB: websocket messages from the server; charts: Vega charts (re)drawn")
+          f"msgs, kB: websocket messages from the server; charts: Vega charts (re)drawn; "
+          f"srvCPU: CPU seconds of the server; brCPU: of the page's main thread")
     print("\n".join(table(rounds, labels, pages)))
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0
