@@ -3,7 +3,7 @@ slider, a tab switch and one control of each page's own, against a minimal Strea
 
     python -m benchmarks.browser                          # 3 rounds, this checkout only
     python -m benchmarks.browser --repo /work/wt-before   # ... and another checkout, alternately
-    python -m benchmarks.browser --quick                  # 1 round: the baseline and Live statistics
+    python -m benchmarks.browser --quick                  # a smoke test (Live statistics: cold, Step, slider)
 
 Each page gets a fresh ``streamlit run`` (tests/e2e/harness.py: a free loopback port, waited
 for until healthy) and a fresh headless Chromium context, so its first render is the first
@@ -26,6 +26,7 @@ import contextlib
 import os
 import statistics
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,11 +108,11 @@ class Timing:
     kilobytes: float
     charts_drawn: int  # Vega views (re)drawn
     server_cpu: float = 0.0  # seconds of CPU the server's processes spent meanwhile (its script, mostly)
-    browser_cpu: float = 0.0  # seconds the page's main thread was busy (Chromium's TaskDuration)
+    browser_busy: float = 0.0  # seconds the page's main thread ran tasks (Chromium's TaskDuration, wall time)
 
 
-class CpuMeter:
-    """CPU seconds so far of the server's process tree and of the page's main thread."""
+class Meter:
+    """So far: the CPU seconds of the server's process tree, and the seconds the page's main thread ran tasks."""
 
     def __init__(self, server_pid: int, page):
         self.server = psutil.Process(server_pid)
@@ -134,65 +135,76 @@ def settled(page) -> None:
     page.wait_for_function("() => window.__latency.idleAfter(-1)", timeout=TIMEOUT_MS, polling=50)
 
 
-def measure(page, act, meter: CpuMeter) -> Timing:
+def measure(page, act, meter: Meter) -> Timing:
     """Time one interaction in the page's own clock, from the press to the first idle frame."""
     runs = page.evaluate("window.__latency.arm()")
-    cpu = meter.read()
+    before = meter.read()
     act(page)
     page.wait_for_function("n => window.__latency.idleAfter(n)", arg=runs, timeout=INTERACTION_TIMEOUT_MS, polling=50)
     settled(page)
-    return timing(page.evaluate("window.__latency.last()"), cpu, meter.read())
+    return timing(page.evaluate("window.__latency.last()"), before, meter.read())
 
 
-def timing(r: dict, cpu_before: tuple[float, float], cpu_after: tuple[float, float]) -> Timing:
-    server, browser = (after - before for before, after in zip(cpu_before, cpu_after))
+def timing(r: dict, before: tuple[float, float], after: tuple[float, float]) -> Timing:
+    server, browser = (b - a for a, b in zip(before, after))
     return Timing(r["ms"] / 1000, r["messages"], r["bytes"] / 1024, r["charts"], server, browser)
 
 
-def measure_page(browser, root: Path, name: str) -> dict[str, Timing]:
-    """A fresh server for ``name`` (or the baseline page): its cold first render, then its interactions."""
+def start_server(root: Path, name: str) -> H.StreamlitServer:
+    """A fresh ``streamlit run`` of the app in ``root``, or of the baseline page, up and healthy."""
     script = BASELINE_SCRIPT if name == "baseline" else "app.py"
-    server_root = H.ROOT if name == "baseline" else root
-    with H.StreamlitServer(root=server_root, script=script, extra_args=("--logger.level", "error")) as server:
-        context = browser.new_context(viewport=H.VIEWPORT)
-        try:
-            context.add_init_script(PROBE)
-            page = context.new_page()
-            meter = CpuMeter(server.pid, page)
-            cpu = meter.read()
-            path = "" if name in ("baseline", "overview") else name
-            page.goto(server.url(path), wait_until="commit", timeout=TIMEOUT_MS)
-            page.wait_for_function("() => window.__latency.idleAfter(0)", timeout=TIMEOUT_MS, polling=100)
-            settled(page)
-            out = {"cold first render": timing(page.evaluate("window.__latency.cold()"), cpu, meter.read())}
-            for interaction in INTERACTIONS[name]:
-                try:
-                    out[interaction.name] = measure(page, interaction.act, meter)
-                except Exception as error:
-                    raise RuntimeError(f"{name}: {interaction.name!r} did not finish: {error}") from error
-            problems = [e.inner_text() for e in page.locator(H.EXCEPTION).all()]
-            if problems:
-                raise RuntimeError(f"{name}: the page shows an exception: {problems[0][:500]}")
-            return out
-        finally:
-            context.close()
+    return H.StreamlitServer(root=H.ROOT if name == "baseline" else root, script=script,
+                             extra_args=("--logger.level", "error")).start()
+
+
+def measure_page(browser, server: H.StreamlitServer, name: str, rows=None) -> dict[str, Timing]:
+    """``name``'s cold first render on ``server`` (which has served nothing), then its
+    interactions (those named in ``rows``, or all); the server is stopped at the end."""
+    context = browser.new_context(viewport=H.VIEWPORT)
+    try:
+        context.add_init_script(PROBE)
+        page = context.new_page()
+        meter = Meter(server.pid, page)
+        before = meter.read()
+        path = "" if name in ("baseline", "overview") else name
+        page.goto(server.url(path), wait_until="commit", timeout=TIMEOUT_MS)
+        page.wait_for_function("() => window.__latency.idleAfter(0)", timeout=TIMEOUT_MS, polling=100)
+        settled(page)
+        out = {"cold first render": timing(page.evaluate("window.__latency.cold()"), before, meter.read())}
+        for interaction in INTERACTIONS[name]:
+            if rows is not None and interaction.name not in rows:
+                continue
+            try:
+                out[interaction.name] = measure(page, interaction.act, meter)
+            except Exception as error:
+                raise RuntimeError(f"{name}: {interaction.name!r} did not finish: {error}") from error
+        problems = [e.inner_text() for e in page.locator(H.EXCEPTION).all()]
+        if problems:
+            raise RuntimeError(f"{name}: the page shows an exception: {problems[0][:500]}")
+        return out
+    finally:
+        context.close()
+        server.stop()
 
 
 # -- rounds and the table --------------------------------------------------------------------
 
 
-def run_round(browser, checkouts: list[tuple[str, Path]], pages: tuple[str, ...], log) -> dict:
-    """One round: the baseline, then every page of every checkout. {(label, page, row): Timing}."""
+def run_round(browser, checkouts: list[tuple[str, Path]], pages: tuple[str, ...], log, quick: bool = False) -> dict:
+    """One round: the baseline, then every page of every checkout. {(label, page, row): Timing}.
+    ``quick`` starts the next server while a page is measured (a smoke test, not a measurement)
+    and times only Step and the slider."""
+    jobs = [("baseline", H.ROOT, "baseline")] + [(label, root, page) for label, root in checkouts
+                                                   for page in pages if page != "baseline"]
+    rows = (STEP, SLIDER) if quick else None
     out = {}
-    for name, timing in measure_page(browser, H.ROOT, "baseline").items():
-        out[("baseline", "baseline", name)] = timing
-    log(f"  baseline: {fmt_row(out, 'baseline', 'baseline')}")
-    for label, root in checkouts:
-        for page in pages:
-            if page == "baseline":
-                continue
-            for name, timing in measure_page(browser, root, page).items():
-                out[(label, page, name)] = timing
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        upcoming = pool.submit(start_server, H.ROOT, "baseline") if quick else None
+        for k, (label, root, page) in enumerate(jobs):
+            server = upcoming.result() if upcoming else start_server(root, page)
+            upcoming = pool.submit(start_server, *jobs[k + 1][1:]) if quick and k + 1 < len(jobs) else None
+            for name, t in measure_page(browser, server, page, rows).items():
+                out[(label, page, name)] = t
             log(f"  {label} {page}: {fmt_row(out, label, page)}")
     return out
 
@@ -209,12 +221,13 @@ def median(rounds: list[dict], key, attribute: str = "seconds") -> float | None:
 def table(rounds: list[dict], labels: list[str], pages: tuple[str, ...]) -> list[str]:
     """One line per (page, interaction): the baseline's time, then each checkout's time and ratio."""
     head = f"{'page':<16} {'interaction':<28} {'baseline':>9}" + "".join(
-        f" {label:>9} {'ratio':>6} {'msgs':>5} {'kB':>6} {'charts':>6} {'srvCPU':>6} {'brCPU':>6}" for label in labels)
+        f" {label:>9} {'ratio':>6} {'msgs':>5} {'kB':>6} {'charts':>6} {'srvCPU':>6} {'brBusy':>6}" for label in labels)
     lines = [head, "-" * len(head)]
     for page in pages:
         if page == "baseline":
             continue
-        rows = ["cold first render"] + [i.name for i in INTERACTIONS[page]]
+        rows = ["cold first render"] + [i.name for i in INTERACTIONS[page]
+                                        if any(key[1:] == (page, i.name) for r in rounds for key in r)]
         for row in rows:
             base = median(rounds, ("baseline", "baseline", row))
             line = f"{page:<16} {row:<28} {base:>8.2f}s"
@@ -226,7 +239,7 @@ def table(rounds: list[dict], labels: list[str], pages: tuple[str, ...]) -> list
                     continue
                 line += (f" {t:>8.2f}s {t / base:>5.1f}x {median(rounds, key, 'messages'):>5.0f}"
                          f" {median(rounds, key, 'kilobytes'):>6.0f} {median(rounds, key, 'charts_drawn'):>6.0f}"
-                         f" {median(rounds, key, 'server_cpu'):>6.2f} {median(rounds, key, 'browser_cpu'):>6.2f}")
+                         f" {median(rounds, key, 'server_cpu'):>6.2f} {median(rounds, key, 'browser_busy'):>6.2f}")
             lines.append(line)
     return lines
 
@@ -236,7 +249,8 @@ def parse(argv=None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repo", type=Path, help="another checkout (the commit before), measured alternately")
     parser.add_argument("--pages", nargs="+", choices=list(INTERACTIONS), help="only these pages")
-    parser.add_argument("--quick", action="store_true", help="1 round, the baseline and Live statistics only")
+    parser.add_argument("--quick", action="store_true", help="a smoke test: 1 round, the baseline and Live statistics, "
+                                                              "their cold render, Step and slider")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.pages = 1, args.pages or list(QUICK_PAGES)
@@ -263,12 +277,12 @@ def main(argv=None) -> int:
             for r in range(args.rounds):
                 print(f"round {r + 1}/{args.rounds}", flush=True)
                 order = checkouts if r % 2 == 0 else checkouts[::-1]  # alternate which goes first
-                rounds.append(run_round(browser, order, pages, lambda line: print(line, flush=True)))
+                rounds.append(run_round(browser, order, pages, lambda line: print(line, flush=True), args.quick))
         finally:
             browser.close()
     print(f"\nmedians over {len(rounds)} round(s); ratio = time / the baseline page's same interaction; "
           f"msgs, kB: websocket messages from the server; charts: Vega charts (re)drawn; "
-          f"srvCPU: CPU seconds of the server; brCPU: of the page's main thread")
+          f"srvCPU: CPU seconds of the server's processes; brBusy: seconds the page's main thread ran tasks")
     print("\n".join(table(rounds, labels, pages)))
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0
