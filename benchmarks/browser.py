@@ -130,9 +130,11 @@ class Meter:
 
 
 def settled(page) -> None:
-    """Wait a little and, if another rerun followed (a callback's st.rerun), for it too."""
+    """Wait a little and, if another rerun followed (a callback's st.rerun), for it too; then
+    until every chart is drawn and has stopped changing."""
     page.wait_for_timeout(SETTLE_MS)
-    page.wait_for_function("() => window.__latency.idleAfter(-1)", timeout=TIMEOUT_MS, polling=50)
+    page.wait_for_function("() => window.__latency.idleAfter(-1) && window.__latency.chartsDrawn()",
+                           timeout=TIMEOUT_MS, polling=50)
 
 
 def measure(page, act, meter: Meter) -> Timing:

@@ -1,12 +1,13 @@
 // benchmarks.browser's probe, added to every page before Streamlit's own scripts run.
 // It times, in the page's own clock, from a key or pointer press (or from navigation, for the
 // first render) to the first animation frame where the app is idle (script state
-// "notRunning", no status widget) or, if later, the last change to a chart's drawing. Meanwhile it counts
+// "notRunning", no status widget) or, if later, the last change to a chart's drawing (Vega
+// draws after the run, and on a first visit it loads its code first: seconds, sometimes). Meanwhile it counts
 // the websocket messages the server sent (one per element or delta) and the Vega charts
 // whose drawing changed.
 (() => {
   const APP = '[data-testid="stApp"]', STATUS = '[data-testid="stStatusWidget"]';
-  const CHART = '[data-testid="stVegaLiteChart"]', QUIET_MS = 50;
+  const CHART = '[data-testid="stVegaLiteChart"]', QUIET_MS = 50, CHART_QUIET_MS = 300;
   const L = window.__latency = {
     actionAt: 0, busy: false, runs: 0, idleAt: null, chartAt: 0, candidate: null, messageAt: 0,
     messages: 0, bytes: 0, charts: new Set(),
@@ -36,8 +37,11 @@
       if (chart) { L.charts.add(chart); L.chartAt = performance.now(); }
     }
   }).observe(document, {childList: true, subtree: true, attributes: true, characterData: true});
-  const idle = () => document.querySelector(APP)?.getAttribute('data-test-script-state') === 'notRunning'
-    && !document.querySelector(STATUS);
+  let app = null;
+  const idle = () => {
+    if (!app || !app.isConnected) app = document.querySelector(APP);
+    return app?.getAttribute('data-test-script-state') === 'notRunning' && !document.querySelector(STATUS);
+  };
   const tick = () => {
     // A run is over at the first idle frame after its last message, once QUIET_MS have
     // passed with no message (a fast rerun can start and end between two frames, and the
@@ -57,6 +61,11 @@
   Object.assign(L, {
     arm() { L.actionAt = null; L.messages = 0; L.bytes = 0; L.charts = new Set(); return L.runs; },
     idleAfter(runs) { return L.runs > runs && !L.busy; },
+    // every chart on the page drawn (Vega's marks are in), and none changed for CHART_QUIET_MS
+    chartsDrawn() {
+      const charts = [...document.querySelectorAll(CHART)];
+      return charts.every(c => c.querySelector('.marks')) && performance.now() - L.chartAt >= CHART_QUIET_MS;
+    },
     last() { return result(L.actionAt); },
     cold() { return result(0); },
   });
