@@ -131,9 +131,9 @@ class Meter:
 
 def settled(page) -> None:
     """Wait a little and, if another rerun followed (a callback's st.rerun), for it too; then
-    until every chart is drawn and has stopped changing."""
+    until every chart is drawn and the page has stopped changing."""
     page.wait_for_timeout(SETTLE_MS)
-    page.wait_for_function("() => window.__latency.idleAfter(-1) && window.__latency.chartsDrawn()",
+    page.wait_for_function("() => window.__latency.idleAfter(-1) && window.__latency.still()",
                            timeout=TIMEOUT_MS, polling=50)
 
 
