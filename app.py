@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from pages.shared import heap
 from pages.shared.navigation import OVERVIEW, PAGES
 
 st.set_page_config(page_title="normcore lab", page_icon="🧪", layout="wide")
@@ -13,3 +14,4 @@ page = st.navigation(
 with st.sidebar:
     st.caption("normcore lab: normalization layers from the formulas, exact against torch.nn.")
 page.run()
+heap.freeze_imports()  # what the page imported: see pages/shared/heap.py

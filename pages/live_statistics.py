@@ -5,7 +5,7 @@ import streamlit as st
 
 from normcore.lab.experiments import live
 from normcore.lab.viz import live_charts as charts
-from pages.shared import controls
+from pages.shared import altair_specs, controls
 from pages.shared.page_options import PageOptions, sync_url
 
 TICK_SECONDS = 0.5  # Play: one fragment rerun every half second
@@ -20,6 +20,13 @@ s = controls.sidebar()
 @st.cache_data(max_entries=16, show_spinner="Normalizing one batch…")
 def batch_view(settings, quiet: bool) -> live.BatchView:
     return live.one_batch(settings, quiet)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def chart_specs(settings, quiet: bool | None = None) -> list[dict]:
+    """Section 1's chart (``quiet`` None) or section 2's two, built once per input (pages/shared/altair_specs.py)."""
+    built = charts.diagram_charts(settings) if quiet is None else charts.batch_charts(batch_view(settings, quiet), settings)
+    return [altair_specs.spec(chart) for chart in built]
 
 
 def metrics(rows) -> None:
@@ -43,7 +50,7 @@ diagram = live.diagram_frame(s)
 if diagram is None:
     st.info("No diagram while the group count does not divide the channel count (see the message above).")
 else:
-    st.altair_chart(charts.statistic_diagram(diagram, f"{s.norm_label}: the input as N × C × (H·W)"), width="content")
+    st.vega_lite_chart(spec=chart_specs(s)[0], width="content")
     st.caption(diagram.caption)
 
 st.header("2 · One batch, before and after")
@@ -53,8 +60,8 @@ if blocked:
     st.info("Fix the settings above to see a batch.")
 else:
     view = batch_view(s, quiet)
-    title = f"Values per {live.UNIT_WORD[s.norm]}, before and after {s.norm_label} (count per bin)"
-    st.altair_chart(charts.histograms(view.histogram, title), width="content")
+    histograms, eps = chart_specs(s, quiet)
+    st.vega_lite_chart(spec=histograms, width="content")
     st.caption(view.caption)
     if live.is_standard_normal(s):
         st.button("🎲 At the defaults the input is N(0, 1) already. Try an offset, spread-out input",
@@ -73,7 +80,7 @@ else:
             c: st.column_config.NumberColumn(label, format="%.6g") for c, label in columns.items()})
     with right:
         st.markdown("**Channel 0's output shrinks as eps grows** (red: the eps in use)")
-        st.altair_chart(charts.eps_chart(view.eps_curve, s.eps), width="stretch")
+        st.vega_lite_chart(spec=eps, width="stretch")
     st.caption(view.eps_caption)
 
 st.header("3 · Live stream")

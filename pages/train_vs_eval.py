@@ -2,7 +2,8 @@
 
 A thin loop over ``normcore.lab.experiments.train_eval.SCENARIOS``: each tab draws its own
 controls, runs its experiment (cached per setting; only the open tab runs) and renders the
-headline, the messages and the charts that come back.
+headline, the messages and the charts that come back. The tabs are a fragment: switching
+tabs or moving a tab's own control reruns them alone, not the sidebar.
 """
 
 import streamlit as st
@@ -10,7 +11,7 @@ import streamlit as st
 from normcore.lab.experiments import train_eval as te
 from normcore.lab.settings import LabSettings, as_dict
 from normcore.lab.viz.train_eval_charts import charts_for
-from pages.shared import controls, widgets
+from pages.shared import altair_specs, controls, widgets
 
 SHOW = {"error": st.error, "warning": st.warning, "info": st.info}
 
@@ -30,6 +31,12 @@ def prepared(name: str, config: dict):
 def result(key: str, settings: dict, params: dict, _resource=None) -> te.ScenarioResult:
     # _resource is not hashed: it is fully determined by (key, settings).
     return te.run_scenario(key, LabSettings(**settings), params, _resource)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def chart_specs(key: str, settings: dict, params: dict, _resource=None) -> list[list[dict]]:
+    """The result's charts as Vega-Lite specs, built once per result (the same key)."""
+    return [[altair_specs.spec(c) for c in row] for row in charts_for(key, result(key, settings, params, _resource))]
 
 
 def scenario_params(sc: te.Scenario) -> dict:
@@ -55,9 +62,9 @@ def render(sc: te.Scenario, s: LabSettings) -> None:
         SHOW[m.level](m.message)
     if r.headline is not None:
         st.metric(r.headline.label, r.headline.value, help=r.headline.help or None)
-    for row in charts_for(sc.key, r):
-        for column, chart in zip(st.columns(len(row)), row):
-            column.altair_chart(chart, width="stretch")
+    for row in chart_specs(sc.key, as_dict(s), params, resource):
+        for column, spec in zip(st.columns(len(row)), row):
+            column.vega_lite_chart(spec=spec, width="stretch")
     if r.table is not None:
         st.caption(r.table_caption)
         st.dataframe(r.table, hide_index=True, width="stretch")
@@ -71,8 +78,17 @@ st.markdown(
     "the two part ways, and how to close the gap. The sidebar's controls apply to every tab; "
     f"momentum now: **{s.momentum_text()}**."
 )
-tabs = st.tabs([f"{sc.icon} {sc.title}" for sc in te.SCENARIOS], key="scenario", on_change="rerun", bind="query-params")
-for tab, sc in zip(tabs, te.SCENARIOS):
-    with tab:
-        if tab.open:  # only the open tab runs its experiment
-            render(sc, s)
+
+
+@st.fragment
+def scenarios() -> None:
+    s = controls.current()
+    tabs = st.tabs([f"{sc.icon} {sc.title}" for sc in te.SCENARIOS], key="scenario", on_change="rerun",
+                   bind="query-params")
+    for tab, sc in zip(tabs, te.SCENARIOS):
+        with tab:
+            if tab.open:  # only the open tab runs its experiment
+                render(sc, s)
+
+
+scenarios()

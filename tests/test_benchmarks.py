@@ -1,8 +1,9 @@
 """Every benchmark runs in its quick mode, so none of them can rot unnoticed.
 
 Speed is never asserted here (these machines are shared and noisy): a benchmark passes when
-it exits 0 and prints the line that carries its result. The load benchmark mostly waits on
-its browsers and server, so it starts first, in the background, while the others run.
+it exits 0 and prints the line that carries its result. The browser benchmarks (load,
+browser) mostly wait on their browsers and servers, so they start first, in the background,
+while the others run.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ BENCHMARKS = sorted(p.stem for p in (ROOT / "benchmarks").glob("*.py")
 # What each one's output must contain: the line that carries its result.
 PRINTS = {"norms": "ratio", "pages": "defaults (", "train_eval": "slowest cached rerun", "training_overhead": "speed-up",
           "load": "errors: 0", "distributed": "SyncBN overhead", "fold": "fold speed-up",
-          "port_precision": "Precision, defaults", "transformers": "normcore / torch ratio"}
-IN_BACKGROUND = "load"
+          "port_precision": "Precision, defaults", "transformers": "normcore / torch ratio",
+          "browser": "ratio = time / the baseline page's"}
+IN_BACKGROUND = ("load", "browser")  # they need a browser
 
 
 def start(name: str) -> subprocess.Popen:
@@ -40,13 +42,13 @@ def finish(name: str, process: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def background():
-    """The load benchmark, started once for the module (None when no browser is here)."""
+    """The browser benchmarks, started once for the module ({} and the reason when no browser is here)."""
     from tests.e2e import harness
 
     problem = harness.browser_problem()
-    process = None if problem else start(IN_BACKGROUND)
-    yield process, problem
-    if process is not None:
+    processes = {} if problem else {name: start(name) for name in IN_BACKGROUND}
+    yield processes, problem
+    for process in processes.values():
         process.kill()
 
 
@@ -54,13 +56,13 @@ def test_every_benchmark_is_listed():
     assert set(BENCHMARKS) == set(PRINTS), "a new benchmark needs a line in PRINTS (and a --quick mode)"
 
 
-@pytest.mark.parametrize("name", [b for b in BENCHMARKS if b != IN_BACKGROUND] + [IN_BACKGROUND])
+@pytest.mark.parametrize("name", [b for b in BENCHMARKS if b not in IN_BACKGROUND] + list(IN_BACKGROUND))
 def test_benchmark_runs_in_quick_mode(name, background):
-    if name != IN_BACKGROUND:
+    if name not in IN_BACKGROUND:
         return finish(name, start(name))
-    process, problem = background
-    if process is None:
+    processes, problem = background
+    if problem:
         if os.environ.get("CI"):
-            pytest.fail(f"the load benchmark needs a browser under CI: {problem}")
+            pytest.fail(f"the {name} benchmark needs a browser under CI: {problem}")
         pytest.skip(problem)
-    finish(name, process)
+    finish(name, processes[name])

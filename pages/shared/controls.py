@@ -12,7 +12,7 @@ from dataclasses import replace
 import streamlit as st
 
 from normcore.lab import settings as S
-from pages.shared import url, widgets
+from pages.shared import heap, url, widgets
 
 _STORE = "lab_settings"
 _URL_MESSAGES = "lab_url_messages"
@@ -86,6 +86,7 @@ def _widget(name: str, s: S.LabSettings) -> None:
 
 def sidebar(names=ALL_CONTROLS) -> S.LabSettings:
     """Draw the shared controls a page uses in the sidebar and return the current settings."""
+    heap.freeze_imports()  # every page but the overview calls this, after its imports
     s = current()
     with st.sidebar:
         st.subheader("Shared controls")

@@ -115,8 +115,9 @@ class StreamlitServer:
     """
 
     def __init__(self, root: Path = ROOT, extra_args: tuple[str, ...] = (), log_path: Path | None = None,
-                 start_timeout: float = 90.0, env: dict[str, str] | None = None):
+                 start_timeout: float = 90.0, env: dict[str, str] | None = None, script: str = "app.py"):
         self.root, self.extra_args, self.start_timeout = Path(root), tuple(extra_args), start_timeout
+        self.script = script  # relative to root: the app, or another page (benchmarks.browser's baseline)
         self.env = {**os.environ, **(env or {})}
         self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="streamlit-", suffix=".log")[1])
         self.port: int | None = None
@@ -140,7 +141,7 @@ class StreamlitServer:
         for attempt in range(3):
             self.port = free_port()
             command = [
-                sys.executable, "-m", "streamlit", "run", "app.py",
+                sys.executable, "-m", "streamlit", "run", self.script,
                 "--server.headless", "true",
                 "--server.address", "127.0.0.1",
                 "--server.port", str(self.port),

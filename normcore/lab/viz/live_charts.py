@@ -16,6 +16,7 @@ import pandas as pd
 
 from normcore.lab.experiments import live
 from normcore.lab.experiments.live.units import Diagram
+from normcore.lab.settings import LabSettings
 from normcore.lab.viz import specs
 
 BEFORE, AFTER = "#9a9a9a", "#1f77b4"
@@ -98,6 +99,18 @@ def eps_chart(curve: pd.DataFrame, current_eps: float) -> alt.LayerChart:
     rule = alt.Chart(pd.DataFrame({"eps": [current_eps], "label": [f"eps in use: {current_eps:.0e}"]}))
     rule = rule.mark_rule(color="#d62728", strokeWidth=2).encode(x, tooltip=["label"])
     return alt.layer(theory, measured, rule).properties(height=230)
+
+
+def diagram_charts(s: LabSettings) -> list[alt.FacetChart]:
+    """Section 1 of the page: the statistic diagram at settings ``s`` (none when it cannot be drawn)."""
+    diagram = live.diagram_frame(s)
+    return [] if diagram is None else [statistic_diagram(diagram, f"{s.norm_label}: the input as N × C × (H·W)")]
+
+
+def batch_charts(view: live.BatchView, s: LabSettings) -> list[alt.TopLevelMixin]:
+    """Section 2 of the page: the histograms and the eps chart of one batch."""
+    title = f"Values per {live.UNIT_WORD[s.norm]}, before and after {s.norm_label} (count per bin)"
+    return [histograms(view.histogram, title), eps_chart(view.eps_curve, s.eps)]
 
 
 def stream_chart(series: pd.DataFrame, statistic: str, title: str, axis: str | None = None) -> dict:
