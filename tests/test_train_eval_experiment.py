@@ -319,7 +319,7 @@ def test_every_scenario_runs_with_extreme_settings_without_raising():
             params = {k: v for k, v in quick.items() if k in sc.defaults()}
             r = te.run_scenario(sc.key, s, params)
             assert r.frames or any(m.level == "error" for m in r.messages), (sc.key, s)
-            if s.num_elements > limits.MAX_ELEMENTS:  # every scenario says so
+            if s.num_elements > limits.MAX_ELEMENTS and "batch_size" in sc.reads:  # every scenario that reads N, C, H, W says so
                 assert any("over this demo's cap" in m for m in messages(r, "error")), sc.key
 
 
