@@ -316,6 +316,8 @@ def test_every_scenario_runs_with_extreme_settings_without_raising():
         for sc in te.SCENARIOS:
             if sc.resource and i not in (0, 3, 6):  # each trains a network: three settings are enough here
                 continue
+            if "batch_size" not in sc.reads and i != 0:  # reads only the seed: these settings are all one to it
+                continue
             params = {k: v for k, v in quick.items() if k in sc.defaults()}
             r = te.run_scenario(sc.key, s, params)
             assert r.frames or any(m.level == "error" for m in r.messages), (sc.key, s)
