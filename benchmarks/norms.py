@@ -135,6 +135,9 @@ def _cases(quick: bool) -> list[Case]:
     for shape in image:
         c = shape[1]
         cases.append(Case("BatchNorm2d", shape, lambda m, c=c: m.BatchNorm2d(c)))
+    for shape in image:  # torch has no Batch Renormalization: timed against its BatchNorm2d
+        c = shape[1]
+        cases.append(Case("BatchRenorm2d vs BN2d", shape, lambda m, c=c: getattr(m, "BatchRenorm2d", m.BatchNorm2d)(c)))
     for shape in image:
         c = shape[1]
         cases.append(Case("GroupNorm(32)", shape, lambda m, c=c: m.GroupNorm(32, c)))

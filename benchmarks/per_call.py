@@ -36,6 +36,8 @@ CASES = [  # the issue's small shapes
     ("RMSNorm(64)", (32, 16, 64), lambda m: m.RMSNorm(64)),
     ("BatchNorm2d(16)", (32, 16, 8, 8), lambda m: m.BatchNorm2d(16)),
     ("InstanceNorm2d(16, affine)", (32, 16, 8, 8), lambda m: m.InstanceNorm2d(16, affine=True)),
+    # torch has no Batch Renormalization: normcore's BatchRenorm2d against torch's BatchNorm2d
+    ("BatchRenorm2d(16) vs BN2d", (32, 16, 8, 8), lambda m: getattr(m, "BatchRenorm2d", m.BatchNorm2d)(16)),
 ]
 
 

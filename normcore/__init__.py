@@ -27,6 +27,7 @@ from .ema import batch_mean_standard_error, ema_half_life, keras_momentum_from_t
 from .fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 from .folding import FoldReport, fold_batchnorm
 from .dynamic_tanh import DynamicTanh, convert_ln_to_dyt
+from .batch_renorm import BatchRenorm1d, BatchRenorm2d, BatchRenorm3d, renorm_schedule
 
 __all__ = [
     "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d",
@@ -37,6 +38,7 @@ __all__ = [
 ]
 __all__ += ["FoldReport", "fold_batchnorm", "fuse_conv_bn_eval", "fuse_linear_bn_eval"]
 __all__ += ["DynamicTanh", "convert_ln_to_dyt"]
+__all__ += ["BatchRenorm1d", "BatchRenorm2d", "BatchRenorm3d", "renorm_schedule"]
 __version__ = "0.1.0"
 
 

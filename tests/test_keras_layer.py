@@ -277,7 +277,7 @@ def test_weights_are_in_keras_order_both_ways(keras, center, scale):
 def test_our_arguments_and_defaults_are_keras_s(keras):
     theirs = inspect.signature(keras.layers.BatchNormalization.__init__).parameters
     ours = inspect.signature(nk.BatchNormalization.__init__).parameters
-    for name in ("axis", "momentum", "epsilon", "center", "scale"):
+    for name in ("axis", "momentum", "epsilon", "center", "scale", "renorm", "renorm_clipping", "renorm_momentum"):
         assert ours[name].default == theirs[name].default, name
     keras_only = {n for n, p in theirs.items() if p.kind is p.POSITIONAL_OR_KEYWORD} - {"self", *ours}
     assert keras_only == set(KERAS_ONLY) - {"activity_regularizer"}  # the table names every Keras argument
@@ -288,7 +288,7 @@ def test_our_arguments_and_defaults_are_keras_s(keras):
 @pytest.mark.parametrize(
     "argument, value",
     [("beta_initializer", "ones"), ("gamma_regularizer", "l2"), ("gamma_constraint", "non_neg"),
-     ("renorm", True), ("renorm_momentum", 0.9), ("synchronized", True), ("activity_regularizer", "l1")],
+     ("synchronized", True), ("activity_regularizer", "l1")],
 )
 def test_keras_only_arguments_are_refused_with_what_to_do(argument, value):
     with pytest.raises(normcore.NormcoreError, match=rf"does not implement {argument}=.*: \w"):

@@ -316,10 +316,12 @@ def test_every_scenario_runs_with_extreme_settings_without_raising():
         for sc in te.SCENARIOS:
             if sc.resource and i not in (0, 3, 6):  # each trains a network: three settings are enough here
                 continue
+            if "batch_size" not in sc.reads and i != 0:  # reads only the seed: these settings are all one to it
+                continue
             params = {k: v for k, v in quick.items() if k in sc.defaults()}
             r = te.run_scenario(sc.key, s, params)
             assert r.frames or any(m.level == "error" for m in r.messages), (sc.key, s)
-            if s.num_elements > limits.MAX_ELEMENTS:  # every scenario says so
+            if s.num_elements > limits.MAX_ELEMENTS and "batch_size" in sc.reads:  # every scenario that reads N, C, H, W says so
                 assert any("over this demo's cap" in m for m in messages(r, "error")), sc.key
 
 

@@ -1,6 +1,6 @@
 """Keras's BatchNormalization arguments that normcore does not implement, and what to do instead.
 
-Keras code that spells such an argument at its default value (``renorm=False``,
+Keras code that spells such an argument at its default value (``synchronized=False``,
 ``beta_initializer="zeros"``, ``gamma_regularizer=None``...) changes nothing, so it is
 accepted. Any other value is refused with the torch way of getting the same effect: an
 argument is never silently ignored. The converters use the same table to say what a Keras
@@ -12,12 +12,12 @@ from __future__ import annotations
 from ..checks import NormcoreError
 
 # The arguments normcore.keras.BatchNormalization itself takes.
-SUPPORTED = ("axis", "momentum", "epsilon", "center", "scale", "trainable", "name", "dtype", "device", "backward")
+SUPPORTED = ("axis", "momentum", "epsilon", "center", "scale", "trainable", "name", "dtype", "device", "backward",
+             "renorm", "renorm_clipping", "renorm_momentum")
 
 _INIT = "build the layer first (layer.build(input_shape) or one call), then set the values with set_weights([...]) or torch.nn.init"
 _REGULARIZE = "add the penalty to your loss instead, e.g. loss = loss + 1e-4 * layer.gamma.square().sum()"
 _CONSTRAIN = "apply it after each optimizer step instead, e.g. with torch.no_grad(): layer.gamma.clamp_(min=0.0)"
-_RENORM = "Batch Renormalization is not implemented; use renorm=False (the default)"
 
 # name -> (Keras's default, what to do instead)
 KERAS_ONLY = {
@@ -30,9 +30,6 @@ KERAS_ONLY = {
     "activity_regularizer": (None, "add the penalty on the layer's output to your loss instead"),
     "beta_constraint": (None, _CONSTRAIN),
     "gamma_constraint": (None, _CONSTRAIN),
-    "renorm": (False, _RENORM),
-    "renorm_clipping": (None, _RENORM),
-    "renorm_momentum": (0.99, _RENORM),
     "synchronized": (False, "for batch statistics synchronized across processes use torch.nn.SyncBatchNorm"),
 }
 

@@ -31,11 +31,12 @@ from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
 from .. import checks
 from ..backward import NormalizeWithBatchStats, NormalizeWithFixedStats
-from ..moments import NormStats, standardize
+from ..moments import NormStats, shifted_moments, standardize
+from . import renorm as keras_renorm
 from .arguments import check_keras_arguments
 
 KERAS_EPSILON = 1e-7  # keras.backend.epsilon(): Keras adds it to the count of a masked mean
-WEIGHT_NAMES = ("gamma", "beta", "moving_mean", "moving_variance")  # Keras's order
+WEIGHT_NAMES = ("gamma", "beta", "moving_mean", "moving_variance") + keras_renorm.RENORM_WEIGHTS  # Keras's order
 
 
 def _torch_dtype(dtype):
@@ -62,6 +63,8 @@ class BatchNormalization(LazyModuleMixin, nn.Module):
     gamma when ``scale=False``, beta when ``center=False``). ``layer.last_stats`` holds the
     :class:`~normcore.NormStats` of the last call.
 
+    ``renorm=True`` is Keras 3's Batch Renormalization (``renorm.py``): three more weights,
+    ``moving_stddev``, ``renorm_mean``, ``renorm_stddev``, follow in ``get_weights()``.
     Keras's other arguments are accepted at their default values and refused otherwise,
     with what to do instead. ``dtype``/``device`` place the weights (float32 by default);
     the output has the input's dtype (Keras casts it to the layer's). Unlike Keras, the rank
@@ -81,9 +84,13 @@ class BatchNormalization(LazyModuleMixin, nn.Module):
         dtype=None,
         device=None,
         backward: str = "closed_form",
+        renorm: bool = False,
+        renorm_clipping: dict | None = None,
+        renorm_momentum: float = 0.99,
         **keras_arguments,
     ) -> None:
         check_keras_arguments(keras_arguments)
+        clipping = keras_renorm.checked_clipping(bool(renorm), renorm_clipping)
         super().__init__()
         try:
             self.axis = operator.index(axis)
@@ -98,6 +105,10 @@ class BatchNormalization(LazyModuleMixin, nn.Module):
         self.register_parameter("beta", UninitializedParameter(**factory) if self.center else None)
         self.register_buffer("moving_mean", UninitializedBuffer(**factory))
         self.register_buffer("moving_variance", UninitializedBuffer(**factory))
+        # Batch Renormalization (renorm.py): three more moving statistics, as Keras's
+        self.renorm, self.renorm_clipping, self.renorm_momentum = bool(renorm), clipping, float(renorm_momentum)
+        for name in keras_renorm.RENORM_WEIGHTS:
+            self.register_buffer(name, UninitializedBuffer(**factory) if self.renorm else None)
         self.trainable = trainable
 
     # -- Keras's attributes ------------------------------------------------------------------
@@ -123,7 +134,7 @@ class BatchNormalization(LazyModuleMixin, nn.Module):
         shape = tuple(input_shape)
         features = int(shape[self._axis_of(shape)])
         with torch.no_grad():
-            for name, fill in zip(WEIGHT_NAMES, (1.0, 0.0, 0.0, 1.0)):
+            for name, fill in zip(WEIGHT_NAMES, (1.0, 0.0, 0.0, 1.0) + keras_renorm.RENORM_FILLS):
                 t = getattr(self, name)
                 if t is not None and is_lazy(t):
                     t.materialize((features,))
@@ -153,6 +164,7 @@ class BatchNormalization(LazyModuleMixin, nn.Module):
         return {
             "name": self.name, "trainable": self.trainable, "axis": self.axis, "momentum": self.momentum,
             "epsilon": self.epsilon, "center": self.center, "scale": self.scale,
+            "renorm": self.renorm, "renorm_clipping": self.renorm_clipping, "renorm_momentum": self.renorm_momentum,
         }
 
     def _weights(self) -> list[torch.Tensor]:
@@ -206,7 +218,11 @@ class BatchNormalization(LazyModuleMixin, nn.Module):
         gamma = None if self.gamma is None else self.gamma.to(x.dtype).reshape(shape)
         beta = None if self.beta is None else self.beta.to(x.dtype).reshape(shape)
         dims = tuple(d for d in range(x.dim()) if d != axis)
-        if training and self.trainable:
+        if training and self.trainable and self.renorm:
+            y, mean, var, count = self._renormalized(x, mask, gamma, beta, dims)
+            keras_renorm.update_statistics(self, mean.reshape(features), var.reshape(features))
+            self.last_stats = NormStats(mean.detach().reshape(features), var.detach().reshape(features), "batch", count)
+        elif training and self.trainable:
             y, mean, var, count = self._with_batch_stats(x, mask, gamma, beta, dims)
             self._update_moving(mean.reshape(features), var.reshape(features))
             self.last_stats = NormStats(mean.detach().reshape(features), var.detach().reshape(features), "batch", count)
@@ -232,6 +248,22 @@ class BatchNormalization(LazyModuleMixin, nn.Module):
         x_hat, mean, var, _ = standardize(x, dims, self.epsilon)
         y = x_hat if gamma is None else x_hat * gamma
         return (y if beta is None else y + beta), mean, var, count
+
+    def _renormalized(self, x, mask, gamma, beta, dims):
+        """Keras's renorm training step (renorm.py): returns (y, mean, var, count)."""
+        closed_form = mask is None and self.backward_mode == "closed_form"
+        if mask is not None:
+            mean, var, count = masked_moments(x, mask, dims)
+        else:
+            _, mean, var = shifted_moments(x.detach() if closed_form else x, dims)
+            count = math.prod(x.shape[d] for d in dims)
+        moving = (t.to(x.dtype).reshape(mean.shape) for t in (self.renorm_mean, self.renorm_stddev))
+        r, d = keras_renorm.correction(mean, var, *moving, self.epsilon, self.renorm_clipping)
+        scale, offset = keras_renorm.composed_affine(r, d, gamma, beta)
+        if closed_form:  # the closed form with γ' = r·γ, β' = d·γ + β, r and d constants
+            y, mean, var, *_ = NormalizeWithBatchStats.apply(x, scale, offset, dims, self.epsilon)
+            return y, mean, var, count
+        return normalize(x, mean, var, scale, offset, self.epsilon), mean, var, count
 
     def _update_moving(self, mean: torch.Tensor, var: torch.Tensor) -> None:
         """moving = m · moving + (1 − m) · batch, with the biased batch variance (Keras's rule)."""

@@ -22,6 +22,7 @@ from ..checks import NormcoreError
 from ..ema import keras_momentum_from_torch, torch_momentum_from_keras
 from .arguments import config_notes
 from .batch_normalization import BatchNormalization
+from .renorm import torch_renorm_arguments
 
 KERAS_DEFAULTS = {"momentum": 0.99, "epsilon": 1e-3, "axis": -1}
 TORCH_DEFAULTS = {"eps": 1e-5, "momentum": 0.1}
@@ -123,6 +124,12 @@ def to_torch(source, cls, *, momentum=None, epsilon=None, center=None, scale=Non
     config, weights, notes = _keras_source(source, given)
     values = [torch.as_tensor(w) for w in weights]
     kwargs, variance_notes = _torch_kwargs(cls, config)
+    renorm_cls = "r_max" in inspect.signature(cls).parameters  # normcore's BatchRenormNd
+    renorm_kwargs, renorm_notes = torch_renorm_arguments(config, renorm_cls)
+    if renorm_cls and kwargs.pop("bias", True) is False:
+        raise NormcoreError("scale=True, center=False (γ without β) cannot become a BatchRenorm, which has no bias=False; convert to normcore.BatchNorm1d/2d/3d.")
+    kwargs.update(renorm_kwargs)
+    notes += renorm_notes
     module = cls(values[-1].shape[0], **kwargs, device=device, dtype=dtype or values[-1].dtype)
     if getattr(module, "running_var", None) is None:
         raise NormcoreError(f"cls must be a BatchNorm1d/2d/3d class (torch.nn or normcore), got {cls.__name__}.")

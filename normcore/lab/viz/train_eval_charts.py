@@ -190,6 +190,28 @@ def frozen_bn_chart(r: ScenarioResult) -> Rows:
     return rows
 
 
+def renorm_chart(r: ScenarioResult) -> Rows:
+    results, trace = r.frames["results"], r.frames["trace"]
+    color = alt.Color("norm:N", legend=alt.Legend(orient="bottom"))
+    tips = ["setting", "norm", alt.Tooltip("train_eval_gap:Q", format=".3g"), alt.Tooltip("test_accuracy:Q", format=".1%")]
+    gap = alt.Chart(results).mark_bar().encode(
+        y=alt.Y("setting:N", title=None), yOffset="norm:N", x=alt.X("train_eval_gap:Q", title="train/eval gap (logit std)"),
+        color=color, tooltip=tips,
+    ).properties(height=HEIGHT, title="Train/eval gap")
+    acc = alt.Chart(results).mark_bar().encode(
+        y=alt.Y("setting:N", title=None), yOffset="norm:N",
+        x=alt.X("test_accuracy:Q", title="test accuracy (eval)", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
+        color=color, tooltip=tips,
+    ).properties(height=HEIGHT, title="Test accuracy")
+    long = trace.melt(id_vars=["setting", "step"], value_vars=["mean r", "mean |d|", "r_max", "d_max"], var_name="quantity")
+    lines = alt.Chart(long).mark_line().encode(
+        x=alt.X("step:Q", title="training step"), y=alt.Y("value:Q", title="value"), color=alt.Color("quantity:N"),
+        strokeDash=alt.StrokeDash("setting:N", legend=alt.Legend(orient="bottom", columns=2)),
+        tooltip=["setting", "step", "quantity", alt.Tooltip("value:Q", format=".3g")],
+    ).properties(height=HEIGHT, title=alt.Title("Batch Renorm's r and d", subtitle="first renorm layer, mean over units"))
+    return [[gap, acc], [lines]]
+
+
 CHARTS = {
     "warmup": warmup_chart,
     "batch_size": batch_size_chart,
@@ -199,6 +221,7 @@ CHARTS = {
     "precise_bn": precise_bn_chart,
     "forgot_eval": forgot_eval_chart,
     "frozen_bn": frozen_bn_chart,
+    "renorm": renorm_chart,
 }
 
 
