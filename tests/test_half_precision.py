@@ -21,6 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from normcore import functional as NF
+from tests.half_rule import HALF, TOLERANCE
+from tests.half_rule import assert_within_rule as _assert_within_rule
+from tests.half_rule import max_error as _error
 
 op_db = pytest.importorskip("torch.testing._internal.common_methods_invocations").op_db
 
@@ -31,8 +34,6 @@ OPS = {
     "nn.functional.instance_norm": NF.instance_norm,
     "nn.functional.rms_norm": NF.rms_norm,
 }
-HALF = (torch.float16, torch.bfloat16)
-TOLERANCE = {torch.float16: (1e-5, 1e-3), torch.bfloat16: (1e-5, 1.6e-2)}  # assert_close's (atol, rtol)
 
 
 def _samples():
@@ -73,25 +74,6 @@ def _run(fn, sample, dy, dtype=None):
         elif isinstance(t, torch.Tensor) and t.is_floating_point() and name != "input":
             out[f"{name} after"] = t  # a running statistic, updated in place
     return out
-
-
-def _error(t, f64) -> float:
-    err = (t.double() - f64).abs()
-    err = torch.where(t.isnan() & f64.isnan(), 0.0, err)  # NaN where the arbiter has NaN is exact
-    return err.nan_to_num(float("inf")).max().item() if err.numel() else 0.0
-
-
-def _assert_within_rule(ours: dict, theirs: dict, exact: dict, dtype, label: str = "") -> None:
-    """Every tensor of ``exact`` (float64): normcore's dtype and shape are torch's, and its error
-    is within torch's plus one assert_close tolerance of the dtype."""
-    atol, rtol = TOLERANCE[dtype]
-    assert set(ours) == set(theirs) == set(exact)
-    for key, f64 in exact.items():
-        assert (ours[key].dtype, ours[key].shape) == (theirs[key].dtype, theirs[key].shape), key
-        mine, torch_error = _error(ours[key], f64), _error(theirs[key], f64)
-        largest = f64.abs().nan_to_num(0.0, posinf=0.0, neginf=0.0).max().item() if f64.numel() else 0.0
-        bound = torch_error + atol + rtol * largest
-        assert mine <= bound, f"{label}{key}: normcore {mine:.3g} > torch {torch_error:.3g} + tolerance = {bound:.3g}"
 
 
 @pytest.mark.parametrize("op,dtype,sample", SAMPLES)
