@@ -33,3 +33,33 @@ def assert_within_rule(ours: dict, theirs: dict, exact: dict, dtype, label: str 
         largest = f64.abs().nan_to_num(0.0, posinf=0.0, neginf=0.0).max().item() if f64.numel() else 0.0
         bound = torch_error + atol + rtol * largest
         assert mine <= bound, f"{label}{key}: normcore {mine:.3g} > torch {torch_error:.3g} + tolerance = {bound:.3g}"
+
+
+class Figures:
+    """The closing-note figures, gathered as the tests run: per entry and dtype the samples run
+    (and those torch and normcore both refused), the worst |normcore − f64| and |torch − f64|
+    over every compared tensor, and every tensor where torch's error is the smaller."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], dict] = {}
+        self.torch_closer: list[tuple[str, str, str, str, float, float]] = []
+
+    def record(self, entry: str, dtype, sample: str, ours: dict | None, theirs: dict | None, exact: dict | None) -> None:
+        row = self.rows.setdefault((entry, str(dtype)[6:]), {"samples": 0, "refused": 0, "normcore": 0.0, "torch": 0.0})
+        row["samples"] += 1
+        if exact is None:  # both raised
+            row["refused"] += 1
+            return
+        for key, f64 in exact.items():
+            mine, theirs_error = max_error(ours[key], f64), max_error(theirs[key], f64)
+            row["normcore"], row["torch"] = max(row["normcore"], mine), max(row["torch"], theirs_error)
+            if mine > theirs_error:
+                self.torch_closer.append((entry, str(dtype)[6:], sample, key, mine, theirs_error))
+
+    def markdown(self) -> str:
+        lines = ["| entry | dtype | samples (both refused) | worst \\|normcore − f64\\| | worst \\|torch − f64\\| |",
+                 "|---|---|---|---|---|"]
+        lines += [f"| {e} | {d} | {r['samples']} ({r['refused']}) | {r['normcore']:.3g} | {r['torch']:.3g} |"
+                  for (e, d), r in self.rows.items()]
+        closer = [f"  {e} {d} {s} {k}: normcore {m:.3g}, torch {t:.3g}" for e, d, s, k, m, t in self.torch_closer]
+        return "\n".join(lines + [f"torch closer to float64 than normcore: {len(closer)} tensors", *closer])

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from normcore import functional as NF
-from tests.half_rule import HALF, TOLERANCE
+from tests.half_rule import HALF, TOLERANCE, Figures
 from tests.half_rule import assert_within_rule as _assert_within_rule
 from tests.half_rule import max_error as _error
 
@@ -34,6 +34,17 @@ OPS = {
     "nn.functional.instance_norm": NF.instance_norm,
     "nn.functional.rms_norm": NF.rms_norm,
 }
+
+
+FIGURES = Figures()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def closing_note_figures():
+    """``pytest tests/test_half_precision.py -s`` prints the figures of README's half-precision table."""
+    yield
+    if FIGURES.rows:
+        print("\n" + FIGURES.markdown())
 
 
 def _samples():
@@ -84,9 +95,12 @@ def test_half_precision_sample_as_accurate_as_torch(op, dtype, sample):
     theirs, ours = _run(op.op, sample, dy), _run(OPS[op.name], sample, dy)
     if isinstance(theirs, Exception):
         assert isinstance(ours, Exception), f"torch raised {theirs!r}; normcore did not"
+        FIGURES.record(op.name.split(".")[-1], dtype, "", None, None, None)
         return
     assert not isinstance(ours, Exception), f"normcore raised {ours!r} where torch did not"
-    _assert_within_rule(ours, theirs, _run(op.op, sample, dy, torch.float64), dtype)
+    exact = _run(op.op, sample, dy, torch.float64)
+    FIGURES.record(op.name.split(".")[-1], dtype, f"x {tuple(sample.input.shape)}", ours, theirs, exact)
+    _assert_within_rule(ours, theirs, exact, dtype)
 
 
 def test_every_norm_has_half_precision_samples():
@@ -216,4 +230,5 @@ def test_module_db_group_norm_half_samples(dtype, sample):
         results.append({"output": y.detach(), "input grad": xi.grad,
                         **{f"{n} grad": p.grad for n, p in layer.named_parameters()}})
     theirs, ours, exact = results
+    FIGURES.record(f"module_db GroupNorm{tuple(ctor.args)} x {tuple(x.shape)}", dtype, "", ours, theirs, exact)
     _assert_within_rule(ours, theirs, exact, dtype)
