@@ -28,48 +28,35 @@ def pool():
         yield workers
 
 
-def _worker_half(worker, case: dict) -> dict:
-    """Train steps of a half SyncBatchNorm on this worker's slices; float32 numpy (exact) back."""
-    dtype = getattr(torch, case["dtype"])
-    bn = normcore.SyncBatchNorm(CHANNELS, momentum=case["momentum"])
+def _steps(bn, case: dict, xs, dys, dtype) -> dict:
+    """Train steps of ``bn`` (given the case's γ, β and running statistics, then moved to ``dtype``):
+    {"<tensor> <step>": tensor} for the output, the gradients and the running statistics."""
     with torch.no_grad():
-        bn.weight.copy_(torch.as_tensor(case["weight"]))
-        bn.bias.copy_(torch.as_tensor(case["bias"]))
-        bn.running_mean.copy_(torch.as_tensor(case["running_mean"]))
-        bn.running_var.copy_(torch.as_tensor(case["running_var"]))
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            getattr(bn, name).copy_(torch.as_tensor(case[name]))
     bn.to(dtype)
-    out = {"dtypes": set()}
-    for step, (x_np, dy_np) in enumerate(zip(case["x"], case["dy"])):
+    out = {}
+    for step, (x_np, dy_np) in enumerate(zip(xs, dys)):
         x = torch.tensor(x_np).to(dtype).requires_grad_()
         y = bn(x)
         y.backward(torch.tensor(dy_np).to(dtype))
         tensors = {"output": y.detach(), "input grad": x.grad, "weight grad": bn.weight.grad,
                    "bias grad": bn.bias.grad, "running_mean": bn.running_mean, "running_var": bn.running_var}
-        out["dtypes"] |= {str(t.dtype) for t in tensors.values()}
-        out |= {f"{key} {step}": t.float().numpy().copy() for key, t in tensors.items()}
+        out |= {f"{key} {step}": t.clone() for key, t in tensors.items()}
         bn.zero_grad(set_to_none=True)
     return out
+
+
+def _worker_half(worker, case: dict) -> dict:
+    """A half SyncBatchNorm on this worker's slices; float32 numpy (exact) back, and the dtypes seen."""
+    dtype = getattr(torch, case["dtype"])
+    out = _steps(normcore.SyncBatchNorm(CHANNELS, momentum=case["momentum"]), case, case["x"], case["dy"], dtype)
+    return {"dtypes": {str(t.dtype) for t in out.values()}} | {k: t.float().numpy() for k, t in out.items()}
 
 
 def _whole_batch(case: dict, dtype) -> dict:
     """torch.nn.BatchNorm1d on each whole batch in ``dtype`` (the half one, or float64: the arbiter)."""
-    bn = nn.BatchNorm1d(CHANNELS, momentum=case["momentum"])
-    with torch.no_grad():
-        bn.weight.copy_(torch.as_tensor(case["weight"]))
-        bn.bias.copy_(torch.as_tensor(case["bias"]))
-        bn.running_mean.copy_(torch.as_tensor(case["running_mean"]))
-        bn.running_var.copy_(torch.as_tensor(case["running_var"]))
-    bn.to(dtype)
-    out = {}
-    for step, (x_np, dy_np) in enumerate(zip(case["whole_x"], case["whole_dy"])):
-        x = torch.tensor(x_np).to(dtype).requires_grad_()
-        y = bn(x)
-        y.backward(torch.tensor(dy_np).to(dtype))
-        for key, t in {"output": y.detach(), "input grad": x.grad, "weight grad": bn.weight.grad,
-                       "bias grad": bn.bias.grad, "running_mean": bn.running_mean, "running_var": bn.running_var}.items():
-            out[f"{key} {step}"] = t.clone()
-        bn.zero_grad(set_to_none=True)
-    return out
+    return _steps(nn.BatchNorm1d(CHANNELS, momentum=case["momentum"]), case, case["whole_x"], case["whole_dy"], dtype)
 
 
 def _case(dtype, momentum, seed=0) -> dict:
