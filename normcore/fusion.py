@@ -20,12 +20,14 @@ A ``ConvTranspose`` keeps its output channels in dim 1 of its weight, so it need
 ``transpose=True``; without it torch scales the input channels instead (silently wrong when
 they are as many), while these refuse and say so. The factors are computed in float64 (float32
 where the device has no float64) and the results cast to the layer's dtype, so a float16
-layer is folded from exact factors.
+layer is folded from exact factors; it warns (``HalfPrecisionFoldWarning``) that the layer or
+the BatchNorm is already rounded to half: fold in float32, then cast.
 """
 
 from __future__ import annotations
 
 import copy
+import warnings
 
 import torch
 from torch import nn
@@ -53,6 +55,30 @@ def _check_bn(bn: nn.Module, layer: nn.Module, out_features: int, what: str) -> 
     if bn.num_features != out_features and not (what == "linear" and bn.num_features == 1):
         raise ValueError(f"The {type(bn).__name__} has {bn.num_features} channels but the {type(layer).__name__} "
                          f"gives {out_features}: they are not one after the other in this model.")
+
+
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+class HalfPrecisionFoldWarning(UserWarning):
+    """A fold whose layer or BatchNorm is already in float16/bfloat16: fold in float32, then cast."""
+
+
+def _warn_if_half(layer: nn.Module, bn: nn.Module) -> None:
+    """The Fold tab's float16 mistake: a model cast to half *before* folding carries the rounding
+    of its weights, γ/β and running statistics into the folded weights, and rounds them again."""
+    tensors = {"weight": layer.weight, "running_var": bn.running_var}
+    half = [f"the {type(m).__name__}'s {n}s are {t.dtype}" for (n, t), m in zip(tensors.items(), (layer, bn))
+            if t.dtype in HALF_DTYPES]
+    if half:
+        warnings.warn(
+            f"Folding in half precision ({' and '.join(half)}): the weights, γ/β and running statistics were "
+            "already rounded (float16 keeps 11 bits, and a running variance below about 6·10⁻⁸ is subnormal, "
+            "so σ² + ε loses ε), and the folded weights are rounded again. The factors are computed in float64 "
+            "from the rounded values; for the closest fold, fold the float32 model and cast once at the end: "
+            "normcore.fold_batchnorm(model.float()).half().",
+            HalfPrecisionFoldWarning, stacklevel=3,
+        )
 
 
 def bn_scale_shift(bn: nn.Module, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,6 +125,7 @@ def fuse_conv_bn_eval(conv, bn, transpose=False):
         raise ValueError(f"{type(conv).__name__} keeps its output channels in dim {1 if conv.transposed else 0} of "
                          f"its weight, but transpose={transpose} scales dim {1 if transpose else 0}: {fix}.")
     _check_bn(bn, conv, conv.out_channels, "conv")
+    _warn_if_half(conv, bn)
     dtype = _work_dtype(conv.weight)
     scale, shift = bn_scale_shift(bn, dtype)
     weight, shape = _out_channels_view(conv.weight.detach().to(dtype), conv.groups, conv.transposed)
@@ -116,6 +143,7 @@ def fuse_linear_bn_eval(linear, bn):
     if not isinstance(linear, nn.Linear):
         raise TypeError(f"linear must be a torch.nn.Linear, got {type(linear).__name__}.")
     _check_bn(bn, linear, linear.out_features, "linear")
+    _warn_if_half(linear, bn)
     dtype = _work_dtype(linear.weight)
     scale, shift = bn_scale_shift(bn, dtype)
     weight = linear.weight.detach().to(dtype) * scale.unsqueeze(-1)
@@ -123,4 +151,4 @@ def fuse_linear_bn_eval(linear, bn):
     return _fused(linear, weight, bias.expand(linear.out_features).contiguous())
 
 
-__all__ = ["BATCH_NORMS", "bn_scale_shift", "fuse_conv_bn_eval", "fuse_linear_bn_eval"]
+__all__ = ["BATCH_NORMS", "HalfPrecisionFoldWarning", "bn_scale_shift", "fuse_conv_bn_eval", "fuse_linear_bn_eval"]

@@ -111,7 +111,8 @@ class SyncBatchNorm(_BatchNorm):
         _check_backend(input, group)
         momentum = self._momentum_factor()
         x = input.to(compute_dtype(input))
-        w, b = F._per_channel(self.weight, x.dim()), F._per_channel(self.bias, x.dim())
+        shape = (1, -1) + (1,) * (x.dim() - 2)  # a half γ/β computes in float32 with x, as the single-process path
+        w, b = F._view(self.weight, shape, x.dtype), F._view(self.bias, shape, x.dtype)
         y, mean, var, total = NormalizeAcrossWorkers.apply(x, w, b, self.eps, group)
         if self.track_running_stats:
             if total > 0:  # no worker had values: the running statistics stay, as BatchNorm's

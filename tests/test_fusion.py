@@ -3,6 +3,8 @@ and against torch.nn.utils.fusion where torch's are right; and the cases where t
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -173,7 +175,8 @@ def test_float16_layer_is_folded_from_exact_factors_and_keeps_its_dtype():
     with torch.no_grad():
         bn.running_var[:4] = 1e-4  # near-dead channels: a large factor γ/√(σ²+ε)
     conv16 = nn.Conv2d(3, 8, 3).eval().half().requires_grad_(False)
-    ours = normcore.fuse_conv_bn_eval(conv16, bn)
+    with pytest.warns(normcore.fusion.HalfPrecisionFoldWarning, match="Conv2d's weights are torch.float16"):
+        ours = normcore.fuse_conv_bn_eval(conv16, bn)
     scale = bn.weight.double() / (bn.running_var.double() + bn.eps).sqrt()  # the formula, in float64
     expected_w = (conv16.weight.double() * scale.view(-1, 1, 1, 1)).half()
     expected_b = ((conv16.bias.double() - bn.running_mean.double()) * scale + bn.bias.double()).half()
@@ -188,3 +191,20 @@ def test_the_originals_are_untouched():
     fused = normcore.fuse_conv_bn_eval(conv, bn)
     after = {**conv.state_dict(), **{f"bn.{k}": v for k, v in bn.state_dict().items()}}
     assert all(torch.equal(before[k], after[k]) for k in before) and fused.weight is not conv.weight
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_folding_a_model_cast_to_half_warns_to_fold_in_float32_first(dtype):
+    """The Fold tab's float16 mistake (model.half() first, then fold) warns with the fix; folding
+    the float32 model, then casting, does not."""
+    import warnings
+
+    model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Conv1d(1, 2, 1), nn.BatchNorm1d(2)).eval()
+    with pytest.warns(normcore.fusion.HalfPrecisionFoldWarning) as caught:
+        normcore.fold_batchnorm(copy.deepcopy(model).to(dtype))
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 2 and all("BatchNorm1d's running_vars are " + str(dtype) in m for m in messages)
+    assert all("fold the float32 model and cast once at the end" in m for m in messages)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        normcore.fold_batchnorm(model).to(dtype)

@@ -21,6 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from normcore import functional as NF
+from tests.half_rule import HALF, TOLERANCE, Figures
+from tests.half_rule import assert_within_rule as _assert_within_rule
+from tests.half_rule import max_error as _error
 
 op_db = pytest.importorskip("torch.testing._internal.common_methods_invocations").op_db
 
@@ -31,8 +34,17 @@ OPS = {
     "nn.functional.instance_norm": NF.instance_norm,
     "nn.functional.rms_norm": NF.rms_norm,
 }
-HALF = (torch.float16, torch.bfloat16)
-TOLERANCE = {torch.float16: (1e-5, 1e-3), torch.bfloat16: (1e-5, 1.6e-2)}  # assert_close's (atol, rtol)
+
+
+FIGURES = Figures()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def closing_note_figures():
+    """``pytest tests/test_half_precision.py -s`` prints the figures of README's half-precision table."""
+    yield
+    if FIGURES.rows:
+        print("\n" + FIGURES.markdown())
 
 
 def _samples():
@@ -75,25 +87,6 @@ def _run(fn, sample, dy, dtype=None):
     return out
 
 
-def _error(t, f64) -> float:
-    err = (t.double() - f64).abs()
-    err = torch.where(t.isnan() & f64.isnan(), 0.0, err)  # NaN where the arbiter has NaN is exact
-    return err.nan_to_num(float("inf")).max().item() if err.numel() else 0.0
-
-
-def _assert_within_rule(ours: dict, theirs: dict, exact: dict, dtype, label: str = "") -> None:
-    """Every tensor of ``exact`` (float64): normcore's dtype and shape are torch's, and its error
-    is within torch's plus one assert_close tolerance of the dtype."""
-    atol, rtol = TOLERANCE[dtype]
-    assert set(ours) == set(theirs) == set(exact)
-    for key, f64 in exact.items():
-        assert (ours[key].dtype, ours[key].shape) == (theirs[key].dtype, theirs[key].shape), key
-        mine, torch_error = _error(ours[key], f64), _error(theirs[key], f64)
-        largest = f64.abs().nan_to_num(0.0, posinf=0.0, neginf=0.0).max().item() if f64.numel() else 0.0
-        bound = torch_error + atol + rtol * largest
-        assert mine <= bound, f"{label}{key}: normcore {mine:.3g} > torch {torch_error:.3g} + tolerance = {bound:.3g}"
-
-
 @pytest.mark.parametrize("op,dtype,sample", SAMPLES)
 def test_half_precision_sample_as_accurate_as_torch(op, dtype, sample):
     generator = torch.Generator().manual_seed(0)
@@ -102,9 +95,12 @@ def test_half_precision_sample_as_accurate_as_torch(op, dtype, sample):
     theirs, ours = _run(op.op, sample, dy), _run(OPS[op.name], sample, dy)
     if isinstance(theirs, Exception):
         assert isinstance(ours, Exception), f"torch raised {theirs!r}; normcore did not"
+        FIGURES.record(op.name.split(".")[-1], dtype, "", None, None, None)
         return
     assert not isinstance(ours, Exception), f"normcore raised {ours!r} where torch did not"
-    _assert_within_rule(ours, theirs, _run(op.op, sample, dy, torch.float64), dtype)
+    exact = _run(op.op, sample, dy, torch.float64)
+    FIGURES.record(op.name.split(".")[-1], dtype, f"x {tuple(sample.input.shape)}", ours, theirs, exact)
+    _assert_within_rule(ours, theirs, exact, dtype)
 
 
 def test_every_norm_has_half_precision_samples():
@@ -234,4 +230,5 @@ def test_module_db_group_norm_half_samples(dtype, sample):
         results.append({"output": y.detach(), "input grad": xi.grad,
                         **{f"{n} grad": p.grad for n, p in layer.named_parameters()}})
     theirs, ours, exact = results
+    FIGURES.record(f"module_db GroupNorm{tuple(ctor.args)} x {tuple(x.shape)}", dtype, "", ours, theirs, exact)
     _assert_within_rule(ours, theirs, exact, dtype)

@@ -23,7 +23,7 @@ def test_defaults_show_every_method_its_algorithm_and_the_overflow():
     at = open_tab()
     assert len(at.get("vega_lite_chart")) == 2
     rows = chart_rows(at)
-    assert rows["method"].nunique() == 7 and rows["offset"].max() == 1e8
+    assert rows["method"].nunique() == 10 and rows["offset"].max() == 1e8
     shown = texts(at.markdown)
     for algorithm in ("two-pass in a double accumulator", "Welford with cascade sums", "shifted moments",
                       "catastrophic cancellation", "no mean is subtracted"):
@@ -44,6 +44,8 @@ def test_extremes_of_every_control():
     at.radio(key="precision_options.dtype").set_value("bfloat16").run()
     rows = chart_rows(at)
     assert not at.exception and rows["dtype"].eq("bfloat16").all() and rows["x"].nunique() == 10
+    layers = {"normcore LayerNorm", "normcore GroupNorm(8)", "normcore RMSNorm"}  # beside torch's, in bfloat16 too
+    assert layers < set(rows["label"]) and "the layer as shipped" in texts(at.markdown)
     assert "(constant)" in texts(at.caption)
     at.select_slider(key="precision_options.eps").set_value(1e-3).run()
     assert at.query_params["x_eps"] == "0.001"

@@ -91,3 +91,23 @@ def test_options_from_the_url_and_the_sweep_points():
     points = X.sweep_points("offset", 4)
     assert points[0] == (0.0, 1.0) and points[-1][0] == pytest.approx(1e8) and len(points) == 34
     assert X.sweep_points("std", 1, 1e2)[-1] == (1e2, pytest.approx(1e-6))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_normcore_half_layers_as_shipped_are_one_rounding_from_float64(dtype):
+    """normcore's BatchNorm, LayerNorm, GroupNorm and RMSNorm (γ/β moved to the dtype with the layer)
+    in float16/bfloat16: wherever the dtype holds the input, their error is that of float64's
+    output rounded once to the dtype; torch's BatchNorm, which keeps μ in the dtype, is 10× past it."""
+    frame = X.sweep("offset", dtype, per_decade=1)
+    held = frame[frame["input"] == ""]
+    assert set(held["offset"]) >= {0.0, 1.0, 10.0, 100.0} and set(X.NORMCORE_LAYERS) < set(held["method"])
+    ours = ("normcore", *X.NORMCORE_LAYERS)
+    for offset, std in held[["offset", "std"]].drop_duplicates().itertuples(index=False):
+        x = X.make_input(offset, std, dtype)
+        errors = held[held["offset"] == offset].set_index("method")["error"]
+        for method in ours:
+            y64 = X.reference(method, x, 1e-5)
+            one_rounding = X.relative_error(y64.to(getattr(torch, dtype)), y64)
+            assert errors[method] <= 1.01 * one_rounding + 1e-5, (method, offset, errors[method], one_rounding)
+    at_100 = held[held["offset"] == 100.0].set_index("method")["error"]
+    assert at_100["torch_bn"] > 10 * at_100["normcore"]

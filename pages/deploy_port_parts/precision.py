@@ -52,8 +52,9 @@ def show_overflow(o: X.PrecisionOptions) -> None:
 def render() -> None:
     o = OPTIONS.current()
     sync_url(OPTIONS)
-    st.markdown("The same input normalized by torch's kernels, normcore, a naive one-pass formula and a plain "
-                "two-pass, each against float64 on the very same (rounded) values.")
+    st.markdown("The same input normalized by torch's kernels, normcore's (its layers as shipped, moved to the "
+                "dtype with `.to()`), a naive one-pass formula and a plain two-pass, each against float64 on the "
+                "very same (rounded) values.")
     top = st.columns([2, 3, 2, 2, 2])
     OPTIONS.option("dtype", top[0])
     OPTIONS.option("view", top[1])

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+import normcore
 from normcore import functional as NF
 from normcore.lab import devices, limits
 from normcore.lab.fields import Field, QueryOptions, Schema
@@ -27,12 +28,24 @@ GROUPS = 8
 BN_DIMS = (0, 2, 3)
 DTYPES = ("float32", "bfloat16", "float16")
 FLOAT16_MAX = 65504.0
-METHODS = ("torch_bn", "torch_ln", "torch_gn", "normcore", "naive", "two_pass", "rms")
+METHODS = ("torch_bn", "normcore", "torch_ln", "normcore_ln", "torch_gn", "normcore_gn", "naive", "two_pass", "rms",
+           "normcore_rms")
 METHOD_LABELS = {
     "torch_bn": "torch BatchNorm", "torch_ln": "torch LayerNorm", "torch_gn": f"torch GroupNorm({GROUPS})",
     "normcore": "normcore BatchNorm", "naive": "E[x²] − E[x]² (naive)", "two_pass": "plain two-pass",
-    "rms": "RMSNorm (control)",
+    "rms": "RMSNorm (control)", "normcore_ln": "normcore LayerNorm", "normcore_gn": f"normcore GroupNorm({GROUPS})",
+    "normcore_rms": "normcore RMSNorm",
 }
+# normcore's layers as shipped, built in float32 and moved to the input's dtype with .to(): γ/β (and the
+# layer) in float16/bfloat16 too, as a model cast with model.half() holds them. torch's counterparts
+# above run without γ/β (1 and 0: the same output).
+NORMCORE_LAYERS = {
+    "normcore_ln": lambda x, eps: normcore.LayerNorm(x.shape[1:], eps=eps),
+    "normcore_gn": lambda x, eps: normcore.GroupNorm(GROUPS, x.shape[1], eps=eps),
+    "normcore_rms": lambda x, eps: normcore.RMSNorm(x.shape[1:], eps=eps),
+}
+REFERENCE_OF = {"torch_ln": "ln", "normcore_ln": "ln", "torch_gn": "gn", "normcore_gn": "gn", "rms": "rms",
+                "normcore_rms": "rms"}  # every other method normalizes as BatchNorm
 WHY = {
     "torch_bn": "torch BatchNorm (CPU): **two-pass in a double accumulator**: the sums are exact enough, but the "
                 "mean μ is stored in the input's dtype, and x − μ carries μ's rounding (up to half a spacing at the "
@@ -52,6 +65,15 @@ WHY = {
                 "small offset, but μ rounded to the dtype makes x − μ as wrong as torch's.",
     "rms": "RMSNorm, the control: **no mean is subtracted**, so there is no cancellation: x / sqrt(E[x²]) stays "
            "within a few roundings at any offset (until x² overflows in float16).",
+    "normcore_ln": "normcore LayerNorm, the layer as shipped (γ, β moved to the dtype with it): **shifted moments, "
+                   "computed in float32** in every dtype (x, γ and β cast inside, the output rounded once), so in "
+                   "float16/bfloat16 its error is the output's last rounding wherever the dtype holds the input "
+                   "(torch's LayerNorm and GroupNorm also compute half in float32 on the CPU: the same; its "
+                   "BatchNorm stores μ in the half dtype: 30–100× worse).",
+    "normcore_gn": f"normcore GroupNorm({GROUPS}), the layer as shipped: the same shifted moments in float32 on each "
+                   "group, the output rounded once to the dtype.",
+    "normcore_rms": "normcore RMSNorm, the layer as shipped: x / sqrt(E[x²] + eps) **computed in float32** (γ cast "
+                    "with x), as torch's CPU kernel: in float16, E[x²] does not overflow past |x| ≈ 256.",
 }
 VIEWS = ("offset", "std")
 VIEW_LABELS = {"offset": "Offset 0 → 1e8 (std 1)", "std": "Std 1 → 1e-6 (fixed offset)"}
@@ -132,6 +154,8 @@ def run_method(method: str, x: torch.Tensor, eps: float):
     if method == "normcore":
         y, stats = NF.batch_norm(x, None, None, training=True, eps=eps, return_stats=True)
         return y, stats.var.double()
+    if method in NORMCORE_LAYERS:
+        return _normcore_layer(method, x, eps)
     if method == "rms":
         return F.rms_norm(x, x.shape[1:], eps=eps), None
     mean = x.mean(BN_DIMS, keepdim=True)
@@ -144,14 +168,22 @@ def run_method(method: str, x: torch.Tensor, eps: float):
     return (x - mean) * torch.rsqrt(var + eps), var.double().flatten()
 
 
+def _normcore_layer(method: str, x: torch.Tensor, eps: float):
+    """normcore's layer on ``x``, the layer moved to x's dtype; its variance per group (RMSNorm: None)."""
+    layer = NORMCORE_LAYERS[method](x, eps).to(x.dtype)
+    with torch.no_grad():
+        y = layer(x)
+    return y, None if method == "normcore_rms" else layer.last_stats.var.double().flatten()
+
+
 def reference(method: str, x: torch.Tensor, eps: float) -> torch.Tensor:
     """The same normalization as ``method``, in float64 by torch's float64 kernels (the oracle)."""
-    x64 = x.double()
-    if method == "torch_ln":
+    x64, kind = x.double(), REFERENCE_OF.get(method)
+    if kind == "ln":
         return F.layer_norm(x64, x64.shape[1:], eps=eps)
-    if method == "torch_gn":
+    if kind == "gn":
         return F.group_norm(x64, GROUPS, eps=eps)
-    if method == "rms":
+    if kind == "rms":
         return F.rms_norm(x64, x64.shape[1:], eps=eps)
     return F.batch_norm(x64, None, None, training=True, eps=eps)
 
