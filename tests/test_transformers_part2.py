@@ -151,6 +151,9 @@ def test_s_curves_come_from_the_comparisons_cached_layer_norm_run():
     curves = s_curves.s_curves(TINY_NORMS, cache=cache)
     assert len(curves.points) == 32 * 16 and curves.points["token"].nunique() == 32
     assert set(curves.curve["fit"]) == {"tanh", "line"} and "per-token input std" in curves.sentence()
+    trained = cache.get(norm_comparison.norm_config(TINY_NORMS, "layer"))
+    s_curves.s_curves(replace(TINY_NORMS, s_norm="ln_2", s_block=1), cache=cache)  # another LayerNorm: no retraining
+    assert cache.get(norm_comparison.norm_config(TINY_NORMS, "layer")) is trained
     comparison = norm_comparison.run_norms(replace(TINY_NORMS, norms=("layer",)), cache=cache)
     assert comparison.runs[0].model is not None  # the S-curves' run, reused
 
