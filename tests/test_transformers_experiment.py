@@ -180,3 +180,40 @@ def test_command_line_runs_the_init_view_and_refuses_a_capped_value(capsys):
     assert "outside the allowed range 10 to 1000" in capsys.readouterr().err
     assert main(["warmup", "--steps", "10", "--warmup-steps", "20"]) == 2
     assert "more than the 10 training steps" in capsys.readouterr().err
+
+
+def test_progress_counts_blocks_and_the_sweep_ignores_the_chosen_init():
+    seen = []
+    at_init.block_gradients(TINY_INIT, on_progress=seen.append)
+    assert seen == pytest.approx([1 / 3, 2 / 3, 1.0])  # three placements, one seed
+    swept = []
+    at_init.depth_sweep(replace(TINY_INIT, depth=3), on_progress=swept.append)
+    assert swept == sorted(swept) and swept[-1] == pytest.approx(1.0)
+    assert swept[0] == pytest.approx(2 / (2 * 3 * (2 + 3)))  # the first pass: 2 of the 30 blocks differentiated
+    gpt2 = replace(TINY_INIT, init="gpt2")
+    assert at_init.sweep_options(gpt2) == at_init.sweep_options(TINY_INIT) == TINY_INIT
+
+
+def test_an_interrupted_comparison_keeps_its_finished_runs_and_stops_the_one_in_progress():
+    class Interrupted(Exception):
+        pass
+
+    live, cache = warmup.WarmupComparison(TINY_WARMUP), lm_run_cache()
+
+    def cut_short(comparison):
+        if len(comparison.runs) == 2 and comparison.runs[1].rows:  # the second run has reported once
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        warmup.run_warmup(TINY_WARMUP, cache=cache, on_progress=cut_short, live=live)
+    assert live.running and [r.status for r in live.runs] == ["finished", "running"]
+    live.mark_interrupted("Stopped by you.")
+    assert not live.running and live.status == "stopped"
+    assert [r.status for r in live.runs] == ["finished", "stopped"] and live.runs[1].message == "Stopped by you."
+    assert live.runs[1].steps == live.runs[1].rows[-1]["step"] < TINY_WARMUP.steps
+    finished = warmup.finished_comparisons()
+    finished.put(live)  # a stopped comparison is not stored
+    assert finished.get(TINY_WARMUP) is None
+    done = warmup.run_warmup(TINY_WARMUP, cache=cache)
+    finished.put(done)
+    assert finished.get(replace(TINY_WARMUP)) is done and done.runs[0] is live.runs[0]  # the finished run, reused

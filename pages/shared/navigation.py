@@ -87,6 +87,11 @@ PAGES = (
         "Fold BatchNorm into the layer before it (and the classic mistakes, live), port normalization "
         "settings between PyTorch and Keras, and measure each method's precision against float64.",
     ),
+    PageInfo(
+        "pages/transformers.py", "Transformers", "🧠", "transformers",
+        "A tiny GPT with post-, pre- or peri-LN: per-block gradients at initialization against depth (Xiong "
+        "et al. 2020), and post-LN and pre-LN trained with and without learning-rate warm-up, live.",
+    ),
 )
 
 

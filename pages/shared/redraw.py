@@ -50,10 +50,13 @@ class DrawBudget:
 
 class LiveView:
     """A progress bar and chart boxes showing a run (anything with ``fraction``,
-    ``progress_text()`` and ``running``); ``charts(live)`` gives one Vega-Lite spec per box."""
+    ``progress_text()`` and ``running``); ``charts(live)`` gives one Vega-Lite spec per box;
+    ``height``: the charts' (inside ``st.tabs``, "content" drew them a few pixels high)."""
 
-    def __init__(self, progress_box, chart_boxes: Sequence, charts: Callable[[Any], Iterable[dict]]):
+    def __init__(self, progress_box, chart_boxes: Sequence, charts: Callable[[Any], Iterable[dict]],
+                 height: int | str = "content"):
         self.progress_box, self.chart_boxes, self.charts = progress_box, tuple(chart_boxes), charts
+        self.height = height
 
     def progress(self, live) -> None:
         self.progress_box.progress(live.fraction, text=live.progress_text())
@@ -61,7 +64,7 @@ class LiveView:
     def draw(self, live) -> None:
         self.progress(live)
         for box, spec in zip(self.chart_boxes, self.charts(live)):
-            box.vega_lite_chart(spec, width="stretch")
+            box.vega_lite_chart(spec, width="stretch", height=self.height)
 
     def follow(self, live, start: Callable[[Callable[[Any], None]], Any]):
         """Show ``live`` while ``start(on_progress)`` runs it: the progress bar at once, the

@@ -175,6 +175,14 @@ def data_parallel_charts_drawn(app: H.AppPage, server: H.StreamlitServer) -> Non
     assert server_workers(server) == []
 
 
+def transformers_charts_drawn(app: H.AppPage, server: H.StreamlitServer) -> None:
+    """The default first view (depth 12) and the depth sweep: four charts, each sentence written from them."""
+    main = app.page.locator(MAIN)
+    main.get_by_text("post / pre goes from").first.wait_for(timeout=60_000)
+    assert main.get_by_text("At depth 12 (Xavier").count() == 1
+    assert main.locator('[data-testid="stVegaLiteChart"]').count() == 4
+
+
 PLANS: dict[str, Plan] = {
     # Tall picture: the stream (section 3) is what the page is about.
     "live_statistics": Plan(button="Step", showcase=play_for(5), picture_height=2800),
@@ -190,4 +198,7 @@ PLANS: dict[str, Plan] = {
     "data_parallel": Plan(query={"dp_batch": "64", "dp_epochs": "1"}, slider="Seed",
                           button="Run", rerun_timeout_ms=180_000, check=data_parallel_charts_drawn,
                           showcase=run_two_epochs, picture_height=3200),
+    # The first view opens at depth 11 and the slider moves it to the default 12; then the depth sweep.
+    "transformers": Plan(query={"ti_depth": "11"}, slider="Depth (blocks)", button="Run the depth sweep",
+                         check=transformers_charts_drawn, picture_height=2600),
 }

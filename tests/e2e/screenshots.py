@@ -32,6 +32,10 @@ TAB_PICTURES = {
                                                 picture_height=3000)),
     "deploy_port_precision": ("deploy_port", Plan(query={"deploy_tab": "🎯 Precision"}, slider="Points per decade",
                                                           picture_height=2600)),
+    # The default warm-up comparison (the slider moves the warm-up from 19 to the default 20 steps).
+    "transformers_warmup": ("transformers", Plan(query={"transformers_tab": "🔥 Warm-up", "tw_warmup": "19"},
+                                                 slider="Warm-up steps", button="Train the four runs",
+                                                 rerun_timeout_ms=180_000, picture_height=2000)),
 }
 MAX_BYTES = 400_000
 

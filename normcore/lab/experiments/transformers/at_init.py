@@ -14,7 +14,8 @@ residual stream's norm after the block. Nothing trains.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Callable
 
 import pandas as pd
 import torch
@@ -23,7 +24,7 @@ from normcore.lab import devices
 from normcore.lab.text_corpus import load_corpus
 from normcore.lab.transformer import INIT_LABELS, PLACEMENT_LABELS, PLACEMENTS
 
-from normcore.lab.experiments.transformers.options import InitOptions
+from normcore.lab.experiments.transformers.options import INIT_FIELDS, InitOptions
 from normcore.lab.experiments.transformers.probes import probe_rows
 from normcore.lab.experiments.transformers.run_config import LMRunConfig
 from normcore.lab.experiments.transformers.training import next_token_loss
@@ -31,6 +32,7 @@ from normcore.lab.experiments.transformers.training import next_token_loss
 SWEEP_DEPTHS = (2, 3, 6, 12, 24, 48)  # the depth chart's x (capped at the options' max_depth)
 SWEEP_PLACEMENTS = PLACEMENTS  # post, pre and peri (the ratio is post / pre)
 ONE_THREAD = devices.Target("cpu", 1)  # small matrices: one thread beats two, most of all on a busy machine
+Progress = Callable[[float], None]  # the fraction of the work done, 0 to 1
 
 
 def random_tokens(vocab_size: int, batch_size: int, context: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,9 +58,11 @@ def init_profile(config: LMRunConfig, vocab_size: int) -> list[dict]:
     return probe_rows(model, step=0)
 
 
-def _profiles(options: InitOptions, placements, depths, inits) -> pd.DataFrame:
+def _profiles(options: InitOptions, placements, depths, inits, on_progress: Progress | None = None) -> pd.DataFrame:
+    """Probe rows of every (init, depth, placement, seed); ``on_progress(fraction)`` after each
+    backward pass, the fraction counted in blocks differentiated (a deep model counts more)."""
     vocab = load_corpus().vocab_size
-    rows = []
+    rows, done, total = [], 0, len(inits) * len(placements) * options.seeds * sum(depths)
     with devices.placed(ONE_THREAD):
         for init in inits:
             for depth in depths:
@@ -66,6 +70,9 @@ def _profiles(options: InitOptions, placements, depths, inits) -> pd.DataFrame:
                     for seed in range(options.seeds):
                         for row in init_profile(_config(options, placement, depth, init, seed), vocab):
                             rows.append(dict(init=init, depth=depth, placement=placement, seed=seed) | row)
+                        done += depth
+                        if on_progress is not None:
+                            on_progress(done / total)
     frame = pd.DataFrame(rows)
     frame["placement_label"] = frame["placement"].map(PLACEMENT_LABELS)
     return frame
@@ -85,9 +92,9 @@ class BlockGradients:
     sentence: str
 
 
-def block_gradients(options: InitOptions) -> BlockGradients:
+def block_gradients(options: InitOptions, on_progress: Progress | None = None) -> BlockGradients:
     """Every block at ``options.depth`` for post-, pre- and peri-LN (the first view)."""
-    frame = _profiles(options, PLACEMENTS, (options.depth,), (options.init,))
+    frame = _profiles(options, PLACEMENTS, (options.depth,), (options.init,), on_progress)
     blocks = _mean_over_seeds(frame, ["placement", "block"])
     return BlockGradients(blocks, block_sentence(blocks, options))
 
@@ -120,10 +127,16 @@ def sweep_depths(max_depth: int) -> tuple[int, ...]:
     return tuple(d for d in SWEEP_DEPTHS if d <= max_depth) or (max_depth,)
 
 
-def depth_sweep(options: InitOptions, inits=("xavier", "gpt2")) -> DepthSweep:
-    """Each placement at each of :func:`sweep_depths` up to ``options.depth``, for each init."""
+def sweep_options(options: InitOptions) -> InitOptions:
+    """The options :func:`depth_sweep` reads (its cache key): it runs both inits, so not the chosen one."""
+    return replace(options, init=INIT_FIELDS["init"].default)
+
+
+def depth_sweep(options: InitOptions, inits=("xavier", "gpt2"), on_progress: Progress | None = None) -> DepthSweep:
+    """Each placement at each of :func:`sweep_depths` up to ``options.depth``, for each init;
+    ``on_progress(fraction)`` as it goes."""
     depths = sweep_depths(options.depth)
-    frame = _profiles(options, SWEEP_PLACEMENTS, depths, inits)
+    frame = _profiles(options, SWEEP_PLACEMENTS, depths, inits, on_progress)
     last = _mean_over_seeds(frame[frame["block"] == frame["depth"]], ["init", "depth", "placement"])
     wide = last.pivot_table(index=["init", "depth"], columns="placement", values="ffn_grad_norm").reset_index()
     ratios = pd.DataFrame({"init": wide["init"], "depth": wide["depth"], "ratio": wide["post"] / wide["pre"],
@@ -157,4 +170,4 @@ def residual_sentence(residual: pd.DataFrame) -> str:
 
 
 __all__ = ["BlockGradients", "DepthSweep", "SWEEP_DEPTHS", "block_gradients", "depth_sweep", "init_profile",
-           "random_tokens", "sweep_depths"]
+           "random_tokens", "sweep_depths", "sweep_options"]

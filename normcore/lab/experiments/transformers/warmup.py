@@ -18,6 +18,7 @@ from typing import Callable
 import pandas as pd
 
 from normcore.lab import devices, limits
+from normcore.lab.finished_cache import FinishedCache
 from normcore.lab.transformer import PLACEMENT_LABELS
 
 from normcore.lab.experiments.transformers.options import WarmupOptions
@@ -34,6 +35,12 @@ REPORTS_PER_RUN = 20  # loss points per curve, about
 
 def variant_label(placement: str, warmup: bool, warmup_steps: int) -> str:
     return f"{PLACEMENT_LABELS[placement]}, " + (f"{warmup_steps}-step warm-up" if warmup else "no warm-up")
+
+
+def finished_comparisons(max_entries: int = 16) -> FinishedCache:
+    """Finished comparisons by their options (a page's cache of whole results; the runs in them
+    are also in :data:`FINISHED_RUNS`)."""
+    return FinishedCache(lambda comparison: comparison.options, lambda options: options, max_entries)
 
 
 def run_configs(o: WarmupOptions) -> list[LMRunConfig]:
@@ -62,9 +69,19 @@ class WarmupComparison:
         done = sum(run.steps or (run.rows[-1]["step"] if run.rows else 0) for run in self.runs)
         return min(1.0, done / (len(VARIANTS) * self.options.steps))
 
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
     def mark_interrupted(self, why: str) -> None:
-        if self.status == "running":
-            self.status, self.message = "stopped", why
+        """The comparison was cut short from outside (a page's Stop): it and the run that was
+        training end as stopped, that run at its last report; finished runs stay as they are."""
+        if self.status != "running":
+            return
+        self.status, self.message = "stopped", why
+        for run in self.runs:
+            if run.status == "running":
+                run.status, run.message, run.steps = "stopped", why, int(run.rows[-1]["step"]) if run.rows else 0
 
     def progress_text(self) -> str:
         if self.status == "running" and self.runs:
@@ -150,4 +167,4 @@ def _replace(comparison: WarmupComparison, i: int, run: LMRun, report) -> None:
     report(run)
 
 
-__all__ = ["FINISHED_RUNS", "PAPER_FINDING", "VARIANTS", "WarmupComparison", "run_configs", "run_warmup", "variant_label"]
+__all__ = ["FINISHED_RUNS", "PAPER_FINDING", "VARIANTS", "WarmupComparison", "finished_comparisons", "run_configs", "run_warmup", "variant_label"]
