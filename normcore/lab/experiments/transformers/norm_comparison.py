@@ -21,6 +21,7 @@ from normcore.lab import devices, limits
 from normcore.lab.text_corpus import load_corpus
 from normcore.lab.transformer_norms import TRANSFORMER_NORM_LABELS
 
+from normcore.lab.experiments.transformers.live_runs import LiveRuns
 from normcore.lab.experiments.transformers.part2_options import NormOptions
 from normcore.lab.experiments.transformers.run_config import LMRunConfig, make_adamw
 from normcore.lab.experiments.transformers.training import LMRun, next_token_loss, train_lm
@@ -38,7 +39,7 @@ def norm_config(o: NormOptions, norm: str, **changes) -> LMRunConfig:
 
 
 @dataclass
-class NormComparison:
+class NormComparison(LiveRuns):
     """The runs as they train, in ``options.norms`` order. ``status``: running, then finished or stopped."""
 
     options: NormOptions
@@ -48,14 +49,8 @@ class NormComparison:
     started: float = field(default_factory=time.perf_counter)
     elapsed_s: float = 0.0
 
-    @property
-    def fraction(self) -> float:
-        done = sum(run.steps or (run.rows[-1]["step"] if run.rows else 0) for run in self.runs)
-        return min(1.0, done / (len(self.options.norms) * self.options.steps))
-
-    def mark_interrupted(self, why: str) -> None:
-        if self.status == "running":
-            self.status, self.message = "stopped", why
+    def planned_steps(self) -> int:
+        return len(self.options.norms) * self.options.steps
 
     def progress_text(self) -> str:
         if self.status == "running" and self.runs:

@@ -72,7 +72,7 @@ class SCurves:
 
     def sentence(self) -> str:
         f = self.fit
-        better = "tanh fits better" if f["tanh_rms"] < f["line_rms"] else "a line fits as well"
+        better = "tanh fits better" if f["tanh_rms"] < 0.95 * f["line_rms"] else "nearly a line: tanh does no better"
         return (f"Block {self.block}'s {self.which}: per-token input std {self.token_std[0]:.2f}–{self.token_std[1]:.2f}; "
                 f"{f['scale']:.2f}·tanh({f['alpha']:.2f}x) leaves an RMS residual of {f['tanh_rms']:.3f}, a line "
                 f"{f['line_rms']:.3f}: {better}.")

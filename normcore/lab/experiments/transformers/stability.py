@@ -23,6 +23,7 @@ import torch
 from normcore.lab import devices, limits
 from normcore.lab.text_corpus import load_corpus
 
+from normcore.lab.experiments.transformers.live_runs import LiveRuns
 from normcore.lab.experiments.transformers.part2_options import QK_LABELS, StabilityOptions
 from normcore.lab.experiments.transformers.run_config import LMRunConfig
 from normcore.lab.experiments.transformers.training import LMRun, train_lm, validation_loss
@@ -57,7 +58,7 @@ def run_config(o: StabilityOptions, lr: float, qk_norm: str | None, z_loss: floa
 
 
 @dataclass
-class StabilitySweep:
+class StabilitySweep(LiveRuns):
     """The sweep as it trains: ``runs`` (label, LMRun) grows run by run; ``initial_loss`` per
     variant (the validation loss of the untrained model). ``status``: running, then finished or
     stopped (by Stop, the time cap, or :meth:`mark_interrupted`)."""
@@ -74,14 +75,11 @@ class StabilitySweep:
     def total_runs(self) -> int:
         return len(self.options.rates) * len(variants(self.options))
 
-    @property
-    def fraction(self) -> float:
-        done = sum(run.steps or (run.rows[-1]["step"] if run.rows else 0) for _, run in self.runs)
-        return min(1.0, done / (self.total_runs * self.options.steps))
+    def lm_runs(self) -> list[LMRun]:
+        return [run for _, run in self.runs]
 
-    def mark_interrupted(self, why: str) -> None:
-        if self.status == "running":
-            self.status, self.message = "stopped", why
+    def planned_steps(self) -> int:
+        return self.total_runs * self.options.steps
 
     def progress_text(self) -> str:
         if self.status == "running" and self.runs:
