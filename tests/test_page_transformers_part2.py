@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from normcore.lab.experiments.transformers import stability
+from normcore.lab.experiments.transformers.part2_options import StabilityOptions
 from tests.apptest_pages import open_page, texts
 
 PAGE = "pages/transformers.py"
@@ -21,7 +23,7 @@ def open_tab(title: str, **query):
     return at
 
 
-def test_stability_sweep_runs_and_a_stopped_sweep_keeps_its_finished_points():
+def test_stability_sweep_runs_and_draws_its_charts():
     at = open_tab(STABILITY, **TINY_SWEEP)
     assert not at.error, [e.value for e in at.error]
     at.button[0].click().run()
@@ -29,13 +31,20 @@ def test_stability_sweep_runs_and_a_stopped_sweep_keeps_its_finished_points():
     assert len(at.get("vega_lite_chart")) == 3
     assert "LR sensitivity is" in texts(at.markdown)
     assert len(at.dataframe[0].value) == 4 and len(at.dataframe[1].value) == 2
-    # a stopped sweep: the record left running is marked stopped, its finished runs stay
-    record = at.session_state["ts_live"]
-    record.status = "running"
-    record.runs[-1][1].status = "running"
+
+
+def test_a_sweep_cut_short_by_stop_keeps_its_finished_points():
+    at = open_tab(STABILITY, ts_seed=1, **TINY_SWEEP)
+    o = StabilityOptions(rates=("0.01", "0.3"), steps=50, warmup_steps=0, depth=1, width=16, heads=2, context=8,
+                         seed=1, batch_size=4)
+    finished = []
+    sweep = stability.run_stability(o, cache=None, on_run=finished.append, stop=lambda: len(finished) >= 1)
+    sweep.status, sweep.runs[-1][1].status = "running", "running"  # as a rerun finds it: cut mid-run
+    at.session_state["ts_live"] = sweep
     at.button(key="ts_stop").click().run()
+    assert not at.exception, at.exception
     assert "Stopped by you" in texts(at.warning)
-    assert len(at.dataframe[0].value) == 3  # the three runs that finished
+    assert len(at.dataframe[0].value) == 1 and len(at.get("vega_lite_chart")) == 3  # the one finished run
 
 
 def test_stability_controls_at_their_extremes_say_what_to_change():

@@ -11,9 +11,9 @@ from normcore.lab.experiments.transformers.live_runs import finished_records
 from normcore.lab.experiments.transformers.part2_options import StabilityOptions, stability_problems
 from normcore.lab.viz import stability_charts as charts
 from pages.shared import controls, redraw
-from pages.shared.cached_run import CachedRun, show_status
+from pages.shared.cached_run import CachedRun
 from pages.shared.page_options import PageOptions, sync_url
-from pages.transformers_parts.common import CHART_PX, with_sidebar
+from pages.transformers_parts.common import CHART_PX, run_and_stop, show_record, with_sidebar
 
 OPTIONS = PageOptions(StabilityOptions, "ts_options", "ts_")
 RUNS = CachedRun("ts_live", finished_records)
@@ -26,6 +26,7 @@ INTRO = (
     "E_η[min(ℓ(η), ℓ₀) − ℓ*]: the mean over the rates of the final loss (capped at the loss at initialization ℓ₀) "
     "less the best one, ℓ*."
 )
+SWEEP_TIME = "About a minute at the defaults (10 runs of 200 steps) on one CPU thread; finished runs are cached."
 NUMBER = st.column_config.NumberColumn(format="%.3f")
 
 
@@ -43,9 +44,7 @@ def draw_controls() -> StabilityOptions:
 
 
 def show_results(live: S.StabilitySweep, o: StabilityOptions, view: redraw.LiveView, message_box, said) -> None:
-    view.draw(live)
-    show_status(message_box, live, live.options == o, f"This sweep is from earlier settings; press {RUN_LABEL} for "
-                "the current ones.", " The runs that finished are kept.")
+    show_record(view, live, o, message_box, RUN_LABEL)
     said.markdown(live.sentence())
     left, right = st.columns([3, 2])
     left.dataframe(live.table(), hide_index=True, width="stretch",
@@ -60,11 +59,7 @@ def render() -> None:
     o = draw_controls()
     sync_url(OPTIONS)
     blocked = controls.show(stability_problems(o))
-    b1, b2, b3 = st.columns([2, 1, 4])
-    run_clicked = b1.button(RUN_LABEL, type="primary", disabled=blocked, width="stretch")
-    stop_clicked = b2.button("⏹️ Stop", key="ts_stop", width="stretch", help="Stops the run in progress; finished runs stay.")
-    b3.caption("About a minute at the defaults (10 runs of 200 steps) on one CPU thread; finished runs are cached.")
-    RUNS.mark_cut_short(stop_clicked, "Stopped by you.", "Interrupted: a control changed while it trained.")
+    run_clicked = run_and_stop(RUNS, RUN_LABEL, "ts_stop", blocked, SWEEP_TIME)
     progress_box, message_box, said = st.empty(), st.empty(), st.empty()
     said.info(S.PAPER_FINDING)
     top_left, top_right = st.columns(2)

@@ -12,9 +12,9 @@ from normcore.lab.experiments.transformers.live_runs import finished_records
 from normcore.lab.experiments.transformers.part2_options import ALPHA_GUIDANCE, NormOptions, norm_problems
 from normcore.lab.viz import stability_charts as charts
 from pages.shared import controls, redraw
-from pages.shared.cached_run import CachedRun, show_status
+from pages.shared.cached_run import CachedRun
 from pages.shared.page_options import PageOptions, sync_url
-from pages.transformers_parts.common import CHART_PX, with_sidebar
+from pages.transformers_parts.common import CHART_PX, run_and_stop, show_record, with_sidebar
 
 OPTIONS = PageOptions(NormOptions, "tn_options", "tn_")
 RUNS = CachedRun("tn_live", finished_records)
@@ -25,6 +25,7 @@ INTRO = (
     "**Dynamic Tanh**, `tanh(αx)·γ + β`. Below: the S in this lab's model, then the five norms trained from the same "
     "weights. BatchNorm over batch × time is the odd one: in training it lets tokens see later tokens and other sequences."
 )
+NORMS_TIME = "About 30 s at the defaults on one CPU thread; finished runs are cached."
 NUMBER = st.column_config.NumberColumn(format="%.3f")
 
 
@@ -42,9 +43,13 @@ def draw_controls() -> NormOptions:
     return with_sidebar(OPTIONS.current())
 
 
+@st.cache_data(show_spinner="Training the pre-LN model briefly (once; then cached)…", max_entries=32)
+def the_s_curves(o: NormOptions) -> s_curves.SCurves:
+    return s_curves.s_curves(o)
+
+
 def show_s_curves(o: NormOptions) -> None:
-    with st.spinner("Training the pre-LN model briefly (once; then cached)…"):
-        curves = s_curves.s_curves(o)
+    curves = the_s_curves(o)
     left, right = st.columns([3, 2])
     left.vega_lite_chart(charts.s_curve_spec(curves), width="stretch", height=CHART_PX + 60)
     right.markdown(curves.sentence())
@@ -52,9 +57,7 @@ def show_s_curves(o: NormOptions) -> None:
 
 
 def show_results(live: N.NormComparison, o: NormOptions, view: redraw.LiveView, message_box) -> None:
-    view.draw(live)
-    show_status(message_box, live, live.options == o, f"These runs are from earlier settings; press {RUN_LABEL} for "
-                "the current ones.", " The runs that finished are kept.")
+    show_record(view, live, o, message_box, RUN_LABEL)
     st.dataframe(live.summary(), hide_index=True, width="stretch", column_config={
         "validation_loss": NUMBER, "final_train_loss": NUMBER, "ms_per_step": st.column_config.NumberColumn(format="%.1f")})
     left, right = st.columns(2)
@@ -88,11 +91,7 @@ def render() -> None:
     blocked = controls.show(norm_problems(o))
     if not blocked:
         show_s_curves(o)
-    b1, b2, b3 = st.columns([2, 1, 4])
-    run_clicked = b1.button(RUN_LABEL, type="primary", disabled=blocked, width="stretch")
-    stop_clicked = b2.button("⏹️ Stop", key="tn_stop", width="stretch", help="Stops the run in progress; finished runs stay.")
-    b3.caption("About 30 s at the defaults on one CPU thread; finished runs are cached.")
-    RUNS.mark_cut_short(stop_clicked, "Stopped by you.", "Interrupted: a control changed while it trained.")
+    run_clicked = run_and_stop(RUNS, RUN_LABEL, "tn_stop", blocked, NORMS_TIME)
     progress_box, message_box = st.empty(), st.empty()
     left, right = st.columns(2)
     view = redraw.LiveView(progress_box, [left.empty(), right.empty()], charts.norm_specs, height=CHART_PX)

@@ -7,14 +7,27 @@ from normcore.lab.finished_cache import FinishedCache
 
 
 class LiveRuns:
-    """Mixin for a dataclass with ``options``, ``status``, ``message`` and its LM runs
-    (:meth:`lm_runs`); :meth:`planned_steps` is the steps of all the runs it will train."""
+    """Mixin for a dataclass with ``options``, ``status``, ``message``, ``elapsed_s`` and its LM
+    runs (:meth:`lm_runs`); :meth:`planned_runs` and :meth:`planned_steps` say how many runs
+    and steps it will train, :meth:`run_label` names a run in the progress text."""
 
     def lm_runs(self) -> list:
         return list(self.runs)
 
+    def planned_runs(self) -> int:
+        raise NotImplementedError
+
     def planned_steps(self) -> int:
         raise NotImplementedError
+
+    def run_label(self, run) -> str:
+        raise NotImplementedError
+
+    def progress_text(self) -> str:
+        runs = self.lm_runs()
+        if self.status == "running" and runs:
+            return f"Training {len(runs)}/{self.planned_runs()}: {self.run_label(runs[-1])} · {self.elapsed_s:.1f} s"
+        return f"{self.status.capitalize()} · {self.elapsed_s:.1f} s"
 
     @property
     def running(self) -> bool:

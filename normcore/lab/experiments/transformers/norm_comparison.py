@@ -52,11 +52,11 @@ class NormComparison(LiveRuns):
     def planned_steps(self) -> int:
         return len(self.options.norms) * self.options.steps
 
-    def progress_text(self) -> str:
-        if self.status == "running" and self.runs:
-            return (f"Training {len(self.runs)}/{len(self.options.norms)}: "
-                    f"{TRANSFORMER_NORM_LABELS[self.runs[-1].config.norm]} · {self.elapsed_s:.1f} s")
-        return f"{self.status.capitalize()} · {self.elapsed_s:.1f} s"
+    def planned_runs(self) -> int:
+        return len(self.options.norms)
+
+    def run_label(self, run: LMRun) -> str:
+        return TRANSFORMER_NORM_LABELS[run.config.norm]
 
     def curves(self) -> pd.DataFrame:
         """Tidy training-loss curves: one row per (norm, report)."""

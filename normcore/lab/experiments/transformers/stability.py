@@ -15,6 +15,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable
 
 import pandas as pd
@@ -75,18 +76,18 @@ class StabilitySweep(LiveRuns):
     def total_runs(self) -> int:
         return len(self.options.rates) * len(variants(self.options))
 
+    def planned_runs(self) -> int:
+        return self.total_runs
+
     def lm_runs(self) -> list[LMRun]:
         return [run for _, run in self.runs]
 
     def planned_steps(self) -> int:
         return self.total_runs * self.options.steps
 
-    def progress_text(self) -> str:
-        if self.status == "running" and self.runs:
-            label, run = self.runs[-1]
-            return (f"Training {len(self.runs)}/{self.total_runs}: {label}, lr {run.config.lr:g} · "
-                    f"{self.elapsed_s:.1f} s")
-        return f"{self.status.capitalize()} · {self.elapsed_s:.1f} s"
+    def run_label(self, run: LMRun) -> str:
+        label = next(label for label, r in self.runs if r is run)
+        return f"{label}, lr {run.config.lr:g}"
 
     def finished_runs(self) -> list[tuple[str, LMRun]]:
         return [(label, run) for label, run in self.runs if run.status in ("finished", "diverged")]
@@ -146,8 +147,9 @@ class StabilitySweep(LiveRuns):
         return head + verdict + logit + extra + " " + PAPER_FINDING
 
 
+@lru_cache(maxsize=64)
 def initial_loss(config: LMRunConfig) -> float:
-    """The validation loss of ``config``'s untrained model (ℓ₀)."""
+    """The validation loss of ``config``'s untrained model (ℓ₀), once per process."""
     corpus = load_corpus()
     model = config.build_model(corpus.vocab_size)
     return validation_loss(model, corpus, config, torch.device(config.device))
