@@ -141,6 +141,7 @@ def test_norm_comparison_trains_five_norms_with_dyt_alpha_and_stop():
     dyt = comparison.dyt()
     assert set(dyt["layer"]) == {"blocks.0.ln_1", "blocks.0.ln_2", "blocks.1.ln_1", "blocks.1.ln_2", "ln_f"}
     assert dyt[dyt["step"] == 0]["alpha"].eq(0.5).all() and dyt["saturated"].between(0, 1).all()
+    assert "Dynamic Tanh ends" in comparison.sentence() and "in eval mode" in comparison.sentence()
     calls = []
     stopped = norm_comparison.run_norms(replace(TINY_NORMS, seed=1), cache=cache, stop=lambda: calls.append(1) or len(calls) > 3)
     assert stopped.status == "stopped" and len(stopped.runs) == 1

@@ -58,6 +58,7 @@ def show_s_curves(o: NormOptions) -> None:
 
 def show_results(live: N.NormComparison, o: NormOptions, view: redraw.LiveView, message_box) -> None:
     show_record(view, live, o, message_box, RUN_LABEL)
+    st.markdown(live.sentence())
     st.dataframe(live.summary(), hide_index=True, width="stretch", column_config={
         "validation_loss": NUMBER, "final_train_loss": NUMBER, "ms_per_step": st.column_config.NumberColumn(format="%.1f")})
     left, right = st.columns(2)

@@ -71,10 +71,35 @@ class NormComparison(LiveRuns):
                                   ms_per_step=1e3 * r.train_time_s / max(1, r.steps)) for r in self.runs],
                             columns=["norm", "validation_loss", "final_train_loss", "status", "steps", "ms_per_step"])
 
+    def sentence(self) -> str:
+        loss = {r.config.norm: r.validation_loss for r in self.runs if r.status == "finished"}
+        dyt = self.dyt()
+        last = dyt[(dyt["step"] == dyt["step"].max()) & dyt["layer"].str.startswith(f"blocks.{self.options.depth - 1}.")]
+        return _sentence(loss, float(last["saturated"].mean()) if len(last) else None)
+
     def dyt(self) -> pd.DataFrame:
         """DyT's α and the share of its inputs with |αx| > 2, per layer (module name) and probe step."""
         frames = [run.dyt_frame() for run in self.runs if run.config.norm == "dyt"]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["step", "layer", "alpha", "saturated"])
+
+
+def _sentence(loss: dict, saturated: float | None) -> str:
+    """What the finished runs show, beside Zhu et al. 2025 (DyT matches LayerNorm at scale)."""
+    parts = []
+    if "layer" in loss and "dyt" in loss:
+        gap = loss["dyt"] - loss["layer"]
+        where = "behind" if gap > 0.02 else "ahead of" if gap < -0.02 else "level with"
+        parts.append(f"Dynamic Tanh ends {where} LayerNorm here ({loss['dyt']:.3f} against {loss['layer']:.3f})"
+                     + (f", with {saturated:.0%} of its last block's inputs saturated (|αx| > 2)" if saturated is not None else "")
+                     + ". Zhu et al. 2025 find DyT matching LayerNorm in large models; at small budgets a single-author "
+                     "2026 preprint finds it ahead or behind depending on data budget and saturation, so one tiny run "
+                     "does not settle it.")
+    if "none" in loss and "layer" in loss:
+        parts.append(f"Without normalization: {loss['none']:.3f}.")
+    if "batch" in loss:
+        parts.append(f"BatchNorm's {loss['batch']:.3f} is in eval mode; in training it sees later tokens and other "
+                     "sequences (the leaks below), which a causal model must not.")
+    return " ".join(parts)
 
 
 def run_norms(o: NormOptions, *, on_progress: Callable[[NormComparison], None] | None = None,
