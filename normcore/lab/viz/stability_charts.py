@@ -53,7 +53,7 @@ def _entropy() -> alt.Chart:
         detail="head_id:N", column=alt.Column("variant:N", title=None),
         tooltip=["variant:N", alt.Tooltip("lr:Q", format="g"), "block:Q", "head:Q", "step:Q",
                  alt.Tooltip("entropy:Q", format=".3f")],
-    ).properties(height=HEIGHT - 40, width=260, title="Each head's attention entropy (0: one-hot)")
+    ).properties(height=170, width=300, title="Each head's attention entropy (0: one-hot)")
 
 
 def _norm_losses() -> alt.Chart:
