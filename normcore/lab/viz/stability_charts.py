@@ -50,10 +50,10 @@ def _entropy() -> alt.Chart:
         x=alt.X("step:Q", title="training step"),
         y=alt.Y("entropy:Q", title="attention entropy (nats)"),
         color=alt.Color("lr:O", title="learning rate", scale=alt.Scale(scheme="viridis"), legend=_TOP),
-        detail="head_id:N", column=alt.Column("variant:N", title=None),
+        strokeDash=alt.StrokeDash("variant:N", legend=_TOP), detail="head_id:N",
         tooltip=["variant:N", alt.Tooltip("lr:Q", format="g"), "block:Q", "head:Q", "step:Q",
                  alt.Tooltip("entropy:Q", format=".3f")],
-    ).properties(height=170, width=300, title="Each head's attention entropy (0: one-hot)")
+    ).properties(height=HEIGHT, title="Each head's attention entropy (0: one-hot)")
 
 
 def _norm_losses() -> alt.Chart:
@@ -90,7 +90,7 @@ _CHARTS = {"sweep_loss": _sweep_loss, "logits": _logits, "entropy": _entropy, "n
 def sweep_specs(sweep) -> list[dict]:
     """The sweep's three charts (a :class:`~normcore.lab.experiments.transformers.stability.StabilitySweep`)."""
     entropy = sweep.entropy()
-    entropy = entropy.assign(head_id=entropy["lr"].astype(str) + "/" + entropy["block"].astype(str) + "/"
+    entropy = entropy.assign(head_id=entropy["variant"] + "/" + entropy["lr"].astype(str) + "/" + entropy["block"].astype(str) + "/"
                              + entropy["head"].astype(str))
     return [specs.with_data(_template("sweep_loss"), table=sweep.table()),
             specs.with_data(_template("logits"), logits=sweep.logits()),
