@@ -4,6 +4,7 @@ the Gradients page's first render and cached rerun; and the overview's pictures.
     python -m benchmarks.pages            # default repeats
     python -m benchmarks.pages --quick    # a smoke test: few repeats, AppTest at the defaults only
     python -m benchmarks.pages --gradients  # only the Gradients page, all four parts
+    python -m benchmarks.pages --transformers  # only the Transformers page
 
 Two measurements per setting, medians in milliseconds:
 
@@ -22,7 +23,13 @@ cleared (targets: ≤ 2 s) and a **cached rerun** (≤ 300 ms), at its defaults 
 at their defaults: two deep MLPs trained, or two small ones probed and sliced): the first
 render with the caches cleared (target ≤ 6 s) and a cached rerun (≤ 300 ms).
 
-The overview's six cards (bare mode, alternately in one run): ``st.image`` of each 1400-px
+The Transformers page (AppTest, whole script, every cache cleared first): its first view as it
+opens (per-block gradients at depth 12, three placements, one seed; target ≤ 3 s), the depth
+sweep's button (the depth and init charts, ≤ 10 s), and the default warm-up comparison (four
+runs, ≤ 25 s, with the number of live redraws of its curves while they train), each with a
+cached rerun after it (≤ 300 ms).
+
+The overview's cards (bare mode, alternately in one run): ``st.image`` of each 1400-px
 screenshot, as the overview drew them before, against its cached 480-px JPEG thumbnail
 (``PageInfo.thumbnail``), and the bytes a visitor downloads either way.
 
@@ -33,7 +40,8 @@ CPU time stays close to what an idle machine would take; the load average is pri
 ``--quick`` times the fragment at every setting but only 3 steps after 20 steps of history
 (25 after a full chart window by default), and AppTest at the defaults only, one click after
 the warming one (8 by default); the other settings' AppTest columns then read ``nan``. It
-leaves out the Gradients page's training parts (``--quick --gradients`` times them).
+leaves out the Gradients page's training parts (``--quick --gradients`` times them) and the
+Transformers page (``--quick --transformers`` times it with a tiny warm-up).
 """
 
 from __future__ import annotations
@@ -176,11 +184,69 @@ def print_overview_cards(repeats: int) -> None:
           f"{size_full / 1e6:.2f} MB -> {size_small / 1e3:.0f} KB per visit")
 
 
+TRANSFORMERS = "pages/transformers.py"
+TRANSFORMER_TARGETS = {"first view (depth 12, 3 placements, 1 seed)": 3.0, "depth sweep and init charts": 10.0,
+                       "warm-up comparison (4 runs, default)": 25.0}  # seconds; a cached rerun: RERUN_TARGET
+
+
+def transformer_views(reruns: int, warmup_query: dict) -> list[tuple[str, float, float, float]]:
+    """(view, wall s, CPU s, median cached rerun wall s) of the Transformers page in AppTest, every
+    cache cleared first: the first view as the page opens, the depth sweep's button, the warm-up's."""
+    from normcore.lab.experiments.transformers import warmup
+    from pages.shared import redraw
+    from tests.apptest_pages import open_app
+
+    st.cache_data.clear()
+    st.cache_resource.clear()  # the finished comparisons (CachedRun)
+    warmup.FINISHED_RUNS._items.clear()  # the finished runs (the lab's)
+    at = open_app(timeout=300)
+    at.switch_page(TRANSFORMERS)
+    out = []
+
+    def view(label: str, action) -> None:
+        wall, cpu = timed(action)
+        if at.exception or at.error:
+            raise RuntimeError((at.exception or at.error)[0].value if at.error else at.exception[0].message)
+        out.append((label, wall, cpu, statistics.median(timed(at.run)[0] for _ in range(reruns))))
+
+    view("first view (depth 12, 3 placements, 1 seed)", at.run)
+    view("depth sweep and init charts", next(b for b in at.main.button if "depth sweep" in b.label).click().run)
+    draws, draw = [0], redraw.LiveView.draw
+    redraw.LiveView.draw = lambda self, live: (draws.__setitem__(0, draws[0] + 1), draw(self, live))[1]
+    try:
+        at.session_state["transformers_tab"] = "🔥 Warm-up"
+        for name, value in warmup_query.items():
+            at.query_params[name] = value
+        at.run()
+        view(f"warm-up comparison (4 runs, {'default' if not warmup_query else 'tiny'})",
+             next(b for b in at.main.button if "four runs" in b.label).click().run)
+    finally:
+        redraw.LiveView.draw = draw
+    label, *times = out[-1]
+    out[-1] = (f"{label}, {draws[0] - 1 - reruns} live redraws", *times)  # less the final state's and the reruns'
+    return out
+
+
+def print_transformers(reruns: int, quick: bool) -> None:
+    print(f"Transformers page, AppTest, caches cleared (targets: cached rerun ≤ {RERUN_TARGET * 1e3:.0f} ms), "
+          f"load average {os.getloadavg()[0]:.1f}")
+    tiny = dict(tw_depth="1", tw_steps="20", tw_width="16", tw_context="8", tw_warmup="5") if quick else {}
+    for label, wall, cpu, rerun in transformer_views(reruns, tiny):
+        target = next((t for name, t in TRANSFORMER_TARGETS.items() if label.startswith(name.split(",")[0])), math.inf)
+        verdict = "within" if wall <= target and rerun <= RERUN_TARGET else "OVER"
+        print(f"  {label:58s} {wall:6.1f} s (cpu {cpu:5.1f} s, target {target:g} s)   cached rerun "
+              f"{rerun * 1e3:5.0f} ms   {verdict} targets")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few repeats, short history (a smoke test)")
     parser.add_argument("--gradients", action="store_true", help="only the Gradients page (all its parts)")
+    parser.add_argument("--transformers", action="store_true", help="only the Transformers page")
     args = parser.parse_args()
+    if args.transformers:
+        print_transformers(3 if args.quick else 10, args.quick)
+        return
     if args.gradients:
         print_gradients(3 if args.quick else 10)
         print_gradient_parts(3 if args.quick else 10)
@@ -202,6 +268,7 @@ def main() -> None:
     print_gradients(3 if args.quick else 10)
     if not args.quick:  # ~15 s of training: tests/test_page_gradients.py opens those tabs already
         print_gradient_parts(10)
+        print_transformers(10, quick=False)  # ~40 s of CPU: `--quick --transformers` times it small
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 

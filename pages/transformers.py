@@ -6,12 +6,11 @@ what comes back. Only the open tab runs. The shared sidebar's batch size and eps
 norm is each tab's own control (``NORM_NOTE``).
 """
 
-import importlib
-
 import streamlit as st
 
 from normcore.lab.experiments.transformers.options import NORM_NOTE
 from pages.shared import controls
+from pages.shared.tabs import render_open_tab
 
 TABS = [  # (title, module in pages/transformers_parts); a tab is one line here
     ("🌱 At initialization", "at_init"),
@@ -32,8 +31,4 @@ st.markdown(
     "in the Transformer Architecture\") show why post-LN needs a learning-rate warm-up; each tab measures "
     "one step of that argument at laptop scale."
 )
-tabs = st.tabs([title for title, _ in TABS], key="transformers_tab", on_change="rerun", bind="query-params")
-for tab, (_, module) in zip(tabs, TABS):
-    with tab:
-        if tab.open:  # only the open tab runs its experiment
-            importlib.import_module(f"pages.transformers_parts.{module}").render()
+render_open_tab(TABS, "pages.transformers_parts", key="transformers_tab")

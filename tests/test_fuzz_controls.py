@@ -45,6 +45,7 @@ from normcore.lab.experiments import data_parallel as dp
 from normcore.lab.experiments import gradients, live
 from normcore.lab.experiments.deploy import fold_options, port as deploy_port, port_eps as deploy_eps
 from normcore.lab.experiments.deploy import precision as deploy_precision
+from normcore.lab.experiments.transformers import options as transformer_options
 from normcore.lab.loop import OPTIMIZER_LABELS
 from pages.shared import controls as C
 from pages.shared.navigation import PAGES, ROOT
@@ -70,10 +71,14 @@ PAGE_URL_OPTIONS = {  # session key, parser, schema
     "gradients": ("gradient_options", gradients.GradientOptions, gradients.FIELDS),
     "data_parallel": ("dp_options", dp.DataParallelOptions, dp.FIELDS),
     "deploy_port": ("fold_options", fold_options.FoldOptions, fold_options.FIELDS),  # its default tab's
+    "transformers": ("ti_options", transformer_options.InitOptions, transformer_options.INIT_FIELDS),  # its default tab's
 }
 # Pages that ignore the shared controls take fewer draws; each Fold example may retrain its CNN (~3 s).
 URL_EXAMPLES = {"gradients": max(10, EXAMPLES // 2), "data_parallel": max(10, EXAMPLES // 2),
-                "deploy_port": max(10, EXAMPLES // 8)}
+                "deploy_port": max(10, EXAMPLES // 8), "transformers": max(4, EXAMPLES // 8)}
+# The Transformers page differentiates a model of the chosen size on every rerun: a random size near
+# its cap takes seconds to a minute, so few examples (its extremes: tests/test_page_transformers.py).
+WIDGET_EXAMPLES = {"transformers": max(4, EXAMPLES // 8)}
 # st.tabs(key=...): the open tab is session state. The Gradients tabs 3-4 train deep networks
 # at random sizes (tested at their extremes in tests/test_page_gradients.py), so not here.
 TAB_KEYS = {"train_vs_eval": "scenario", "deploy_port": "deploy_tab"}
@@ -81,7 +86,8 @@ TAB_KEYS = {"train_vs_eval": "scenario", "deploy_port": "deploy_tab"}
 # (data_parallel starts worker processes: tests/test_page_data_parallel.py, the fault tests).
 # The real Keras (deploy_port) is imported in this process only by its own tests, run last (tests/conftest.py).
 SKIP_BUTTONS = {"training": {"▶️ Run"}, "data_parallel": {"▶️ Run", "▶️ Run the batch sweep"},
-                "deploy_port": {"Run real Keras beside normcore"}}
+                "deploy_port": {"Run real Keras beside normcore"},
+                "transformers": {"▶️ Run the depth sweep", "▶️ Train the four runs"}}
 RAW_OPTIONS = {  # widgets whose format_func hides the options from AppTest
     "live_drift": DRIFTS,
     "training_mode": T.MODES,
@@ -96,6 +102,7 @@ RAW_OPTIONS = {  # widgets whose format_func hides the options from AppTest
     **{f"port_options.{f.name}": f.options for f in deploy_port.FIELDS.fields if f.kind == "choice"},
     **{f"port_eps_options.{f.name}": f.options for f in deploy_eps.FIELDS.fields if f.kind == "choice"},
     **{f"precision_options.{f.name}": f.options for f in deploy_precision.FIELDS.fields if f.choices is not None},
+    **{f"ti_{f.name}": f.options for f in transformer_options.INIT_FIELDS.fields if f.choices is not None},
 }
 
 COUNTS: dict[str, int] = {}
@@ -411,7 +418,7 @@ def test_widgets(page, sessions):
     at = sessions(page)
     history: list[str] = []  # the examples before a failure: the state it grew from
 
-    @FUZZ_SESSION
+    @settings(FUZZ_SESSION, max_examples=WIDGET_EXAMPLES.get(page.url_path, EXAMPLES))
     @given(data=st.data())
     def check(data):
         record(f"widgets/{page.url_path}")
