@@ -15,6 +15,8 @@ from pages.shared.tabs import render_open_tab
 TABS = [  # (title, module in pages/transformers_parts); a tab is one line here
     ("🌱 At initialization", "at_init"),
     ("🔥 Warm-up", "warmup"),
+    ("📈 Stability", "stability"),
+    ("⚖️ Which norm", "which_norm"),
 ]
 
 controls.sidebar(("batch_size", "eps"))

@@ -265,6 +265,10 @@ MAX_TRANSFORMER_RUN_S = 180.0  # a training comparison's wall-clock cap (all its
 MAX_HOSTED_TRANSFORMER_RUN_S = 60.0
 MAX_TRANSFORMER_TRAIN_MACS = 5e12  # Σ over a comparison's runs of steps × tokens × MACs per token (~3 min here)
 MAX_HOSTED_TRANSFORMER_TRAIN_MACS = 1e12
+MAX_TRANSFORMER_SWEEP_RUNS = 24  # a learning-rate sweep's runs: rates × variants (8 × 3)
+MAX_HOSTED_TRANSFORMER_SWEEP_RUNS = 12
+MAX_TRANSFORMER_SWEEP_S = 300.0  # a learning-rate sweep's wall-clock cap (all its runs)
+MAX_HOSTED_TRANSFORMER_SWEEP_S = 120.0
 MAX_TRANSFORMER_INIT_MACS = 1e12  # Σ over an at-initialization view's backward passes
 MAX_HOSTED_TRANSFORMER_INIT_MACS = 3e11
 
@@ -294,6 +298,22 @@ def transformer_training_work(runs: int, steps: int, batch_size: int, context: i
     return (f"{runs} runs × {steps} steps of {batch_size} × {context} tokens through {depth} blocks of width {width} "
             f"is about {macs:.2g} multiply-accumulates, over this server's cap of {cap:.2g}. "
             "Use fewer steps, a smaller batch or context, or a narrower or shallower model.")
+
+
+def transformer_sweep_seconds(environ) -> float:
+    """A learning-rate sweep's wall-clock cap: tighter on a hosted server."""
+    return MAX_HOSTED_TRANSFORMER_SWEEP_S if hosted(environ) else MAX_TRANSFORMER_SWEEP_S
+
+
+def transformer_sweep_work(rates: int, variants: int, steps: int, batch_size: int, context: int, depth: int,
+                           width: int, environ) -> str | None:
+    """A learning-rate sweep: ``rates`` × ``variants`` runs (fields rates, z_loss, steps, depth,
+    width, context and the sidebar's batch size), capped in runs and in total work."""
+    cap = MAX_HOSTED_TRANSFORMER_SWEEP_RUNS if hosted(environ) else MAX_TRANSFORMER_SWEEP_RUNS
+    if rates * variants > cap:
+        return (f"{rates} learning rates × {variants} variants is {rates * variants} runs, over this server's cap of "
+                f"{cap}. Pick fewer learning rates, or leave z-loss out.")
+    return transformer_training_work(rates * variants, steps, batch_size, context, depth, width, environ)
 
 
 def transformer_init_work(passes: int, batch_size: int, context: int, depth_sum: int, width: int, environ) -> str | None:

@@ -17,6 +17,7 @@ to next-token logits. What varies, and what it means:
 * ``qk_norm``: ``None | "layer" | "rms"``, per head, on queries and keys (Wortsman et al. 2023);
 * ``init``: ``"xavier"`` (Xiong et al. 2020's analysis) or ``"gpt2"``; :meth:`TinyGPT.reset_parameters`
   says which tensors each touches;
+* ``dyt_alpha``: DynamicTanh's initial α (norm ``"dyt"`` only; Zhu et al. 2025 use 0.5);
 * ``impl``: ``"normcore"`` (default) or ``"torch"``: the same parameters, in the same order and
   with the same names, so one seed gives the same numbers in both.
 
@@ -33,7 +34,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from normcore.dynamic_tanh import DynamicTanh
 from normcore.lab.transformer_norms import NORMS, QK_NORMS, make_norm
+
+DYT_SATURATED = 2.0  # |αx| above this: tanh is within 4 % of ±1, its slope under 0.07
 
 PLACEMENTS = ("post", "pre", "peri")
 PLACEMENT_LABELS = {"post": "post-LN", "pre": "pre-LN", "peri": "peri-LN"}
@@ -55,6 +59,8 @@ class CausalSelfAttention(nn.Module):
         self.record = False  # set by TinyGPT.recording(): keep the statistics below
         self.max_logit: torch.Tensor | None = None  # the largest pre-softmax logit of the last call
         self.entropy: torch.Tensor | None = None  # mean entropy (nats) of a query's attention weights
+        self.head_max_logit: torch.Tensor | None = None  # (n_heads,): the same two, head by head
+        self.head_entropy: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
@@ -65,8 +71,9 @@ class CausalSelfAttention(nn.Module):
         logits = logits.masked_fill(~self.causal[:T, :T], float("-inf"))  # no looking ahead
         weights = F.softmax(logits, dim=-1)
         if self.record:
-            self.max_logit = logits.detach().max()  # the masked entries are -inf, never the max
-            self.entropy = torch.special.entr(weights.detach()).sum(-1).mean()  # −Σ p log p, 0·log 0 = 0
+            self.head_max_logit = logits.detach().amax(dim=(0, 2, 3))  # the masked entries are -inf, never the max
+            self.head_entropy = torch.special.entr(weights.detach()).sum(-1).mean(dim=(0, 2))  # −Σ p log p, 0·log 0 = 0
+            self.max_logit, self.entropy = self.head_max_logit.max(), self.head_entropy.mean()
         y = (weights @ v).transpose(1, 2).reshape(B, T, C)  # heads side by side again
         return self.c_proj(y)
 
@@ -89,15 +96,15 @@ class Block(nn.Module):
     them: ``ln_1``/``ln_2`` (post: after the add; pre and peri: on the branch's input) and, for
     peri only, ``ln_1_out``/``ln_2_out`` on the branch's output."""
 
-    def __init__(self, d_model, n_heads, context, norm, placement, qk_norm, impl, eps):
+    def __init__(self, d_model, n_heads, context, norm, placement, qk_norm, impl, eps, dyt_alpha=0.5):
         super().__init__()
         self.placement = placement
-        self.ln_1 = make_norm(norm, d_model, impl, eps)
+        self.ln_1 = make_norm(norm, d_model, impl, eps, dyt_alpha)
         self.attn = CausalSelfAttention(d_model, n_heads, context, qk_norm, impl, eps)
-        self.ln_1_out = make_norm(norm, d_model, impl, eps) if placement == "peri" else None
-        self.ln_2 = make_norm(norm, d_model, impl, eps)
+        self.ln_1_out = make_norm(norm, d_model, impl, eps, dyt_alpha) if placement == "peri" else None
+        self.ln_2 = make_norm(norm, d_model, impl, eps, dyt_alpha)
         self.mlp = MLP(d_model)
-        self.ln_2_out = make_norm(norm, d_model, impl, eps) if placement == "peri" else None
+        self.ln_2_out = make_norm(norm, d_model, impl, eps, dyt_alpha) if placement == "peri" else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self._residual(x, self.attn, self.ln_1, self.ln_1_out)
@@ -124,7 +131,7 @@ class TinyGPT(nn.Module):
 
     def __init__(self, vocab_size: int, context: int, d_model: int = 64, n_heads: int = 4, n_layers: int = 4,
                  norm: str = "layer", placement: str = "pre", qk_norm: str | None = None, init: str = "xavier",
-                 impl: str = "normcore", eps: float | None = None):
+                 impl: str = "normcore", eps: float | None = None, dyt_alpha: float = 0.5):
         super().__init__()
         for name, value, choices in (("norm", norm, NORMS), ("placement", placement, PLACEMENTS),
                                      ("qk_norm", qk_norm, QK_NORMS), ("init", init, INITS)):
@@ -137,11 +144,12 @@ class TinyGPT(nn.Module):
         self.wte = nn.Embedding(vocab_size, d_model)  # token embedding
         self.wpe = nn.Embedding(context, d_model)  # learned position embedding
         self.blocks = nn.ModuleList(
-            Block(d_model, n_heads, context, norm, placement, qk_norm, impl, eps) for _ in range(n_layers))
-        self.ln_f = make_norm(norm, d_model, impl, eps) if placement != "post" else None
+            Block(d_model, n_heads, context, norm, placement, qk_norm, impl, eps, dyt_alpha) for _ in range(n_layers))
+        self.ln_f = make_norm(norm, d_model, impl, eps, dyt_alpha) if placement != "post" else None
         self.lm_head = nn.Linear(d_model, vocab_size, bias=False)  # not tied to wte: the inits differ
         self.record = False
         self.residual_norms: list[torch.Tensor] = []  # per block, while recording
+        self.dyt_saturation: dict[str, torch.Tensor] = {}  # per DynamicTanh, while recording
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -192,17 +200,29 @@ class TinyGPT(nn.Module):
     def recording(self):
         """Within this block, forward passes keep per block the residual stream's norm
         (``residual_norms``) and the attention's largest logit and entropy
-        (``blocks[i].attn.max_logit`` / ``.entropy``), as detached tensors."""
+        (``blocks[i].attn.max_logit`` / ``.entropy``, and per head ``head_max_logit`` /
+        ``head_entropy``), and per DynamicTanh (by module name) the share of its inputs in tanh's
+        saturated range, |αx| > 2 (``dyt_saturation``), as detached tensors."""
         attentions = [block.attn for block in self.blocks]
-        self.record = True
+        self.record, self.dyt_saturation = True, {}
         for attn in attentions:
             attn.record = True
+        hooks = [module.register_forward_hook(self._saturation_hook(name))
+                 for name, module in self.named_modules() if isinstance(module, DynamicTanh)]
         try:
             yield self
         finally:
             self.record = False
             for attn in attentions:
                 attn.record = False
+            for hook in hooks:
+                hook.remove()
+
+    def _saturation_hook(self, name: str):
+        """A forward hook keeping the share of a DynamicTanh's inputs with |αx| > 2 (tanh ≥ 0.96)."""
+        def keep(module, inputs, output):
+            self.dyt_saturation[name] = ((module.alpha.detach() * inputs[0].detach()).abs() > DYT_SATURATED).float().mean()
+        return keep
 
 
 __all__ = ["Block", "CausalSelfAttention", "INITS", "INIT_LABELS", "MLP", "PLACEMENTS", "PLACEMENT_LABELS", "TinyGPT",

@@ -45,8 +45,10 @@ class TimeBatchNorm(nn.Module):
         return self.bn(x.reshape(-1, x.shape[-1])).reshape(x.shape)
 
 
-def make_norm(norm: str, width: int, impl: str = "normcore", eps: float | None = None) -> nn.Module:
-    """One normalization of ``width`` features (the last dim) of the kind ``norm``."""
+def make_norm(norm: str, width: int, impl: str = "normcore", eps: float | None = None,
+              dyt_alpha: float = 0.5) -> nn.Module:
+    """One normalization of ``width`` features (the last dim) of the kind ``norm``
+    (``dyt_alpha``: DynamicTanh's initial α)."""
     if norm not in NORMS:
         raise ValueError(f"Unknown norm {norm!r}; choose one of {', '.join(NORMS)}.")
     if impl not in IMPLS:
@@ -54,7 +56,7 @@ def make_norm(norm: str, width: int, impl: str = "normcore", eps: float | None =
     if norm == "none":
         return nn.Identity()
     if norm == "dyt":
-        return normcore.DynamicTanh(width)
+        return normcore.DynamicTanh(width, dyt_alpha)
     lib = normcore if impl == "normcore" else nn
     if norm == "rms":
         return lib.RMSNorm(width, eps=eps)

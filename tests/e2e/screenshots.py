@@ -36,6 +36,13 @@ TAB_PICTURES = {
     "transformers_warmup": ("transformers", Plan(query={"transformers_tab": "🔥 Warm-up", "tw_warmup": "19"},
                                                  slider="Warm-up steps", button="Train the four runs",
                                                  rerun_timeout_ms=180_000, picture_height=2000)),
+    # Part 2 at its defaults (the sidebar's batch moves from 31 to the default 32): the sweep, then the norms.
+    "transformers_stability": ("transformers", Plan(query={"transformers_tab": "📈 Stability", "batch_size": "31"},
+                                                    slider="Batch size N", button="Run the sweep",
+                                                    rerun_timeout_ms=480_000, picture_height=2400)),
+    "transformers_which_norm": ("transformers", Plan(query={"transformers_tab": "⚖️ Which norm", "batch_size": "31"},
+                                                     slider="Batch size N", button="Train the norms side by side",
+                                                     rerun_timeout_ms=400_000, picture_height=3000)),
 }
 MAX_BYTES = 400_000
 

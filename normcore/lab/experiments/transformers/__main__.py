@@ -3,6 +3,7 @@
     python -m normcore.lab.experiments.transformers init  [--depth 12 --init xavier --seeds 3 ...]
     python -m normcore.lab.experiments.transformers depth [--depth 24 --seeds 3 ...]
     python -m normcore.lab.experiments.transformers warmup [--lr 0.005 --steps 100 ...]
+    python -m normcore.lab.experiments.transformers sweep [--rates 0.001,0.01,0.1 --qk-norm rms --z-loss true ...]
 
 Every option is a field of the page's schema (``options.py``), checked as the page checks it,
 with the same caps; ``--batch-size`` and ``--eps`` stand for the shared sidebar's.
@@ -17,6 +18,7 @@ import pandas as pd
 
 from normcore.lab.fields import Schema
 
+from normcore.lab.experiments.transformers.part2_options import STABILITY_FIELDS, StabilityOptions, stability_problems
 from normcore.lab.experiments.transformers.options import INIT_FIELDS, WARMUP_FIELDS, InitOptions, WarmupOptions, init_problems, warmup_problems
 
 
@@ -30,12 +32,13 @@ def _value_of(f):
     return parse
 
 
-def _add_schema(parser: argparse.ArgumentParser, schema: Schema) -> None:
+def _add_schema(parser: argparse.ArgumentParser, schema: Schema, eps: bool = True) -> None:
     for f in schema.fields:
         parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=_value_of(f), default=None,
                             help=f"{f.help} (default {f.label_of(f.default)})")
     parser.add_argument("--batch-size", dest="batch_size", type=int, default=None, help="Sequences per batch (default 32).")
-    parser.add_argument("--eps", type=float, default=None, help="Every norm's eps (default: each norm's torch default).")
+    if eps:
+        parser.add_argument("--eps", type=float, default=None, help="Every norm's eps (default: each norm's torch default).")
 
 
 def parse(argv) -> argparse.Namespace:
@@ -46,11 +49,13 @@ def parse(argv) -> argparse.Namespace:
                                ("depth", INIT_FIELDS, "post / pre against depth, both inits"),
                                ("warmup", WARMUP_FIELDS, "post- and pre-LN with and without warm-up")):
         _add_schema(commands.add_parser(name, help=what), schema)
+    _add_schema(commands.add_parser("sweep", help="learning-rate sweep, QK-norm off and on (Wortsman et al.)"),
+                STABILITY_FIELDS, eps=False)
     return parser.parse_args(argv)
 
 
 def _options(cls, args: argparse.Namespace):
-    given = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
+    given = {k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items() if k != "command" and v is not None}
     return cls(**given)
 
 
@@ -61,6 +66,8 @@ def _print_progress(comparison) -> None:
 def main(argv=None) -> int:
     args = parse(argv)
     pd.set_option("display.width", 160)
+    if args.command == "sweep":
+        return _sweep(_options(StabilityOptions, args))
     if args.command == "warmup":
         options = _options(WarmupOptions, args)
         problems = warmup_problems(options)
@@ -85,6 +92,20 @@ def main(argv=None) -> int:
         print(result.summary().round(3).to_string(index=False))
         return _print_sentence(result.sentence(), 0 if result.status == "finished" else 1)
     return _print_sentence(result.sentence, 0)
+
+
+def _sweep(options) -> int:
+    if errors := [p.message for p in stability_problems(options) if p.level == "error"]:
+        print("\n".join(errors), file=sys.stderr)
+        return 2
+    from normcore.lab.experiments.transformers.stability import run_stability
+
+    result = run_stability(options, on_progress=_print_progress)
+    print(file=sys.stderr)
+    print(result.table().to_string(index=False, formatters={"final_loss": "{:.3f}".format, "max_logit": "{:.3g}".format}))
+    print()
+    print(result.sensitivity().round(3).to_string(index=False))
+    return _print_sentence(result.sentence(), 0 if result.status == "finished" else 1)
 
 
 def _print_sentence(sentence: str, code: int) -> int:

@@ -11,6 +11,11 @@ One row per block (``PROBE_COLUMNS``):
   positions each query may see (Wortsman et al. 2023 watch it grow at high learning rates);
 * ``entropy``: the attention weights' entropy in nats, averaged over queries and heads
   (log of the number of visible positions when attention is uniform, 0 when one-hot).
+
+Two more tables from the same reading: :func:`head_rows`, one row per (block, head) with that
+head's largest logit and mean entropy (``HEAD_COLUMNS``: a collapsing head shows as its entropy
+falls to 0), and :func:`dyt_rows`, one row per DynamicTanh (``DYT_COLUMNS``: its α, and the
+share of its inputs in tanh's saturated range, |αx| > 2).
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from __future__ import annotations
 import torch
 
 PROBE_COLUMNS = ("step", "block", "grad_norm", "ffn_grad_norm", "residual_norm", "max_logit", "entropy")
+HEAD_COLUMNS = ("step", "block", "head", "max_logit", "entropy")
+DYT_COLUMNS = ("step", "layer", "alpha", "saturated")
 
 
 def _grad_norm(params) -> torch.Tensor:
@@ -42,4 +49,28 @@ def probe_rows(model, step: int) -> list[dict]:
     return [dict(zip(PROBE_COLUMNS, (step, i + 1, *row))) for i, row in enumerate(table)]
 
 
-__all__ = ["PROBE_COLUMNS", "probe_rows"]
+def head_rows(model, step: int) -> list[dict]:
+    """Per (block, head) (both numbered from 1): the head's largest logit and mean entropy."""
+    rows = []
+    for i, block in enumerate(model.blocks):
+        attn = block.attn
+        if attn.head_max_logit is None:
+            continue
+        table = torch.stack([attn.head_max_logit, attn.head_entropy]).double().cpu().T.tolist()
+        rows.extend(dict(zip(HEAD_COLUMNS, (step, i + 1, h + 1, *row))) for h, row in enumerate(table))
+    return rows
+
+
+def dyt_rows(model, step: int) -> list[dict]:
+    """Per DynamicTanh the model ran under ``recording()`` (``layer``: its module name): α and
+    the share of its inputs with |αx| > 2."""
+    modules = dict(model.named_modules())
+    names = list(model.dyt_saturation)
+    if not names:
+        return []
+    table = torch.stack([torch.stack([modules[n].alpha.detach().reshape(()), model.dyt_saturation[n]]).double().cpu()
+                         for n in names]).tolist()
+    return [dict(zip(DYT_COLUMNS, (step, name, *row))) for name, row in zip(names, table)]
+
+
+__all__ = ["DYT_COLUMNS", "HEAD_COLUMNS", "PROBE_COLUMNS", "dyt_rows", "head_rows", "probe_rows"]

@@ -26,7 +26,8 @@ class LMRunConfig:
     The learning rate rises linearly over ``warmup_steps`` (``lr·(t+1)/warmup_steps`` at step t)
     and then stays at ``lr``; ``warmup_steps=0`` starts at ``lr``. ``clip``: the gradients'
     global norm is clipped to it (None: no clipping). ``z_loss``: the coefficient of
-    mean(log²Z) added to the loss (Z: the softmax's normaliser; 0: none). Weight decay applies
+    mean(log²Z) added to the loss (Z: the softmax's normaliser; 0: none). ``dyt_alpha``:
+    DynamicTanh's initial α (norm "dyt"). Weight decay applies
     to the Linear and Embedding weights only (nanoGPT's rule). Probes every ``probe_every``
     steps (0: never), progress reports every ``log_every`` steps."""
 
@@ -36,6 +37,7 @@ class LMRunConfig:
     init: str = "xavier"
     impl: str = "normcore"
     eps: float | None = None
+    dyt_alpha: float = 0.5
     d_model: int = 64
     n_heads: int = 4
     n_layers: int = 4
@@ -66,6 +68,8 @@ class LMRunConfig:
             raise ValueError(f"The width {self.d_model} must be a multiple of the {self.n_heads} heads.")
         if self.norm == "batch" and self.batch_size * self.context < 2:
             raise ValueError("BatchNorm needs more than one value per channel: use a larger batch or context.")
+        if not (math.isfinite(self.dyt_alpha) and self.dyt_alpha > 0):
+            raise ValueError(f"DynamicTanh's initial alpha must be a positive number, got {self.dyt_alpha}.")
         if self.clip is not None and not self.clip > 0:
             raise ValueError(f"The clipping norm must be positive, got {self.clip}.")
 
@@ -87,7 +91,7 @@ class LMRunConfig:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             return TinyGPT(vocab_size, self.context, self.d_model, self.n_heads, self.n_layers, self.norm,
-                           self.placement, self.qk_norm, self.init, self.impl, self.eps)
+                           self.placement, self.qk_norm, self.init, self.impl, self.eps, self.dyt_alpha)
 
 
 def make_adamw(model: torch.nn.Module, config: LMRunConfig) -> torch.optim.AdamW:

@@ -31,7 +31,8 @@ from normcore.lab.finished_cache import FinishedCache
 from normcore.lab.loop import _check_losses, _TrainClock  # the loop's window check and training-only clock
 from normcore.lab.text_corpus import Corpus, load_corpus
 
-from normcore.lab.experiments.transformers.probes import PROBE_COLUMNS, probe_rows
+from normcore.lab.experiments.transformers.probes import (DYT_COLUMNS, HEAD_COLUMNS, PROBE_COLUMNS, dyt_rows, head_rows,
+                                                          probe_rows)
 from normcore.lab.experiments.transformers.run_config import LMRunConfig, make_adamw
 
 LOSS_COLUMNS = ("step", "loss", "lr", "wall_s")
@@ -50,22 +51,32 @@ def next_token_loss(logits: torch.Tensor, targets: torch.Tensor, z_loss: float =
 @dataclass
 class LMRun:
     """A run's record, filled while it trains: loss reports (``LOSS_COLUMNS``), probe rows
-    (``PROBE_COLUMNS``), and how it ended."""
+    (``PROBE_COLUMNS``, per head ``HEAD_COLUMNS``, per DynamicTanh ``DYT_COLUMNS``), and how it
+    ended; ``model``: the trained model, kept only when asked (``train_lm(keep_model=True)``)."""
 
     config: LMRunConfig
     rows: list[dict] = field(default_factory=list)
     probes: list[dict] = field(default_factory=list)
+    heads: list[dict] = field(default_factory=list)
+    dyt: list[dict] = field(default_factory=list)
     status: str = "running"  # then finished, stopped or diverged
     message: str = ""
     steps: int = 0
     train_time_s: float = 0.0
     validation_loss: float = math.nan
+    model: torch.nn.Module | None = field(default=None, repr=False)
 
     def history(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=list(LOSS_COLUMNS))
 
     def probe_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.probes, columns=list(PROBE_COLUMNS))
+
+    def head_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.heads, columns=list(HEAD_COLUMNS))
+
+    def dyt_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.dyt, columns=list(DYT_COLUMNS))
 
     @property
     def final_loss(self) -> float:
@@ -91,19 +102,23 @@ def validation_loss(model, corpus: Corpus, config: LMRunConfig, dev: torch.devic
 
 
 def train_lm(config: LMRunConfig, *, corpus: Corpus | None = None, on_progress: Callable[[LMRun], None] | None = None,
-             stop: Callable[[], bool] | None = None, max_seconds: float = math.inf, threads: int | None = None) -> LMRun:
-    """Train one run of ``config`` and return its :class:`LMRun` (see the module docstring).
+             stop: Callable[[], bool] | None = None, max_seconds: float = math.inf, threads: int | None = None,
+             keep_model: bool = False) -> LMRun:
+    """Train one run of ``config`` and return its :class:`LMRun` (see the module docstring;
+    ``keep_model``: the run keeps its trained model, in eval mode).
     An exception from ``on_progress`` (Streamlit interrupting a script) propagates; the
     caller keeps the run it was given."""
     config.check()
     corpus = corpus or load_corpus()
     run = LMRun(config)
     with devices.thread_count(threads):
-        _train_into(run, corpus, on_progress, stop, max_seconds)
+        model = _train_into(run, corpus, on_progress, stop, max_seconds)
+    if keep_model:
+        run.model = model.eval()
     return run
 
 
-def _train_into(run: LMRun, corpus: Corpus, on_progress, stop, max_seconds: float) -> None:
+def _train_into(run: LMRun, corpus: Corpus, on_progress, stop, max_seconds: float) -> torch.nn.Module:
     config, dev = run.config, torch.device(run.config.device)
     model = config.build_model(corpus.vocab_size).to(dev).train()
     optimizer = make_adamw(model, config)
@@ -117,7 +132,7 @@ def _train_into(run: LMRun, corpus: Corpus, on_progress, stop, max_seconds: floa
             run.status, run.message = "stopped", (f"Stopped at step {step} of {config.steps}: the run passed this "
                                                   f"demo's cap of {max_seconds:g} s. Use fewer steps or a smaller model.")
         else:
-            losses.append(_step(model, optimizer, corpus, config, generator, step, dev, run.probes))
+            losses.append(_step(model, optimizer, corpus, config, generator, step, dev, run))
             step += 1
         if losses and (step % config.log_every == 0 or step == config.steps or run.status != "running"):
             clock.pause()
@@ -134,9 +149,10 @@ def _train_into(run: LMRun, corpus: Corpus, on_progress, stop, max_seconds: floa
         run.validation_loss = validation_loss(model, corpus, config, dev)
     if on_progress is not None:
         on_progress(run)
+    return model
 
 
-def _step(model, optimizer, corpus, config: LMRunConfig, generator, step: int, dev, probes: list) -> torch.Tensor:
+def _step(model, optimizer, corpus, config: LMRunConfig, generator, step: int, dev, run: LMRun) -> torch.Tensor:
     """One optimizer step (with the probes' forward and reading on a probe step); its loss."""
     x, y = (t.to(dev) for t in corpus.batch("train", config.batch_size, config.context, generator))
     for group in optimizer.param_groups:
@@ -150,7 +166,9 @@ def _step(model, optimizer, corpus, config: LMRunConfig, generator, step: int, d
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if probing:  # the gradients of this step, before clipping and the update
-        probes.extend(probe_rows(model, step))
+        run.probes.extend(probe_rows(model, step))
+        run.heads.extend(head_rows(model, step))
+        run.dyt.extend(dyt_rows(model, step))
     if config.clip is not None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
     optimizer.step()
