@@ -21,6 +21,7 @@ from normcore.lab import devices, limits
 from normcore.lab.finished_cache import FinishedCache
 from normcore.lab.transformer import PLACEMENT_LABELS
 
+from normcore.lab.experiments.transformers.live_runs import LiveRuns
 from normcore.lab.experiments.transformers.options import WarmupOptions
 from normcore.lab.experiments.transformers.run_config import LMRunConfig
 from normcore.lab.experiments.transformers.training import LMRun, lm_run_cache, train_lm
@@ -53,7 +54,7 @@ def run_configs(o: WarmupOptions) -> list[LMRunConfig]:
 
 
 @dataclass
-class WarmupComparison:
+class WarmupComparison(LiveRuns):
     """The four runs as they train: ``runs`` grows as each starts. ``status``: running, then
     finished or stopped (by Stop, by the time cap, or :meth:`mark_interrupted`)."""
 
@@ -64,44 +65,25 @@ class WarmupComparison:
     started: float = field(default_factory=time.perf_counter)
     elapsed_s: float = 0.0
 
-    @property
-    def fraction(self) -> float:
-        done = sum(run.steps or (run.rows[-1]["step"] if run.rows else 0) for run in self.runs)
-        return min(1.0, done / (len(VARIANTS) * self.options.steps))
+    def planned_runs(self) -> int:
+        return len(VARIANTS)
 
-    @property
-    def running(self) -> bool:
-        return self.status == "running"
+    def planned_steps(self) -> int:
+        return len(VARIANTS) * self.options.steps
 
-    def mark_interrupted(self, why: str) -> None:
-        """The comparison was cut short from outside (a page's Stop): it and the run that was
-        training end as stopped, that run at its last report; finished runs stay as they are."""
-        if self.status != "running":
-            return
-        self.status, self.message = "stopped", why
-        for run in self.runs:
-            if run.status == "running":
-                run.status, run.message, run.steps = "stopped", why, int(run.rows[-1]["step"]) if run.rows else 0
-
-    def progress_text(self) -> str:
-        if self.status == "running" and self.runs:
-            run = self.runs[-1]
-            return f"Training {len(self.runs)}/{len(VARIANTS)}: {self._label(run)} · {self.elapsed_s:.1f} s"
-        return f"{self.status.capitalize()} · {self.elapsed_s:.1f} s"
-
-    def _label(self, run: LMRun) -> str:
+    def run_label(self, run: LMRun) -> str:
         return variant_label(run.config.placement, run.config.warmup_steps > 0, self.options.warmup_steps)
 
     def curves(self) -> pd.DataFrame:
         """Tidy loss curves: one row per (run, report)."""
-        frames = [run.history().assign(label=self._label(run), placement=PLACEMENT_LABELS[run.config.placement],
+        frames = [run.history().assign(label=self.run_label(run), placement=PLACEMENT_LABELS[run.config.placement],
                                        warmup=run.config.warmup_steps > 0) for run in self.runs]
         columns = ["label", "placement", "warmup", "step", "loss", "lr", "wall_s"]
         return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
     def summary(self) -> pd.DataFrame:
         """One row per run: the last report's training loss, the validation loss, how it ended."""
-        return pd.DataFrame([dict(label=self._label(r), placement=PLACEMENT_LABELS[r.config.placement],
+        return pd.DataFrame([dict(label=self.run_label(r), placement=PLACEMENT_LABELS[r.config.placement],
                                   warmup=r.config.warmup_steps > 0, final_loss=r.final_loss,
                                   validation_loss=r.validation_loss, status=r.status, steps=r.steps,
                                   train_time_s=r.train_time_s) for r in self.runs])
@@ -110,7 +92,7 @@ class WarmupComparison:
         """What the finished runs show, beside Xiong et al.'s finding."""
         final = {(r.config.placement, r.config.warmup_steps > 0): r for r in self.runs if r.status == "finished"}
         if len(final) < len(VARIANTS):
-            ended = "; ".join(f"{self._label(r)}: {r.message}" for r in self.runs if r.status == "diverged")
+            ended = "; ".join(f"{self.run_label(r)}: {r.message}" for r in self.runs if r.status == "diverged")
             return (ended + " " if ended else "The comparison needs all four runs to finish. ") + PAPER_FINDING
         loss = {k: r.final_loss for k, r in final.items()}
         gap_post, gap_pre = loss["post", False] - loss["post", True], loss["pre", False] - loss["pre", True]
