@@ -345,7 +345,7 @@ class Box:
     def progress(self, fraction, text):
         self.calls.append(("progress", fraction, text))
 
-    def vega_lite_chart(self, spec, width):
+    def vega_lite_chart(self, spec, width, height="content"):
         self.calls.append(("chart", spec))
 
 
