@@ -18,7 +18,8 @@ TINY_NORMS = dict(tn_steps=20, tn_depth=2, tn_width=16, tn_context=8, tn_sblock=
 
 def open_tab(app: H.AppPage, server, tab: str, **query) -> None:
     app.goto(page_url(server, by_path("transformers"), transformers_tab=tab, batch_size=4, **query), timeout_ms=120_000)
-    assert app.page.locator(MAIN).get_by_role("tab", name=tab).get_attribute("aria-selected") == "true"
+    # The tab strip can mount after the run is idle: wait for the linked tab to show as selected.
+    app.page.locator(MAIN).get_by_role("tab", name=tab, selected=True).wait_for(timeout=30_000)
     found = problems(app)
     assert not found, "the page is not healthy:\n" + "\n".join(found)
 
@@ -35,5 +36,7 @@ def test_which_norm_tab_opens_on_the_s_curves(app, warm_server):
     open_tab(app, warm_server, "⚖️ Which norm", **TINY_NORMS)
     main = app.page.locator(MAIN)
     main.get_by_text("per-token input std", exact=False).first.wait_for(timeout=120_000)
+    # Vega mounts a chart after the script's text is shown (on a first visit, about a second later).
+    app.page.locator(f"{MAIN} {CHARTS}").first.wait_for(timeout=30_000)
     assert app.page.locator(f"{MAIN} {CHARTS}").count() == 1
     assert not problems(app)
