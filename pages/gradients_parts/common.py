@@ -36,11 +36,3 @@ def long_run(part: str, settings, compute):
         st.info("⏹️ Stopped. Press ▶️ Run to compute these settings.")
         return None
     return compute(settings)
-
-
-def with_progress(text: str, compute):
-    """``compute(on_progress)`` under a progress bar that goes when it returns."""
-    bar = st.progress(0.0, text=text)
-    result = compute(lambda done: bar.progress(min(done, 1.0), text=text))
-    bar.empty()
-    return result

@@ -9,7 +9,8 @@ from normcore.lab.experiments import gradients as G
 from normcore.lab.experiments.gradients import flow
 from normcore.lab.experiments.gradients.flow import GAIN_MARKS
 from normcore.lab.viz import flow_charts as charts
-from pages.gradients_parts.common import CHART_PX, OPTIONS, long_run, numbers, with_progress
+from pages.gradients_parts.common import CHART_PX, OPTIONS, long_run, numbers
+from pages.shared.progress import with_progress
 from pages.shared import controls
 
 INTRO = (

@@ -11,7 +11,8 @@ from normcore.lab.experiments.transformers.options import InitOptions, init_prob
 from normcore.lab.viz import transformer_charts as charts
 from pages.shared import controls
 from pages.shared.page_options import PageOptions, sync_url
-from pages.transformers_parts.common import CHART_PX, norm_control, with_progress, with_sidebar
+from pages.transformers_parts.common import CHART_PX, norm_control, with_sidebar
+from pages.shared.progress import with_progress
 
 OPTIONS = PageOptions(InitOptions, "ti_options", "ti_")
 SWEEP_SHOWN = "ti_sweep_shown"

@@ -43,11 +43,3 @@ def show_record(view, live, o, message_box, run_label: str) -> None:
     view.draw(live)
     show_status(message_box, live, live.options == o, f"These runs are from earlier settings; press {run_label} for "
                 "the current ones.", " The runs that finished are kept.")
-
-
-def with_progress(text: str, compute):
-    """``compute(on_progress)`` under a progress bar that goes when it returns."""
-    bar = st.progress(0.0, text=text)
-    result = compute(lambda done: bar.progress(min(done, 1.0), text=text))
-    bar.empty()
-    return result
