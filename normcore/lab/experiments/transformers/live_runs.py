@@ -3,13 +3,23 @@ still running, how far it got, and being cut short from outside (a page's Stop).
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
+
 from normcore.lab.finished_cache import FinishedCache
 
 
+@dataclass(kw_only=True)
 class LiveRuns:
-    """Mixin for a dataclass with ``options``, ``status``, ``message``, ``elapsed_s`` and its LM
-    runs (:meth:`lm_runs`); :meth:`planned_runs` and :meth:`planned_steps` say how many runs
-    and steps it will train, :meth:`run_label` names a run in the progress text."""
+    """Base of a dataclass record with ``options`` and its LM runs (:meth:`lm_runs`): how it
+    ended (``status``: running, then finished or stopped; ``message``) and how long it took;
+    :meth:`planned_runs` and :meth:`planned_steps` say how many runs and steps it will train,
+    :meth:`run_label` names a run in the progress text."""
+
+    status: str = "running"
+    message: str = ""
+    started: float = field(default_factory=time.perf_counter)
+    elapsed_s: float = 0.0
 
     def lm_runs(self) -> list:
         return list(self.runs)

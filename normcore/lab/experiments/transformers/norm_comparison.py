@@ -44,10 +44,6 @@ class NormComparison(LiveRuns):
 
     options: NormOptions
     runs: list[LMRun] = field(default_factory=list)
-    status: str = "running"
-    message: str = ""
-    started: float = field(default_factory=time.perf_counter)
-    elapsed_s: float = 0.0
 
     def planned_steps(self) -> int:
         return len(self.options.norms) * self.options.steps

@@ -67,10 +67,6 @@ class StabilitySweep(LiveRuns):
     options: StabilityOptions
     runs: list[tuple[str, LMRun]] = field(default_factory=list)
     initial_loss: dict[str, float] = field(default_factory=dict)
-    status: str = "running"
-    message: str = ""
-    started: float = field(default_factory=time.perf_counter)
-    elapsed_s: float = 0.0
 
     @property
     def total_runs(self) -> int:

@@ -60,10 +60,6 @@ class WarmupComparison(LiveRuns):
 
     options: WarmupOptions
     runs: list[LMRun] = field(default_factory=list)
-    status: str = "running"
-    message: str = ""
-    started: float = field(default_factory=time.perf_counter)
-    elapsed_s: float = 0.0
 
     def planned_runs(self) -> int:
         return len(VARIANTS)
